@@ -1,0 +1,44 @@
+// Command outpost-server runs the Outpost server.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"outpost/server"
+)
+
+func main() {
+	cfg := server.Defaults
+	var pwFile string
+	flag.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (store, TLS certificate, keys)")
+	flag.StringVar(&cfg.Bind, "bind", cfg.Bind, "address of the HTTPS API and edge endpoints")
+	flag.StringVar(&cfg.TunnelAddr, "tunnel-addr", cfg.TunnelAddr, "address of the reverse tunnel listener")
+	flag.StringVar(&cfg.PublicURL, "public-url", "", "URL agents use to reach the server (default https://localhost:PORT)")
+	flag.StringVar(&pwFile, "admin-password-file", "", "file holding the initial administrator password (or set OUTPOST_ADMIN_PASSWORD)")
+	flag.Parse()
+
+	cfg.AdminPassword = os.Getenv("OUTPOST_ADMIN_PASSWORD")
+	if pwFile != "" {
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "outpost-server: admin-password-file: %v\n", err)
+			os.Exit(2)
+		}
+		cfg.AdminPassword = strings.TrimSpace(string(b))
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, cfg, nil); err != nil {
+		fmt.Fprintf(os.Stderr, "outpost-server: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,56 @@
+package edgeagent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"outpost/scheduler"
+	"outpost/snapshot"
+)
+
+// Run starts the agent and runs until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := writeFileAtomic(keyPath(cfg.DataDir), []byte(cfg.Key.String()), 0o600); err != nil {
+		return fmt.Errorf("keep edge key: %w", err)
+	}
+	key, err := loadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	edgeID, err := loadOrCreateEdgeID(cfg.DataDir, cfg.EdgeID)
+	if err != nil {
+		return fmt.Errorf("edge ID: %w", err)
+	}
+	st, err := loadState(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	docker, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer docker.Close()
+
+	now := time.Now
+	s := &syncer{
+		cfg: cfg, log: log, key: key, edgeID: edgeID, st: st, now: now,
+		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, nil),
+		col:  snapshot.NewDockerCollector(docker),
+		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+	}
+	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID, "data", cfg.DataDir, "version", Version)
+	return s.run(ctx)
+}

@@ -1,0 +1,163 @@
+package edgeagent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"outpost/protocol"
+	"outpost/scheduler"
+	"outpost/snapshot"
+)
+
+// Collector reads a snapshot of the device.
+type Collector interface {
+	Collect(ctx context.Context) (*snapshot.Docker, error)
+}
+
+// syncer runs the async loop: one exchange per tick of its plan.
+type syncer struct {
+	cfg    Config
+	log    *slog.Logger
+	cl     *edgeClient
+	col    Collector
+	key    ed25519.PrivateKey
+	edgeID string
+	st     *state
+	plan   *scheduler.Plan
+	now    func() time.Time
+}
+
+// pendingSnapshot is a push awaiting the server's ack.
+type pendingSnapshot struct {
+	seq  uint64
+	data []byte // CBOR of the full snapshot at seq
+}
+
+// run ticks until ctx ends.
+func (s *syncer) run(ctx context.Context) error {
+	for {
+		at, inc := s.plan.Next()
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		err := s.exchange(ctx, inc)
+		now := s.now()
+		var pe *protocol.Error
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, &pe) && pe.Code == protocol.CodeUnsupportedVersion:
+			s.log.Error("server does not speak this agent's protocol version; upgrade the agent", "server_says", pe.Message)
+			s.plan.Failed(now)
+		default:
+			s.log.Warn("sync failed; retrying with backoff", "err", err)
+			s.plan.Failed(now)
+		}
+	}
+}
+
+// exchange makes one sync request carrying inc and applies the answer.
+func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
+	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.cfg.Key.EnvironmentID, Include: inc}
+	if !s.st.Bound {
+		req.EdgeID = s.edgeID
+		req.Proof = &protocol.Proof{Key: s.key.Public().(ed25519.PublicKey)}
+		req.Agent = s.agentInfo()
+	}
+	var pending *pendingSnapshot
+	if inc&protocol.IncludeSnapshot != 0 {
+		push, p, err := s.prepareSnapshot(ctx)
+		if err != nil {
+			// Still check in; the snapshot waits for the next tick.
+			s.log.Warn("snapshot failed", "err", err)
+			req.Include &^= protocol.IncludeSnapshot
+		} else if push == nil {
+			req.Include &^= protocol.IncludeSnapshot // nothing changed
+		} else {
+			req.Snapshot, pending = push, p
+		}
+	}
+	var ans protocol.SyncAnswer
+	if err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	now := s.now()
+	s.plan.Done(inc, now)
+	dirty := false
+	if !s.st.Bound {
+		s.st.Bound, dirty = true, true
+	}
+	if ans.Freq != nil {
+		s.plan.SetFrequencies(*ans.Freq, now)
+	}
+	if pending != nil && ans.Snapshot != nil && ans.Snapshot.Stored == pending.seq {
+		s.st.Acked, s.st.Base, dirty = pending.seq, pending.data, true
+	}
+	if ans.Snapshot != nil && ans.Snapshot.SendFull {
+		s.log.Info("server asked for a full snapshot")
+		s.st.Acked, s.st.Base, dirty = 0, nil, true
+		s.plan.SnapshotNow(now)
+	}
+	if dirty {
+		if err := s.st.save(s.cfg.DataDir); err != nil {
+			return fmt.Errorf("save state: %w", err)
+		}
+	}
+	return nil
+}
+
+// prepareSnapshot collects the device and returns the push to send: a delta
+// from the acknowledged base when there is one, else the full snapshot. It
+// returns a nil push when nothing changed since the base.
+func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *pendingSnapshot, error) {
+	next, err := s.col.Collect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	full, err := protocol.Marshal(next)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum, err := snapshot.Hash(next)
+	if err != nil {
+		return nil, nil, err
+	}
+	push := &protocol.SnapshotPush{Seq: s.st.Seq + 1, Hash: sum[:snapshot.HashSize], Data: full}
+	if s.st.Acked != 0 && s.st.Base != nil {
+		var base snapshot.Docker
+		if err := protocol.Unmarshal(s.st.Base, &base); err == nil {
+			d, err := snapshot.Compute(&base, next)
+			if err != nil {
+				return nil, nil, err
+			}
+			if d.Empty() {
+				return nil, nil, nil
+			}
+			if push.Data, err = protocol.Marshal(d); err != nil {
+				return nil, nil, err
+			}
+			push.Base = s.st.Acked
+		}
+	}
+	s.st.Seq = push.Seq
+	return push, &pendingSnapshot{seq: push.Seq, data: full}, nil
+}
+
+func (s *syncer) agentInfo() *protocol.AgentInfo {
+	host, _ := os.Hostname()
+	return &protocol.AgentInfo{
+		Version: Version, Hostname: host, Platform: "docker", OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Groups: s.cfg.Groups, Tags: s.cfg.Tags,
+	}
+}

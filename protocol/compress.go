@@ -1,0 +1,184 @@
+package protocol
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Content types and encodings on the wire.
+const (
+	ContentType  = "application/vnd.outpost.v1+cbor"
+	EncodingZstd = "zstd"
+)
+
+//go:generate go run ./internal/dictgen -out dict/v1.zdict
+
+//go:embed dict
+var dictFS embed.FS
+
+var codec struct {
+	once   sync.Once
+	err    error
+	enc    *zstd.Encoder // uses the current dictionary
+	plain  *zstd.Encoder // no dictionary, for measurement and tests
+	dec    *zstd.Decoder // knows every embedded dictionary
+	dictID uint32
+}
+
+func initCodec() {
+	codec.once.Do(func() {
+		dicts, err := loadDicts()
+		if err != nil {
+			codec.err = err
+			return
+		}
+		encOpts := []zstd.EOption{
+			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithEncoderCRC(false), // TLS already protects integrity
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true),
+		}
+		if codec.plain, err = zstd.NewWriter(nil, encOpts...); err != nil {
+			codec.err = err
+			return
+		}
+		if len(dicts) > 0 {
+			cur := dicts[len(dicts)-1]
+			codec.dictID = dictID(cur)
+			encOpts = append(encOpts, zstd.WithEncoderDict(cur))
+		}
+		if codec.enc, err = zstd.NewWriter(nil, encOpts...); err != nil {
+			codec.err = err
+			return
+		}
+		codec.dec, codec.err = zstd.NewReader(nil,
+			zstd.WithDecoderDicts(dicts...),
+			zstd.WithDecoderMaxMemory(MaxDecompressedBody),
+			zstd.WithDecoderMaxWindow(MaxDecompressedBody),
+			zstd.WithDecoderConcurrency(0),
+		)
+	})
+}
+
+// loadDicts returns the embedded dictionaries ordered by file name.
+func loadDicts() ([][]byte, error) {
+	names, err := fs.Glob(dictFS, "dict/*.zdict")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out [][]byte
+	for _, n := range names {
+		b, err := dictFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		if dictID(b) == 0 {
+			return nil, fmt.Errorf("protocol: %s is not a zstd dictionary", n)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// dictID reads the ID of a zstd dictionary (magic 0xEC30A437, then the ID).
+func dictID(d []byte) uint32 {
+	if len(d) < 8 || d[0] != 0x37 || d[1] != 0xA4 || d[2] != 0x30 || d[3] != 0xEC {
+		return 0
+	}
+	return uint32(d[4]) | uint32(d[5])<<8 | uint32(d[6])<<16 | uint32(d[7])<<24
+}
+
+// DictionaryID is the ID of the dictionary this build compresses with, or 0
+// when none is embedded.
+func DictionaryID() uint32 {
+	initCodec()
+	return codec.dictID
+}
+
+// Compress returns b as one zstd frame using the current dictionary.
+func Compress(b []byte) ([]byte, error) {
+	initCodec()
+	if codec.err != nil {
+		return nil, fmt.Errorf("zstd: %w", codec.err)
+	}
+	return codec.enc.EncodeAll(b, nil), nil
+}
+
+// CompressPlain returns b as one zstd frame without a dictionary.
+func CompressPlain(b []byte) ([]byte, error) {
+	initCodec()
+	if codec.err != nil {
+		return nil, fmt.Errorf("zstd: %w", codec.err)
+	}
+	return codec.plain.EncodeAll(b, nil), nil
+}
+
+// Decompress inflates one zstd frame, with or without a known dictionary,
+// refusing input larger than MaxCompressedBody and output larger than
+// MaxDecompressedBody. The output bound is checked while decoding: a frame
+// that would inflate further is abandoned, not inflated.
+func Decompress(b []byte) ([]byte, error) {
+	initCodec()
+	if codec.err != nil {
+		return nil, fmt.Errorf("zstd: %w", codec.err)
+	}
+	if len(b) > MaxCompressedBody {
+		return nil, &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
+	}
+	out, err := codec.dec.DecodeAll(b, nil)
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrFrameSizeExceeded):
+		return nil, &LimitError{Limit: "MaxDecompressedBody", Max: MaxDecompressedBody}
+	case errors.Is(err, zstd.ErrUnknownDictionary):
+		return nil, ErrUnknownDictionary
+	}
+	return nil, fmt.Errorf("%w: zstd: %v", ErrMalformed, err)
+}
+
+// WriteBody encodes msg as CBOR and, when that gains, compresses it. It
+// returns the body and the Content-Encoding to send ("" for plain CBOR).
+func WriteBody(msg any) (body []byte, encoding string, err error) {
+	raw, err := Marshal(msg)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(raw) < CompressThreshold {
+		return raw, "", nil
+	}
+	z, err := Compress(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(z) >= len(raw) {
+		return raw, "", nil
+	}
+	return z, EncodingZstd, nil
+}
+
+// ReadBody decodes a body written by WriteBody into msg, given the
+// Content-Encoding it came with.
+func ReadBody(body []byte, encoding string, msg any) error {
+	if len(body) > MaxCompressedBody {
+		return &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
+	}
+	switch encoding {
+	case "", "identity":
+	case EncodingZstd:
+		var err error
+		if body, err = Decompress(body); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: %q", ErrContentEncoding, encoding)
+	}
+	return Unmarshal(body, msg)
+}

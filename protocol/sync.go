@@ -1,0 +1,188 @@
+package protocol
+
+// Version is the protocol version this build speaks; MinVersion the oldest it
+// still accepts.
+const (
+	Version    = 1
+	MinVersion = 1
+)
+
+// Include says what a sync request asks for or carries. Ticks that fall due
+// together are merged into one request with several bits set.
+type Include uint8
+
+// Include bits.
+const (
+	IncludePing     Include = 1 << iota // a check-in
+	IncludeSnapshot                     // Snapshot is set
+	IncludeCommands                     // pull pending commands
+)
+
+// SyncRequest is what an async agent posts to /edge/v1/sync on each tick.
+type SyncRequest struct {
+	Version uint    `cbor:"1,keyasint"`
+	EdgeID  string  `cbor:"2,keyasint,omitempty"` // sent until the server has bound it
+	EnvID   uint64  `cbor:"3,keyasint,omitempty"` // 0 = not yet known (onboarding key)
+	Proof   *Proof  `cbor:"4,keyasint,omitempty"`
+	Include Include `cbor:"5,keyasint,omitempty"`
+	// Agent describes the device; sent on first contact and when it changes.
+	Agent         *AgentInfo    `cbor:"6,keyasint,omitempty"`
+	Snapshot      *SnapshotPush `cbor:"7,keyasint,omitempty"`
+	Acks          []CommandAck  `cbor:"8,keyasint,omitempty"`
+	StackStatuses []StackStatus `cbor:"9,keyasint,omitempty"`
+	JobResults    []JobResult   `cbor:"10,keyasint,omitempty"`
+}
+
+// Proof proves the request comes from the device holding the identity key the
+// environment is bound to.
+type Proof struct {
+	Key     []byte `cbor:"1,keyasint,omitempty"` // Ed25519 public key, first contact only
+	Counter uint64 `cbor:"2,keyasint,omitempty"` // strictly increasing per device
+	Tag     []byte `cbor:"3,keyasint,omitempty"` // authenticator over the request
+}
+
+// AgentInfo describes the agent and its host.
+type AgentInfo struct {
+	Version  string   `cbor:"1,keyasint,omitempty" json:"version,omitempty"`
+	Hostname string   `cbor:"2,keyasint,omitempty" json:"hostname,omitempty"`
+	Platform string   `cbor:"3,keyasint,omitempty" json:"platform,omitempty"` // docker, kubernetes
+	OS       string   `cbor:"4,keyasint,omitempty" json:"os,omitempty"`
+	Arch     string   `cbor:"5,keyasint,omitempty" json:"arch,omitempty"`
+	Groups   []string `cbor:"6,keyasint,omitempty" json:"groups,omitempty"` // EDGE_GROUPS
+	Tags     []string `cbor:"7,keyasint,omitempty" json:"tags,omitempty"`   // EDGE_TAGS
+}
+
+// SnapshotPush carries a full snapshot (Base 0) or a delta from Base to Seq.
+// Data is the CBOR of package snapshot's Docker or Delta. Hash is the leading
+// bytes of the canonical hash of the snapshot at Seq, so the server can check
+// what it rebuilt.
+type SnapshotPush struct {
+	Seq  uint64     `cbor:"1,keyasint"`
+	Base uint64     `cbor:"2,keyasint,omitempty"`
+	Hash []byte     `cbor:"3,keyasint,omitempty"`
+	Data RawMessage `cbor:"4,keyasint,omitempty"`
+}
+
+// IsDelta reports whether the push carries a delta rather than a full snapshot.
+func (p *SnapshotPush) IsDelta() bool { return p.Base != 0 }
+
+// CommandAck reports the outcome of one command.
+type CommandAck struct {
+	ID       uint64 `cbor:"1,keyasint"`
+	Status   Status `cbor:"2,keyasint,omitempty"`
+	Error    string `cbor:"3,keyasint,omitempty"`
+	Finished int64  `cbor:"4,keyasint,omitempty"`
+}
+
+// Status is the outcome of a command or the state of a stack on a device.
+type Status uint8
+
+// Statuses.
+const (
+	StatusUnknown Status = iota
+	StatusOK
+	StatusFailed
+	StatusAcknowledged
+	StatusDeploying
+	StatusRunning
+	StatusRemoving
+	StatusRemoved
+)
+
+// StackStatus reports one edge stack on the device.
+type StackStatus struct {
+	StackID uint64 `cbor:"1,keyasint"`
+	Version uint64 `cbor:"2,keyasint,omitempty"`
+	Status  Status `cbor:"3,keyasint,omitempty"`
+	Error   string `cbor:"4,keyasint,omitempty"`
+	Time    int64  `cbor:"5,keyasint,omitempty"`
+}
+
+// JobResult reports one run of an edge job.
+type JobResult struct {
+	JobID    uint64 `cbor:"1,keyasint"`
+	Run      uint64 `cbor:"2,keyasint,omitempty"`
+	Started  int64  `cbor:"3,keyasint,omitempty"`
+	Duration uint32 `cbor:"4,keyasint,omitempty"` // seconds
+	ExitCode int    `cbor:"5,keyasint,omitempty"`
+	Output   []byte `cbor:"6,keyasint,omitempty"` // tail, bounded by the agent
+}
+
+// Trust is an environment's trust state as the server tells the agent.
+type Trust uint8
+
+// Trust states.
+const (
+	TrustUnknown Trust = iota
+	TrustTrusted
+	TrustWaiting  // in the waiting room
+	TrustRejected // refused for good
+)
+
+// Frequencies are an async environment's effective frequencies, in seconds.
+type Frequencies struct {
+	_        struct{} `cbor:",toarray"`
+	Ping     uint32   `json:"ping"`
+	Snapshot uint32   `json:"snapshot"`
+	Command  uint32   `json:"command"`
+}
+
+// SyncAnswer is the server's answer to a SyncRequest.
+type SyncAnswer struct {
+	Version  uint         `cbor:"1,keyasint"`
+	EnvID    uint64       `cbor:"2,keyasint,omitempty"`
+	Trust    Trust        `cbor:"3,keyasint,omitempty"`
+	Freq     *Frequencies `cbor:"4,keyasint,omitempty"`
+	Snapshot *SnapshotAck `cbor:"5,keyasint,omitempty"`
+	Commands []Command    `cbor:"6,keyasint,omitempty"`
+	Blobs    []Blob       `cbor:"7,keyasint,omitempty"`
+}
+
+// SnapshotAck tells the agent which snapshot the server holds. SendFull asks
+// for a full snapshot next time (the server lost the base, or a delta did not
+// rebuild to its hash).
+type SnapshotAck struct {
+	Stored   uint64 `cbor:"1,keyasint,omitempty"`
+	SendFull bool   `cbor:"2,keyasint,omitempty"`
+}
+
+// Command is one entry of an environment's command log.
+type Command struct {
+	ID   uint64            `cbor:"1,keyasint"`
+	Kind string            `cbor:"2,keyasint"`
+	Args map[string]string `cbor:"3,keyasint,omitempty"`
+	Blob []byte            `cbor:"4,keyasint,omitempty"` // hash of content in Blobs or already sent
+}
+
+// Blob is content a command references, sent once by hash.
+type Blob struct {
+	Hash []byte `cbor:"1,keyasint"`
+	Data []byte `cbor:"2,keyasint"`
+}
+
+// Error is the body of every refused edge request.
+type Error struct {
+	Version uint   `cbor:"1,keyasint"`
+	Code    string `cbor:"2,keyasint"`
+	Message string `cbor:"3,keyasint,omitempty"`
+}
+
+// Error codes.
+const (
+	CodeUnsupportedVersion = "unsupported_version"
+	CodeMalformed          = "malformed"
+	CodeLimit              = "limit"
+	CodeUnknownEnvironment = "unknown_environment"
+	CodeIdentity           = "identity_refused"
+	CodeInternal           = "internal"
+)
+
+func (e *Error) Error() string { return "server refused: " + e.Code + ": " + e.Message }
+
+// CheckVersion returns a *VersionError when v is not spoken here.
+func CheckVersion(v uint) error {
+	if v < MinVersion || v > Version {
+		return &VersionError{Got: v}
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"outpost/protocol"
+	"outpost/scheduler"
+	"outpost/server/store"
+	"outpost/snapshot"
+)
+
+// apiError is the JSON body of every refused API request.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, apiError{Error: fmt.Sprintf(format, args...)})
+}
+
+// decodeJSON reads a bounded JSON body, refusing unknown fields so a typo in
+// a request is reported rather than ignored.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid JSON body: %v", err)
+		return false
+	}
+	return true
+}
+
+// authed wraps a handler with the token check.
+func (s *Server) authed(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ss, ok := s.sessions.lookup(bearer(r))
+		if !ok {
+			writeErr(w, http.StatusUnauthorized, "missing or expired token: POST /api/auth with your username and password")
+			return
+		}
+		h(w, r, ss)
+	}
+}
+
+func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	tok, err := s.login(req.Username, req.Password)
+	if err != nil {
+		s.log.Warn("failed login", "user", req.Username, "remote", r.RemoteAddr)
+		writeErr(w, http.StatusUnauthorized, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"jwt": tok})
+}
+
+// environmentView is an environment as the API shows it.
+type environmentView struct {
+	store.Environment
+	Status      string               `json:"status"` // online, offline, never
+	Effective   protocol.Frequencies `json:"effectiveFrequencies"`
+	LastCheckIn int64                `json:"lastCheckIn,omitempty"`
+	EdgeKey     string               `json:"edgeKey"`
+	PublicKey   []byte               `json:"publicKey,omitempty"`
+}
+
+func (s *Server) view(e *store.Environment) environmentView {
+	v := environmentView{Environment: *e, EdgeKey: s.edgeKey(e.ID)}
+	v.Effective = scheduler.Effective(s.globalFrequencies(), e.Frequencies)
+	v.LastCheckIn = e.LastCheckIn
+	if t, ok := s.checkins.get(e.ID); ok {
+		v.LastCheckIn = t
+	}
+	v.Status = onlineStatus(v.LastCheckIn, v.Effective, s.now().Unix())
+	return v
+}
+
+// onlineStatus judges an environment by its own ping frequency: it is online
+// while it has checked in within two ping intervals (plus slack for a slow
+// link), so an hourly device is not offline after two minutes.
+func onlineStatus(last int64, f protocol.Frequencies, now int64) string {
+	if last == 0 {
+		return "never"
+	}
+	if now-last <= 2*int64(f.Ping)+30 {
+		return "online"
+	}
+	return "offline"
+}
+
+func (s *Server) edgeKey(env uint64) string {
+	return protocol.EdgeKey{ServerURL: s.url, TunnelAddr: s.tunnelAddr, TunnelFingerprint: s.fingerprint, EnvironmentID: env}.String()
+}
+
+func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, _ session) {
+	var req struct {
+		Name        string                `json:"name"`
+		Mode        string                `json:"mode"`
+		Frequencies *protocol.Frequencies `json:"frequencies"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	var problems []string
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 128 {
+		problems = append(problems, "name: required, at most 128 characters")
+	}
+	if req.Mode == "" {
+		req.Mode = store.ModeAsync
+	}
+	if req.Mode != store.ModeAsync && req.Mode != store.ModeStandard {
+		problems = append(problems, fmt.Sprintf("mode %q: want async or standard", req.Mode))
+	}
+	if f := req.Frequencies; f != nil && (f.Ping > 86400*7 || f.Snapshot > 86400*7 || f.Command > 86400*7) {
+		problems = append(problems, "frequencies: each at most 604800 seconds (a week); 0 means the global default")
+	}
+	if len(problems) > 0 {
+		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+		return
+	}
+	e := &store.Environment{Name: req.Name, Mode: req.Mode, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix()}
+	if err := s.store.CreateEnvironment(e); err != nil {
+		s.log.Error("create environment", "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not store the environment")
+		return
+	}
+	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
+	writeJSON(w, http.StatusCreated, s.view(e))
+}
+
+func (s *Server) handleListEnvironments(w http.ResponseWriter, _ *http.Request, _ session) {
+	envs, err := s.store.Environments()
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "could not read environments")
+		return
+	}
+	out := make([]environmentView, 0, len(envs))
+	for i := range envs {
+		out = append(out, s.view(&envs[i]))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// envFromPath loads the environment named by the {id} path value.
+func (s *Server) envFromPath(w http.ResponseWriter, r *http.Request) (*store.Environment, bool) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "environment id %q: want a positive integer", r.PathValue("id"))
+		return nil, false
+	}
+	e, err := s.store.Environment(id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "environment %d not found", id)
+		return nil, false
+	} else if err != nil {
+		writeErr(w, http.StatusInternalServerError, "could not read environment %d", id)
+		return nil, false
+	}
+	return e, true
+}
+
+func (s *Server) handleGetEnvironment(w http.ResponseWriter, r *http.Request, _ session) {
+	if e, ok := s.envFromPath(w, r); ok {
+		writeJSON(w, http.StatusOK, s.view(e))
+	}
+}
+
+// snapshotView is the API's form of a stored snapshot.
+type snapshotView struct {
+	Seq      uint64           `json:"seq"`
+	Updated  int64            `json:"updated"`
+	Kind     string           `json:"kind"`
+	Hash     string           `json:"hash"`
+	Snapshot *snapshot.Docker `json:"snapshot,omitempty"`
+	Section  any              `json:"section,omitempty"`
+}
+
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ session) {
+	e, ok := s.envFromPath(w, r)
+	if !ok {
+		return
+	}
+	sn, err := s.store.Snapshot(e.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "environment %d has not sent a snapshot yet", e.ID)
+		return
+	} else if err != nil {
+		writeErr(w, http.StatusInternalServerError, "could not read the snapshot")
+		return
+	}
+	var d snapshot.Docker
+	if err := protocol.Unmarshal(sn.Data, &d); err != nil {
+		writeErr(w, http.StatusInternalServerError, "stored snapshot is corrupt")
+		return
+	}
+	v := snapshotView{Seq: sn.Seq, Updated: sn.Updated, Kind: sn.Kind, Hash: fmt.Sprintf("%x", sn.Hash)}
+	switch sec := r.URL.Query().Get("section"); sec {
+	case "":
+		v.Snapshot = &d
+	case "engine":
+		v.Section = d.Engine
+	case "containers":
+		v.Section = d.Containers
+	case "images":
+		v.Section = d.Images
+	case "volumes":
+		v.Section = d.Volumes
+	case "networks":
+		v.Section = d.Networks
+	case "projects":
+		v.Section = d.Projects
+	default:
+		writeErr(w, http.StatusBadRequest, "section %q: want engine, containers, images, volumes, networks or projects", sec)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// historyView is one history entry; Delta is filled when one seq is asked for.
+type historyView struct {
+	store.HistoryEntry
+	Delta *snapshot.Delta `json:"delta,omitempty"`
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, _ session) {
+	e, ok := s.envFromPath(w, r)
+	if !ok {
+		return
+	}
+	hist, err := s.store.History(e.ID)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "could not read the history")
+		return
+	}
+	want := r.URL.Query().Get("seq")
+	out := make([]historyView, 0, len(hist))
+	for _, h := range hist {
+		v := historyView{HistoryEntry: h}
+		v.HistoryEntry.Data = nil
+		if want != "" && want == strconv.FormatUint(h.Seq, 10) && len(h.Data) > 0 {
+			v.Delta = &snapshot.Delta{}
+			if err := protocol.Unmarshal(h.Data, v.Delta); err != nil {
+				writeErr(w, http.StatusInternalServerError, "stored delta %d is corrupt", h.Seq)
+				return
+			}
+		}
+		if want == "" || v.Delta != nil || want == strconv.FormatUint(h.Seq, 10) {
+			out = append(out, v)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is what Run needs. Zero fields take the values in Defaults.
+type Config struct {
+	DataDir       string
+	Bind          string // HTTPS API and edge endpoints
+	TunnelAddr    string // reverse tunnel listener (standard agents)
+	PublicURL     string // how agents reach Bind; goes into edge keys
+	AdminPassword string // initial administrator password; generated when empty
+	FlushInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Defaults is the one table of default settings.
+var Defaults = Config{
+	DataDir:       "data",
+	Bind:          ":9443",
+	TunnelAddr:    ":8000",
+	FlushInterval: 10 * time.Second,
+}
+
+// withDefaults fills zero fields from Defaults and checks the result,
+// reporting every problem at once.
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		c.DataDir = Defaults.DataDir
+	}
+	if c.Bind == "" {
+		c.Bind = Defaults.Bind
+	}
+	if c.TunnelAddr == "" {
+		c.TunnelAddr = Defaults.TunnelAddr
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = Defaults.FlushInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Bind); err != nil {
+		errs = append(errs, fmt.Errorf("bind %q: want host:port or :port", c.Bind))
+	}
+	if _, _, err := net.SplitHostPort(c.TunnelAddr); err != nil {
+		errs = append(errs, fmt.Errorf("tunnel-addr %q: want host:port or :port", c.TunnelAddr))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public-url %q: want https://host[:port]", c.PublicURL))
+		}
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("flush interval %v: must be positive", c.FlushInterval))
+	}
+	if p := c.AdminPassword; p != "" && len(strings.TrimSpace(p)) < 8 {
+		errs = append(errs, errors.New("admin password: at least 8 characters"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// publicURL is the server URL agents use: PublicURL if set, else the bound
+// port on localhost.
+func publicURL(c Config, bound net.Addr) string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	_, port, _ := net.SplitHostPort(bound.String())
+	return "https://localhost:" + port
+}
+
+// publicTunnelAddr is the tunnel address agents use: the public URL's host
+// with the tunnel port.
+func publicTunnelAddr(c Config, serverURL string) string {
+	u, _ := url.Parse(serverURL)
+	_, port, _ := net.SplitHostPort(c.TunnelAddr)
+	return net.JoinHostPort(u.Hostname(), port)
+}

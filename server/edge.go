@@ -1,0 +1,150 @@
+package server
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"outpost/protocol"
+	"outpost/scheduler"
+	"outpost/server/store"
+)
+
+// handleSync serves POST /edge/v1/sync, the async agent's one exchange per
+// tick: check-in, snapshot push and command pull.
+func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
+	var req protocol.SyncRequest
+	if !s.readEdge(w, r, &req) {
+		return
+	}
+	if err := protocol.CheckVersion(req.Version); err != nil {
+		s.edgeError(w, http.StatusBadRequest, protocol.CodeUnsupportedVersion, err.Error())
+		return
+	}
+	if req.EnvID == 0 {
+		s.edgeError(w, http.StatusForbidden, protocol.CodeUnknownEnvironment,
+			"this server does not onboard devices by the onboarding key yet; pre-stage an environment and use its edge key")
+		return
+	}
+	env, err := s.store.Environment(req.EnvID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.edgeError(w, http.StatusNotFound, protocol.CodeUnknownEnvironment,
+			fmt.Sprintf("environment %d does not exist on this server; ask the operator for a new edge key", req.EnvID))
+		return
+	} else if err != nil {
+		s.internalError(w, "sync: load environment", err)
+		return
+	}
+	if env, err = s.bindIdentity(env, &req); err != nil {
+		s.log.Warn("sync refused", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
+		s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
+		return
+	}
+	now := s.now()
+	s.checkins.touch(env.ID, now.Unix())
+
+	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
+	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Freq: &freq}
+	if req.Snapshot != nil {
+		ack, err := s.ingestSnapshot(env.ID, req.Snapshot, now)
+		if err != nil {
+			s.internalError(w, "sync: store snapshot", err)
+			return
+		}
+		ans.Snapshot = ack
+	}
+	s.writeEdge(w, http.StatusOK, &ans)
+}
+
+// errIdentity is wrapped by every identity refusal.
+var errIdentity = errors.New("identity refused")
+
+// bindIdentity binds the first caller's edge ID and public key to a
+// pre-staged environment and refuses a different edge ID or key afterwards.
+func (s *Server) bindIdentity(env *store.Environment, req *protocol.SyncRequest) (*store.Environment, error) {
+	var key []byte
+	if req.Proof != nil {
+		key = req.Proof.Key
+	}
+	if env.EdgeID != "" {
+		if req.EdgeID != "" && req.EdgeID != env.EdgeID {
+			return nil, fmt.Errorf("%w: environment %d is bound to another device", errIdentity, env.ID)
+		}
+		if key != nil && !bytes.Equal(key, env.PublicKey) {
+			return nil, fmt.Errorf("%w: environment %d is bound to another identity key", errIdentity, env.ID)
+		}
+		return env, nil
+	}
+	if req.EdgeID == "" || len(key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: first contact must carry the edge ID and the device's public key", errIdentity)
+	}
+	return s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error {
+		if e.EdgeID != "" && e.EdgeID != req.EdgeID {
+			return fmt.Errorf("%w: environment %d was bound meanwhile", errIdentity, e.ID)
+		}
+		e.EdgeID, e.PublicKey, e.Agent = req.EdgeID, key, req.Agent
+		return nil
+	})
+}
+
+// readEdge reads and decodes an edge request body within the protocol bounds.
+func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody))
+	s.metrics.bytesIn.Add(uint64(len(body)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, (&protocol.LimitError{Limit: "MaxCompressedBody", Max: protocol.MaxCompressedBody}).Error())
+			return false
+		}
+		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, "read body: "+err.Error())
+		return false
+	}
+	if err := protocol.ReadBody(body, r.Header.Get("Content-Encoding"), msg); err != nil {
+		code := protocol.CodeMalformed
+		if errors.Is(err, protocol.ErrLimit) {
+			code = protocol.CodeLimit
+		}
+		s.edgeError(w, http.StatusBadRequest, code, err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) writeEdge(w http.ResponseWriter, status int, msg any) {
+	body, enc, err := protocol.WriteBody(msg)
+	if err != nil {
+		s.log.Error("encode edge answer", "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", protocol.ContentType)
+	if enc != "" {
+		h.Set("Content-Encoding", enc)
+	}
+	w.WriteHeader(status)
+	n, _ := w.Write(body)
+	s.metrics.bytesOut.Add(uint64(n))
+}
+
+func (s *Server) edgeError(w http.ResponseWriter, status int, code, msg string) {
+	s.writeEdge(w, status, &protocol.Error{Version: protocol.Version, Code: code, Message: msg})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
+	s.log.Error(op, "err", err)
+	s.edgeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal error; see the server log")
+}
+
+// globalFrequencies returns the server-wide default frequencies.
+func (s *Server) globalFrequencies() protocol.Frequencies {
+	var f protocol.Frequencies
+	if ok, err := s.store.Setting("frequencies", &f); err != nil || !ok {
+		return scheduler.Defaults
+	}
+	return f
+}

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"outpost/protocol"
+	"outpost/server/store"
+	"outpost/snapshot"
+)
+
+// envLocks serializes snapshot pushes per environment.
+type envLocks struct {
+	mu sync.Mutex
+	m  map[uint64]*sync.Mutex
+}
+
+func (l *envLocks) get(id uint64) *sync.Mutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[uint64]*sync.Mutex{}
+	}
+	m := l.m[id]
+	if m == nil {
+		m = &sync.Mutex{}
+		l.m[id] = m
+	}
+	return m
+}
+
+// ingestSnapshot stores a pushed full snapshot or applies a pushed delta to
+// the stored one. A delta that does not fit, or rebuilds to the wrong hash,
+// is answered with SendFull rather than an error: the agent recovers by
+// sending a full snapshot.
+func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.Time) (*protocol.SnapshotAck, error) {
+	mu := s.snapLocks.get(env)
+	mu.Lock()
+	defer mu.Unlock()
+
+	var (
+		next *snapshot.Docker
+		kind = "full"
+		hist = &store.HistoryEntry{Seq: p.Seq, Base: p.Base, Bytes: len(p.Data), At: now.Unix()}
+	)
+	if p.IsDelta() {
+		kind = "delta"
+		cur, err := s.store.Snapshot(env)
+		if errors.Is(err, store.ErrNotFound) {
+			return &protocol.SnapshotAck{SendFull: true}, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if cur.Seq != p.Base {
+			s.log.Info("snapshot delta base mismatch; asking for a full one", "env", env, "stored", cur.Seq, "base", p.Base)
+			return &protocol.SnapshotAck{Stored: cur.Seq, SendFull: true}, nil
+		}
+		var base snapshot.Docker
+		var d snapshot.Delta
+		if err := protocol.Unmarshal(cur.Data, &base); err != nil {
+			return nil, fmt.Errorf("decode stored snapshot: %w", err)
+		}
+		if err := protocol.Unmarshal(p.Data, &d); err != nil {
+			return &protocol.SnapshotAck{Stored: cur.Seq, SendFull: true}, nil
+		}
+		if next, err = snapshot.Apply(&base, &d); err != nil {
+			s.log.Info("snapshot delta does not apply; asking for a full one", "env", env, "err", err)
+			return &protocol.SnapshotAck{Stored: cur.Seq, SendFull: true}, nil
+		}
+		hist.Data = p.Data
+	} else {
+		next = &snapshot.Docker{}
+		if err := protocol.Unmarshal(p.Data, next); err != nil {
+			return &protocol.SnapshotAck{SendFull: true}, nil
+		}
+		snapshot.Normalize(next)
+	}
+	sum, err := snapshot.Hash(next)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Hash) > 0 && !bytes.HasPrefix(sum[:], p.Hash) {
+		s.log.Info("snapshot hash mismatch; asking for a full one", "env", env, "seq", p.Seq, "kind", kind)
+		return &protocol.SnapshotAck{SendFull: true}, nil
+	}
+	data, err := protocol.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	hist.Kind = kind
+	sn := &store.Snapshot{Seq: p.Seq, Hash: sum[:], Updated: now.Unix(), Kind: kind, Data: data}
+	if err := s.store.PutSnapshot(env, sn, hist); err != nil {
+		return nil, err
+	}
+	s.metrics.snapshots.Add(1)
+	return &protocol.SnapshotAck{Stored: p.Seq}, nil
+}

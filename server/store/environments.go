@@ -1,0 +1,116 @@
+package store
+
+import (
+	"encoding/json"
+
+	bolt "go.etcd.io/bbolt"
+
+	"outpost/protocol"
+)
+
+// Environment modes.
+const (
+	ModeAsync    = "async"
+	ModeStandard = "standard"
+)
+
+// Environment is one managed edge device.
+type Environment struct {
+	ID      uint64 `json:"id"`
+	Name    string `json:"name"`
+	Mode    string `json:"mode"`
+	Created int64  `json:"created"`
+	Trusted bool   `json:"trusted"`
+	// EdgeID and PublicKey are bound by the first agent that calls in.
+	EdgeID    string `json:"edgeId,omitempty"`
+	PublicKey []byte `json:"publicKey,omitempty"`
+	// Frequencies overrides the global defaults field by field (0 = default).
+	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
+	Agent       *protocol.AgentInfo   `json:"agent,omitempty"`
+	// LastCheckIn is flushed from memory in batches; the live value is the
+	// server's.
+	LastCheckIn int64 `json:"lastCheckIn,omitempty"`
+}
+
+// CreateEnvironment stores e under a new ID, which it sets.
+func (s *Store) CreateEnvironment(e *Environment) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEnvironments)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.ID = id
+		return putJSON(b, u64(id), e)
+	})
+}
+
+// Environment returns the environment id.
+func (s *Store) Environment(id uint64) (*Environment, error) {
+	var e Environment
+	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bEnvironments), u64(id), &e) })
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// UpdateEnvironment applies fn to environment id inside one write
+// transaction. fn must only change the record.
+func (s *Store) UpdateEnvironment(id uint64, fn func(*Environment) error) (*Environment, error) {
+	var e Environment
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEnvironments)
+		if err := getJSON(b, u64(id), &e); err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+		return putJSON(b, u64(id), &e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// Environments returns every environment, by ID.
+func (s *Store) Environments() ([]Environment, error) {
+	var out []Environment
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bEnvironments).ForEach(func(_, v []byte) error {
+			var e Environment
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// FlushCheckIns writes last check-in times in one transaction.
+func (s *Store) FlushCheckIns(seen map[uint64]int64) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEnvironments)
+		for id, t := range seen {
+			var e Environment
+			if err := getJSON(b, u64(id), &e); err != nil {
+				continue // deleted since
+			}
+			if t <= e.LastCheckIn {
+				continue
+			}
+			e.LastCheckIn = t
+			if err := putJSON(b, u64(id), &e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

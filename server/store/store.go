@@ -1,0 +1,127 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout this build reads and writes.
+const SchemaVersion = 1
+
+// Bucket names.
+var (
+	bSettings     = []byte("settings")
+	bUsers        = []byte("users")
+	bEnvironments = []byte("environments")
+	bSnapshots    = []byte("snapshots")
+	bHistory      = []byte("snapshot_history")
+	allBuckets    = [][]byte{bSettings, bUsers, bEnvironments, bSnapshots, bHistory}
+)
+
+// Errors.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	// ErrNewerSchema: the file was written by a newer Outpost; upgrade the server.
+	ErrNewerSchema = errors.New("store was written by a newer Outpost server; run that version or newer")
+)
+
+// Store is the server's bbolt database.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store at path.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		st := tx.Bucket(bSettings)
+		v := st.Get([]byte("schema"))
+		switch {
+		case v == nil:
+			return st.Put([]byte("schema"), u64(SchemaVersion))
+		case binary.BigEndian.Uint64(v) > SchemaVersion:
+			return ErrNewerSchema
+		}
+		return nil
+	})
+}
+
+// Close closes the database file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Setting reads the JSON setting name into v; it reports whether it was set.
+func (s *Store) Setting(name string, v any) (bool, error) {
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bSettings).Get([]byte("s/" + name))
+		if b == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(b, v)
+	})
+	return found, err
+}
+
+// PutSetting stores v as the JSON setting name.
+func (s *Store) PutSetting(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bSettings).Put([]byte("s/"+name), b)
+	})
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func key2(a, b uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, a)
+	binary.BigEndian.PutUint64(k[8:], b)
+	return k
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) error {
+	raw := b.Get(k)
+	if raw == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
+}

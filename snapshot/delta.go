@@ -1,0 +1,242 @@
+package snapshot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"outpost/protocol"
+)
+
+// ErrBase is returned by Apply when a delta does not fit the snapshot it is
+// applied to: the sender's base differs from the receiver's.
+var ErrBase = errors.New("snapshot: delta does not fit its base; send a full snapshot")
+
+// Delta turns one Docker snapshot into the next. Each collection carries
+// whole records for new keys, field patches for changed ones and the keys of
+// removed ones. Engine is set when any engine fact changed.
+type Delta struct {
+	Engine     *Engine             `cbor:"1,keyasint,omitempty" json:"engine,omitempty"`
+	Containers *Changes[Container] `cbor:"2,keyasint,omitempty" json:"containers,omitempty"`
+	Images     *Changes[Image]     `cbor:"3,keyasint,omitempty" json:"images,omitempty"`
+	Volumes    *Changes[Volume]    `cbor:"4,keyasint,omitempty" json:"volumes,omitempty"`
+	Networks   *Changes[Network]   `cbor:"5,keyasint,omitempty" json:"networks,omitempty"`
+	Projects   *Changes[Project]   `cbor:"6,keyasint,omitempty" json:"projects,omitempty"`
+}
+
+// Changes is the delta of one keyed collection.
+type Changes[T Record] struct {
+	Put   []T      `cbor:"1,keyasint,omitempty" json:"put,omitempty"`
+	Patch []Patch  `cbor:"2,keyasint,omitempty" json:"patch,omitempty"`
+	Del   []string `cbor:"3,keyasint,omitempty" json:"del,omitempty"`
+}
+
+// Patch changes some fields of one record, by CBOR field number.
+type Patch struct {
+	Key   string                         `cbor:"1,keyasint" json:"key"`
+	Set   map[uint64]protocol.RawMessage `cbor:"2,keyasint,omitempty" json:"set,omitempty"`
+	Unset []uint64                       `cbor:"3,keyasint,omitempty" json:"unset,omitempty"`
+}
+
+// Record is a keyed element of a snapshot collection.
+type Record interface {
+	Container | Image | Volume | Network | Project
+	Key() string
+}
+
+// Empty reports whether the delta changes nothing.
+func (d *Delta) Empty() bool {
+	return d.Engine == nil && d.Containers == nil && d.Images == nil &&
+		d.Volumes == nil && d.Networks == nil && d.Projects == nil
+}
+
+// Compute returns the delta that turns base into next. Both must be
+// normalized (sorted by key).
+func Compute(base, next *Docker) (*Delta, error) {
+	d := &Delta{}
+	if base.Engine != next.Engine {
+		e := next.Engine
+		d.Engine = &e
+	}
+	var err error
+	if d.Containers, err = diff(base.Containers, next.Containers); err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	if d.Images, err = diff(base.Images, next.Images); err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	if d.Volumes, err = diff(base.Volumes, next.Volumes); err != nil {
+		return nil, fmt.Errorf("volumes: %w", err)
+	}
+	if d.Networks, err = diff(base.Networks, next.Networks); err != nil {
+		return nil, fmt.Errorf("networks: %w", err)
+	}
+	if d.Projects, err = diff(base.Projects, next.Projects); err != nil {
+		return nil, fmt.Errorf("projects: %w", err)
+	}
+	return d, nil
+}
+
+// Apply returns base with the delta applied. base is not modified.
+func Apply(base *Docker, d *Delta) (*Docker, error) {
+	out := &Docker{Engine: base.Engine}
+	if d.Engine != nil {
+		out.Engine = *d.Engine
+	}
+	var err error
+	if out.Containers, err = apply(base.Containers, d.Containers); err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	if out.Images, err = apply(base.Images, d.Images); err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	if out.Volumes, err = apply(base.Volumes, d.Volumes); err != nil {
+		return nil, fmt.Errorf("volumes: %w", err)
+	}
+	if out.Networks, err = apply(base.Networks, d.Networks); err != nil {
+		return nil, fmt.Errorf("networks: %w", err)
+	}
+	if out.Projects, err = apply(base.Projects, d.Projects); err != nil {
+		return nil, fmt.Errorf("projects: %w", err)
+	}
+	return out, nil
+}
+
+// diff compares two collections sorted by key.
+func diff[T Record](base, next []T) (*Changes[T], error) {
+	c := &Changes[T]{}
+	i, j := 0, 0
+	for i < len(base) || j < len(next) {
+		switch {
+		case j == len(next) || (i < len(base) && base[i].Key() < next[j].Key()):
+			c.Del = append(c.Del, base[i].Key())
+			i++
+		case i == len(base) || next[j].Key() < base[i].Key():
+			c.Put = append(c.Put, next[j])
+			j++
+		default:
+			p, err := patch(base[i], next[j])
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				c.Patch = append(c.Patch, *p)
+			}
+			i++
+			j++
+		}
+	}
+	if c.Put == nil && c.Patch == nil && c.Del == nil {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// patch returns the field changes from a to b (same key), or nil if none.
+func patch[T Record](a, b T) (*Patch, error) {
+	ea, err := protocol.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := protocol.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(ea, eb) {
+		return nil, nil
+	}
+	var fa, fb map[uint64]protocol.RawMessage
+	if err := protocol.Unmarshal(ea, &fa); err != nil {
+		return nil, err
+	}
+	if err := protocol.Unmarshal(eb, &fb); err != nil {
+		return nil, err
+	}
+	p := &Patch{Key: b.Key()}
+	for k, vb := range fb {
+		if va, ok := fa[k]; !ok || !bytes.Equal(va, vb) {
+			if p.Set == nil {
+				p.Set = map[uint64]protocol.RawMessage{}
+			}
+			p.Set[k] = vb
+		}
+	}
+	for k := range fa {
+		if _, ok := fb[k]; !ok {
+			p.Unset = append(p.Unset, k)
+		}
+	}
+	slices.Sort(p.Unset)
+	return p, nil
+}
+
+// apply applies one collection's changes; the result is sorted by key.
+func apply[T Record](base []T, c *Changes[T]) ([]T, error) {
+	if c == nil {
+		return base, nil
+	}
+	byKey := make(map[string]T, len(base)+len(c.Put))
+	for _, r := range base {
+		byKey[r.Key()] = r
+	}
+	for _, k := range c.Del {
+		if _, ok := byKey[k]; !ok {
+			return nil, fmt.Errorf("%w: delete of missing %q", ErrBase, k)
+		}
+		delete(byKey, k)
+	}
+	for _, p := range c.Patch {
+		r, ok := byKey[p.Key]
+		if !ok {
+			return nil, fmt.Errorf("%w: patch of missing %q", ErrBase, p.Key)
+		}
+		nr, err := applyPatch(r, p)
+		if err != nil {
+			return nil, fmt.Errorf("patch %q: %w", p.Key, err)
+		}
+		byKey[p.Key] = nr
+	}
+	for _, r := range c.Put {
+		byKey[r.Key()] = r
+	}
+	out := make([]T, 0, len(byKey))
+	for _, r := range byKey {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b T) int { return strings.Compare(a.Key(), b.Key()) })
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func applyPatch[T Record](r T, p Patch) (T, error) {
+	var zero T
+	enc, err := protocol.Marshal(r)
+	if err != nil {
+		return zero, err
+	}
+	var fields map[uint64]protocol.RawMessage
+	if err := protocol.Unmarshal(enc, &fields); err != nil {
+		return zero, err
+	}
+	for _, k := range p.Unset {
+		delete(fields, k)
+	}
+	for k, v := range p.Set {
+		fields[k] = v
+	}
+	if enc, err = protocol.Marshal(fields); err != nil {
+		return zero, err
+	}
+	var out T
+	if err := protocol.Unmarshal(enc, &out); err != nil {
+		return zero, err
+	}
+	if out.Key() != p.Key {
+		return zero, fmt.Errorf("%w: patch changes the key", ErrBase)
+	}
+	return out, nil
+}

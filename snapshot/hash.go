@@ -1,0 +1,66 @@
+package snapshot
+
+import (
+	"crypto/sha256"
+	"slices"
+	"strings"
+
+	"outpost/protocol"
+)
+
+// HashSize is how many leading bytes of the canonical hash travel with a
+// snapshot push; enough to catch a delta that rebuilt the wrong snapshot.
+const HashSize = 8
+
+// Hash returns the SHA-256 of the snapshot's deterministic CBOR encoding. The
+// encoding is canonical (sorted keys, shortest forms, empty collections
+// omitted), so the hash survives an encode/decode round trip. d must be
+// normalized.
+func Hash(d *Docker) ([32]byte, error) {
+	b, err := protocol.Marshal(d)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// Normalize sorts every collection by key, and each record's inner lists, so
+// that equal engines give equal snapshots.
+func Normalize(d *Docker) {
+	sortByKey(d.Containers)
+	sortByKey(d.Images)
+	sortByKey(d.Volumes)
+	sortByKey(d.Networks)
+	sortByKey(d.Projects)
+	for i := range d.Containers {
+		c := &d.Containers[i]
+		slices.SortFunc(c.Ports, func(a, b Port) int {
+			if a.Private != b.Private {
+				return int(a.Private) - int(b.Private)
+			}
+			if a.Proto != b.Proto {
+				return strings.Compare(a.Proto, b.Proto)
+			}
+			if a.IP != b.IP {
+				return strings.Compare(a.IP, b.IP)
+			}
+			return int(a.Public) - int(b.Public)
+		})
+		c.Ports = slices.Compact(c.Ports)
+		slices.SortFunc(c.Mounts, func(a, b Mount) int { return strings.Compare(a.Destination, b.Destination) })
+		slices.Sort(c.Networks)
+	}
+	for i := range d.Images {
+		slices.Sort(d.Images[i].Tags)
+	}
+	for i := range d.Networks {
+		slices.Sort(d.Networks[i].Subnets)
+	}
+	for i := range d.Projects {
+		slices.Sort(d.Projects[i].Services)
+	}
+}
+
+func sortByKey[T Record](s []T) {
+	slices.SortFunc(s, func(a, b T) int { return strings.Compare(a.Key(), b.Key()) })
+}
