@@ -1,0 +1,80 @@
+// Package deps holds the test that enforces the package dependency rules of
+// docs/architecture.md.
+package deps
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "outpost"
+
+// rules: a package (and everything it imports, transitively) may not reach
+// the forbidden packages. allowedOnly, when set, lists the only project
+// packages a package may import at all.
+var rules = []struct {
+	pkg         string
+	forbidden   []string
+	allowedOnly []string
+}{
+	{pkg: "protocol", allowedOnly: []string{}},
+	{pkg: "snapshot", allowedOnly: []string{"protocol"}},
+	{pkg: "edgeagent", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
+	{pkg: "web", forbidden: []string{"server", "server/store"}},
+	{pkg: "scheduler", forbidden: []string{"server", "server/store", "edgeagent", "web"}},
+}
+
+// deps returns the project packages pkg imports, transitively.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-tags", "integration", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "cannot find package") || strings.Contains(string(out), "is not in std") || strings.Contains(string(out), "no Go files") {
+			return nil // the package does not exist yet: nothing to check
+		}
+		t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+	}
+	var ds []string
+	for _, l := range strings.Fields(string(out)) {
+		if rel, ok := strings.CutPrefix(l, module+"/"); ok && rel != pkg {
+			ds = append(ds, rel)
+		}
+	}
+	return ds
+}
+
+func TestDependencyRules(t *testing.T) {
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			ds := deps(t, r.pkg)
+			for _, d := range ds {
+				for _, f := range r.forbidden {
+					if d == f {
+						t.Errorf("%s imports %s (directly or through another package); the design forbids it", r.pkg, d)
+					}
+				}
+				if r.allowedOnly != nil && !contains(r.allowedOnly, d) {
+					t.Errorf("%s imports %s; it may import only %v of this project", r.pkg, d, r.allowedOnly)
+				}
+			}
+		})
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRulesCatchViolations makes sure the check itself can fail: the server
+// imports the store, which a rule in the same form would forbid.
+func TestRulesCatchViolations(t *testing.T) {
+	if !contains(deps(t, "server"), "server/store") {
+		t.Fatal("go list did not report server -> server/store; the dependency check is blind")
+	}
+}

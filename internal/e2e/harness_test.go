@@ -1,0 +1,228 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds outpost-server and outpost-agent once per test process.
+func binaries(t *testing.T) (server, agent string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "outpost-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		for _, name := range []string{"outpost-server", "outpost-agent"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "outpost/cmd/"+name)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "outpost-server"), filepath.Join(binDir, "outpost-agent")
+}
+
+// proc is a started process whose output is kept for the failure report.
+type proc struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// freeAddr returns a loopback address with a port nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// server is a running outpost-server and an API client logged in as admin.
+type server struct {
+	URL   string
+	token string
+	http  *http.Client
+}
+
+const adminPassword = "e2e-password-1"
+
+var listeningRE = regexp.MustCompile(`msg="outpost server listening" url=(\S+)`)
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	bin, _ := binaries(t)
+	p := start(t, "server", []string{"OUTPOST_ADMIN_PASSWORD=" + adminPassword}, bin,
+		"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t))
+	s := &server{http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server's self-signed certificate
+	}}}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.URL == "" {
+		if m := listeningRE.FindStringSubmatch(p.out.String()); m != nil {
+			s.URL = m[1]
+			break
+		}
+		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
+			t.Fatalf("server did not start:\n%s", p.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var auth struct{ JWT string }
+	s.do(t, "POST", "/api/auth", map[string]string{"username": "admin", "password": adminPassword}, &auth, http.StatusOK)
+	s.token = auth.JWT
+	return s
+}
+
+// do calls the JSON API and decodes the answer into out, failing the test on
+// any status but want.
+func (s *server) do(t *testing.T, method, path string, body, out any, want int) {
+	t.Helper()
+	status, raw := s.call(t, method, path, body)
+	if status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+}
+
+func (s *server) call(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, s.URL+path, rd)
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
+}
+
+type environment struct {
+	ID          uint64 `json:"id"`
+	EdgeKey     string `json:"edgeKey"`
+	EdgeID      string `json:"edgeId"`
+	Status      string `json:"status"`
+	LastCheckIn int64  `json:"lastCheckIn"`
+}
+
+func (s *server) createEnvironment(t *testing.T, name string, freq int) environment {
+	t.Helper()
+	var e environment
+	s.do(t, "POST", "/api/environments", map[string]any{
+		"name": name, "mode": "async",
+		"frequencies": map[string]int{"ping": freq, "snapshot": freq, "command": freq},
+	}, &e, http.StatusCreated)
+	return e
+}
+
+func startAgent(t *testing.T, key, dataDir string) *proc {
+	t.Helper()
+	_, bin := binaries(t)
+	return start(t, "agent", []string{
+		"EDGE=1", "EDGE_ASYNC=1", "EDGE_INSECURE_POLL=1", "EDGE_KEY=" + key, "OUTPOST_DATA_DIR=" + dataDir,
+	}, bin)
+}
+
+// lines returns the process output lines containing substr.
+func (p *proc) lines(substr string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(p.out.String()))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), substr) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
