@@ -1,0 +1,233 @@
+// Command runlocal is what `make run` starts: outpost-server on its embedded
+// defaults plus an async outpost-agent on this machine's Docker engine,
+// registered as a trusted environment named "local" with short frequencies,
+// so a newcomer's first look shows their own engine.
+//
+//	go run ./internal/tools/runlocal [-data ./data] [-bind :9443]
+//
+// The administrator password comes from OUTPOST_ADMIN_PASSWORD, else from
+// DATA/admin-password (made on the first run, mode 0600).
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	data := flag.String("data", "data", "data directory (server in DATA/server, agent in DATA/agent)")
+	bind := flag.String("bind", ":9443", "server address")
+	bin := flag.String("bin", "bin", "directory holding outpost-server and outpost-agent")
+	freq := flag.Int("frequency", 5, "ping, snapshot and command frequency of the local agent, seconds")
+	flag.Parse()
+	if err := run(*data, *bind, *bin, *freq); err != nil {
+		fmt.Fprintf(os.Stderr, "make run: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(data, bind, bin string, freq int) error {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	pw, fresh, err := password(data)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return fmt.Errorf("-bind %q: %w", bind, err)
+	}
+	url := "https://localhost:" + port
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv := exec.Command(filepath.Join(bin, "outpost-server"), "--data", filepath.Join(data, "server"), "--bind", bind)
+	srv.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+pw)
+	srv.Stdout, srv.Stderr = os.Stdout, os.Stderr
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	defer terminate(srv)
+
+	api := &apiClient{base: url, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // our own self-signed server
+	}}}
+	if err := api.waitHealthy(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	if err := api.login(pw); err != nil {
+		return fmt.Errorf("%w\n(the store in %s was made with another password: set OUTPOST_ADMIN_PASSWORD to it, or remove %s to start afresh)", err, filepath.Join(data, "server"), data)
+	}
+	key, err := api.localEnvironment(freq)
+	if err != nil {
+		return err
+	}
+
+	agent := exec.Command(filepath.Join(bin, "outpost-agent"))
+	agent.Env = append(os.Environ(), "EDGE=1", "EDGE_ASYNC=1", "EDGE_INSECURE_POLL=1", "EDGE_KEY="+key,
+		"OUTPOST_DATA_DIR="+filepath.Join(data, "agent"))
+	agent.Stdout, agent.Stderr = os.Stdout, os.Stderr
+	if err := agent.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	defer terminate(agent)
+
+	fmt.Printf("\n  Outpost is running: open %s\n  Log in as admin with the password ", url)
+	if fresh {
+		fmt.Printf("%s (kept in %s)\n", pw, filepath.Join(data, "admin-password"))
+	} else {
+		fmt.Printf("from OUTPOST_ADMIN_PASSWORD or %s\n", filepath.Join(data, "admin-password"))
+	}
+	fmt.Printf("  The environment \"local\" is this machine's Docker engine. Ctrl-C stops both.\n\n")
+
+	done := make(chan error, 2)
+	go func() { done <- fmt.Errorf("server exited: %w", srv.Wait()) }()
+	go func() { done <- fmt.Errorf("agent exited: %w", agent.Wait()) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-done:
+		return err
+	}
+}
+
+// password returns the administrator password and whether it was just made.
+func password(data string) (string, bool, error) {
+	if pw := os.Getenv("OUTPOST_ADMIN_PASSWORD"); pw != "" {
+		return pw, false, nil
+	}
+	path := filepath.Join(data, "admin-password")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	r := make([]byte, 9)
+	if _, err := rand.Read(r); err != nil {
+		return "", false, err
+	}
+	pw := hex.EncodeToString(r)
+	return pw, true, os.WriteFile(path, []byte(pw+"\n"), 0o600)
+}
+
+func terminate(c *exec.Cmd) {
+	if c.Process == nil || c.ProcessState != nil {
+		return
+	}
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = c.Process.Kill()
+	}
+}
+
+type apiClient struct {
+	base, token string
+	http        *http.Client
+}
+
+func (a *apiClient) waitHealthy(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := a.http.Get(a.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not healthy at %s after %v: %v", a.base, within, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (a *apiClient) call(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
+	}
+	return json.Unmarshal(raw, out)
+}
+
+func (a *apiClient) login(pw string) error {
+	var r struct{ JWT string }
+	if err := a.call("POST", "/api/auth", map[string]string{"username": "admin", "password": pw}, &r); err != nil {
+		return err
+	}
+	a.token = r.JWT
+	return nil
+}
+
+type env struct {
+	ID      uint64 `json:"id"`
+	Name    string `json:"name"`
+	EdgeKey string `json:"edgeKey"`
+}
+
+// localEnvironment returns the edge key of the environment "local", creating it.
+func (a *apiClient) localEnvironment(freq int) (string, error) {
+	var envs []env
+	if err := a.call("GET", "/api/environments", nil, &envs); err != nil {
+		return "", err
+	}
+	for _, e := range envs {
+		if e.Name == "local" {
+			return e.EdgeKey, nil
+		}
+	}
+	var e env
+	err := a.call("POST", "/api/environments", map[string]any{
+		"name": "local", "mode": "async",
+		"frequencies": map[string]int{"ping": freq, "snapshot": freq, "command": freq},
+	}, &e)
+	if err != nil {
+		return "", err
+	}
+	if e.EdgeKey == "" {
+		return "", errors.New("server returned no edge key")
+	}
+	return e.EdgeKey, nil
+}
