@@ -25,13 +25,14 @@ func Hash(d *Docker) ([32]byte, error) {
 }
 
 // Normalize sorts every collection by key, and each record's inner lists, so
-// that equal engines give equal snapshots.
+// that equal engines give equal snapshots. Of records sharing a key only the
+// first is kept: keys are unique on an engine, and deltas rely on it.
 func Normalize(d *Docker) {
-	sortByKey(d.Containers)
-	sortByKey(d.Images)
-	sortByKey(d.Volumes)
-	sortByKey(d.Networks)
-	sortByKey(d.Projects)
+	d.Containers = sortByKey(d.Containers)
+	d.Images = sortByKey(d.Images)
+	d.Volumes = sortByKey(d.Volumes)
+	d.Networks = sortByKey(d.Networks)
+	d.Projects = sortByKey(d.Projects)
 	for i := range d.Containers {
 		c := &d.Containers[i]
 		slices.SortFunc(c.Ports, func(a, b Port) int {
@@ -61,6 +62,7 @@ func Normalize(d *Docker) {
 	}
 }
 
-func sortByKey[T Record](s []T) {
-	slices.SortFunc(s, func(a, b T) int { return strings.Compare(a.Key(), b.Key()) })
+func sortByKey[T Record](s []T) []T {
+	slices.SortStableFunc(s, func(a, b T) int { return strings.Compare(a.Key(), b.Key()) })
+	return slices.CompactFunc(s, func(a, b T) bool { return a.Key() == b.Key() })
 }
