@@ -17,7 +17,7 @@ const (
 	EncodingZstd = "zstd"
 )
 
-//go:generate go run ./internal/dictgen -out dict/v1.zdict
+//go:generate go run ../internal/tools/dictgen -captures ../testdata/docker -out dict/v1.zdict
 
 //go:embed dict
 var dictFS embed.FS

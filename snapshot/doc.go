@@ -14,6 +14,9 @@
 //   - Docker's human status text ("Up 5 minutes") is not part of the model; it
 //     changes every minute and would turn every snapshot into a delta. The UI
 //     derives it from State, Started and Finished.
+//   - Compose's bookkeeping labels (config-hash, image digest, project files
+//     and working dir) are dropped by Normalize; the Project record keeps
+//     what of them an operator needs.
 //   - Call Normalize before Hash or Compute on a snapshot built by hand; the
 //     collectors and Apply return normalized snapshots.
 package snapshot

@@ -35,6 +35,7 @@ func Normalize(d *Docker) {
 	d.Projects = sortByKey(d.Projects)
 	for i := range d.Containers {
 		c := &d.Containers[i]
+		c.Labels = foldComposeLabels(c.Labels)
 		slices.SortFunc(c.Ports, func(a, b Port) int {
 			if a.Private != b.Private {
 				return int(a.Private) - int(b.Private)
@@ -65,4 +66,29 @@ func Normalize(d *Docker) {
 func sortByKey[T Record](s []T) []T {
 	slices.SortStableFunc(s, func(a, b T) int { return strings.Compare(a.Key(), b.Key()) })
 	return slices.CompactFunc(s, func(a, b T) bool { return a.Key() == b.Key() })
+}
+
+// composeBookkeeping are labels Docker Compose sets for its own use. They are
+// left out of snapshots: config-hash is a random-looking digest per service
+// that no operator reads (and that alone was a quarter of a compressed
+// snapshot), image repeats ImageID, and the project's files and working dir
+// are carried once by its Project record instead of once per container.
+var composeBookkeeping = []string{
+	"com.docker.compose.config-hash",
+	"com.docker.compose.image",
+	LabelConfigFiles,
+	LabelWorkingDir,
+}
+
+func foldComposeLabels(m map[string]string) map[string]string {
+	if m[LabelProject] == "" {
+		return m
+	}
+	for _, k := range composeBookkeeping {
+		delete(m, k)
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
