@@ -1,0 +1,304 @@
+package server
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"outpost/protocol"
+	"outpost/server/store"
+	"outpost/snapshot"
+)
+
+// testServer is a Server on a temp store, served over plain HTTP by httptest:
+// the handlers are what is under test, not TLS.
+func testServer(t *testing.T) (*Server, *httptest.Server) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "outpost.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := &Server{
+		cfg: Config{FlushInterval: time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		store: st, now: time.Now, checkins: newCheckins(),
+		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: "SHA256:" + string(bytes.Repeat([]byte{'A'}, 43)),
+	}
+	s.sessions = newSessions(s.now)
+	hs := httptest.NewServer(s.routes())
+	t.Cleanup(hs.Close)
+	return s, hs
+}
+
+// device is a scripted agent speaking the real protocol.
+type device struct {
+	t      *testing.T
+	url    string
+	env    uint64
+	edgeID string
+	key    ed25519.PrivateKey
+}
+
+func newDevice(t *testing.T, url string, env uint64, edgeID string) *device {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	return &device{t: t, url: url, env: env, edgeID: edgeID, key: key}
+}
+
+func (d *device) firstContact() *protocol.SyncRequest {
+	return &protocol.SyncRequest{
+		Version: protocol.Version, EnvID: d.env, EdgeID: d.edgeID, Include: protocol.IncludePing,
+		Proof: &protocol.Proof{Key: d.key.Public().(ed25519.PublicKey)}, Agent: &protocol.AgentInfo{Version: "test", Hostname: "dev1"},
+	}
+}
+
+// sync posts req and returns the HTTP status and the decoded answer or error.
+func (d *device) sync(req any) (int, *protocol.SyncAnswer, *protocol.Error) {
+	d.t.Helper()
+	body, enc, err := protocol.WriteBody(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return d.post(body, enc)
+}
+
+func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *protocol.Error) {
+	d.t.Helper()
+	hr, _ := http.NewRequest("POST", d.url+"/edge/v1/sync", bytes.NewReader(body))
+	hr.Header.Set("Content-Type", protocol.ContentType)
+	if enc != "" {
+		hr.Header.Set("Content-Encoding", enc)
+	}
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	renc := resp.Header.Get("Content-Encoding")
+	if resp.StatusCode != http.StatusOK {
+		var pe protocol.Error
+		if err := protocol.ReadBody(rb, renc, &pe); err != nil {
+			d.t.Fatalf("status %d with undecodable error body: %v", resp.StatusCode, err)
+		}
+		return resp.StatusCode, nil, &pe
+	}
+	var ans protocol.SyncAnswer
+	if err := protocol.ReadBody(rb, renc, &ans); err != nil {
+		d.t.Fatalf("decode answer: %v", err)
+	}
+	return resp.StatusCode, &ans, nil
+}
+
+func stage(t *testing.T, s *Server, freq *protocol.Frequencies) uint64 {
+	t.Helper()
+	e := &store.Environment{Name: "dev", Mode: store.ModeAsync, Trusted: true, Frequencies: freq}
+	if err := s.store.CreateEnvironment(e); err != nil {
+		t.Fatal(err)
+	}
+	return e.ID
+}
+
+func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, &protocol.Frequencies{Ping: 7})
+	dev := newDevice(t, hs.URL, env, "edge-1")
+
+	status, ans, perr := dev.sync(dev.firstContact())
+	if status != http.StatusOK {
+		t.Fatalf("first contact: %d %v", status, perr)
+	}
+	if ans.EnvID != env || ans.Trust != protocol.TrustTrusted || ans.Freq == nil || ans.Freq.Ping != 7 || ans.Freq.Snapshot == 0 {
+		t.Fatalf("answer = %+v (freq %+v)", ans, ans.Freq)
+	}
+	e, _ := s.store.Environment(env)
+	if e.EdgeID != "edge-1" || !bytes.Equal(e.PublicKey, dev.key.Public().(ed25519.PublicKey)) || e.Agent == nil || e.Agent.Hostname != "dev1" {
+		t.Fatalf("binding not stored: %+v", e)
+	}
+
+	// A second device with the copied edge key: another edge ID, or the same
+	// edge ID with another key, is refused.
+	thief := newDevice(t, hs.URL, env, "edge-2")
+	if status, _, perr := thief.sync(thief.firstContact()); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+		t.Fatalf("other edge ID: %d %+v", status, perr)
+	}
+	thief.edgeID = "edge-1"
+	if status, _, perr := thief.sync(thief.firstContact()); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+		t.Fatalf("same edge ID, other key: %d %+v", status, perr)
+	}
+	// The bound device goes on.
+	if status, _, perr := dev.sync(&protocol.SyncRequest{Version: protocol.Version, EnvID: env, Include: protocol.IncludePing}); status != http.StatusOK {
+		t.Fatalf("bound device after refusals: %d %v", status, perr)
+	}
+	if _, ok := s.checkins.get(env); !ok {
+		t.Fatal("check-in not recorded")
+	}
+}
+
+func TestSyncRefusals(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, nil)
+	dev := newDevice(t, hs.URL, env, "edge-1")
+
+	t.Run("unsupported version", func(t *testing.T) {
+		req := dev.firstContact()
+		req.Version = protocol.Version + 1
+		status, _, perr := dev.sync(req)
+		if status != http.StatusBadRequest || perr.Code != protocol.CodeUnsupportedVersion || perr.Message == "" {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("unknown environment", func(t *testing.T) {
+		req := dev.firstContact()
+		req.EnvID = 999
+		if status, _, perr := dev.sync(req); status != http.StatusNotFound || perr.Code != protocol.CodeUnknownEnvironment {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("garbage", func(t *testing.T) {
+		if status, _, perr := dev.post([]byte{0xff, 0x00, 0x13}, ""); status != http.StatusBadRequest || perr.Code != protocol.CodeMalformed {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		if status, _, perr := dev.post(make([]byte, protocol.MaxCompressedBody+1), ""); status != http.StatusRequestEntityTooLarge || perr.Code != protocol.CodeLimit {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("unknown encoding", func(t *testing.T) {
+		body, _, _ := protocol.WriteBody(dev.firstContact())
+		if status, _, perr := dev.post(body, "br"); status != http.StatusBadRequest || perr.Code != protocol.CodeMalformed {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("first contact without key", func(t *testing.T) {
+		req := dev.firstContact()
+		req.Proof = nil
+		if status, _, perr := dev.sync(req); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+}
+
+func testSnapshot(n int, state snapshot.State) *snapshot.Docker {
+	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "dev1", ServerVersion: "27.0.1"}}
+	for i := range n {
+		d.Containers = append(d.Containers, snapshot.Container{
+			ID: string(rune('a'+i)) + "00000000000", Name: "c" + string(rune('a'+i)), State: state, Image: "busybox",
+		})
+	}
+	snapshot.Normalize(d)
+	return d
+}
+
+func push(t *testing.T, seq, base uint64, data any, of *snapshot.Docker) *protocol.SnapshotPush {
+	t.Helper()
+	b, err := protocol.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := snapshot.Hash(of)
+	return &protocol.SnapshotPush{Seq: seq, Base: base, Hash: h[:snapshot.HashSize], Data: b}
+}
+
+func TestSyncSnapshotsFullThenDelta(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, nil)
+	dev := newDevice(t, hs.URL, env, "edge-1")
+	if status, _, perr := dev.sync(dev.firstContact()); status != 200 {
+		t.Fatal(perr)
+	}
+	snapReq := func(p *protocol.SnapshotPush) *protocol.SnapshotAck {
+		t.Helper()
+		status, ans, perr := dev.sync(&protocol.SyncRequest{Version: protocol.Version, EnvID: env, Include: protocol.IncludeSnapshot, Snapshot: p})
+		if status != 200 || ans.Snapshot == nil {
+			t.Fatalf("push seq %d: %d %+v %+v", p.Seq, status, perr, ans)
+		}
+		return ans.Snapshot
+	}
+
+	full := testSnapshot(3, snapshot.StateRunning)
+	if ack := snapReq(push(t, 1, 0, full, full)); ack.Stored != 1 || ack.SendFull {
+		t.Fatalf("full push ack = %+v", ack)
+	}
+	next := testSnapshot(3, snapshot.StateRunning)
+	next.Containers[1].State = snapshot.StateExited
+	d, _ := snapshot.Compute(full, next)
+	if ack := snapReq(push(t, 2, 1, d, next)); ack.Stored != 2 || ack.SendFull {
+		t.Fatalf("delta push ack = %+v", ack)
+	}
+	sn, _ := s.store.Snapshot(env)
+	var got snapshot.Docker
+	if err := protocol.Unmarshal(sn.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if sn.Seq != 2 || sn.Kind != "delta" || got.Containers[1].State != snapshot.StateExited {
+		t.Fatalf("stored seq %d kind %s containers %+v", sn.Seq, sn.Kind, got.Containers)
+	}
+
+	// A delta from a base the server does not hold asks for a full one.
+	if ack := snapReq(push(t, 4, 3, d, next)); !ack.SendFull || ack.Stored != 2 {
+		t.Fatalf("delta on a missing base: ack = %+v", ack)
+	}
+	// A delta that rebuilds to another hash asks for a full one, and the
+	// stored snapshot stays as it was.
+	bad := push(t, 3, 2, d, full)
+	if ack := snapReq(bad); !ack.SendFull {
+		t.Fatalf("delta with a wrong hash: ack = %+v", ack)
+	}
+	if sn2, _ := s.store.Snapshot(env); sn2.Seq != 2 {
+		t.Fatalf("a refused delta changed the stored snapshot to seq %d", sn2.Seq)
+	}
+	hist, _ := s.store.History(env)
+	if len(hist) != 2 || hist[0].Kind != "full" || hist[1].Kind != "delta" || len(hist[1].Data) == 0 {
+		t.Fatalf("history = %+v", hist)
+	}
+}
+
+func TestAPIRequiresToken(t *testing.T) {
+	s, hs := testServer(t)
+	if _, err := s.ensureAdmin("correct-horse"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(hs.URL + "/api/environments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+	for pw, want := range map[string]int{"wrong-password": 401, "correct-horse": 200} {
+		b, _ := json.Marshal(map[string]string{"username": "admin", "password": pw})
+		resp, err := http.Post(hs.URL+"/api/auth", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("login with %q: %d, want %d", pw, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestOnlineStatusFollowsOwnFrequency(t *testing.T) {
+	now := int64(1_800_000_000)
+	hourly := protocol.Frequencies{Ping: 3600}
+	if got := onlineStatus(now-600, hourly, now); got != "online" {
+		t.Errorf("hourly device seen 10 min ago: %s", got)
+	}
+	fast := protocol.Frequencies{Ping: 5}
+	if got := onlineStatus(now-600, fast, now); got != "offline" {
+		t.Errorf("5 s device seen 10 min ago: %s", got)
+	}
+	if got := onlineStatus(0, fast, now); got != "never" {
+		t.Errorf("never seen: %s", got)
+	}
+}
