@@ -41,6 +41,8 @@ type pendingSnapshot struct {
 
 // run ticks until ctx ends.
 func (s *syncer) run(ctx context.Context) error {
+	at, inc := s.plan.Next()
+	s.log.Info("first exchange scheduled", "in", time.Until(at).Round(time.Millisecond), "carries", inc)
 	for {
 		at, inc := s.plan.Next()
 		t := time.NewTimer(time.Until(at))
