@@ -64,15 +64,18 @@ func (s *sessions) lookup(tok string) (session, bool) {
 	return ss, true
 }
 
-// bearer extracts the token from an Authorization header or the UI's cookie.
+func (s *sessions) revoke(tok string) {
+	s.mu.Lock()
+	delete(s.byTok, tok)
+	s.mu.Unlock()
+}
+
+// bearer extracts the API token from the Authorization header. The API takes
+// no cookie: a browser's ambient cookie must not authorize a JSON request
+// another site made it send (the UI has its own cookie check and CSRF guard).
 func bearer(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return t
-		}
-	}
-	if c, err := r.Cookie("outpost_token"); err == nil {
-		return c.Value
+	if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return t
 	}
 	return ""
 }

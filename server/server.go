@@ -123,6 +123,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /api/environments/{id}", s.authed(s.handleGetEnvironment))
 	mux.HandleFunc("GET /api/environments/{id}/snapshot", s.authed(s.handleSnapshot))
 	mux.HandleFunc("GET /api/environments/{id}/snapshot/history", s.authed(s.handleHistory))
+	mux.Handle("/", s.uiHandler())
 	return mux
 }
 

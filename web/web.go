@@ -1,0 +1,252 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"outpost/snapshot"
+)
+
+// ErrNotFound is what a Backend wraps when an environment, or its snapshot,
+// does not exist. It is the package's only sentinel error.
+var ErrNotFound = errors.New("not found")
+
+// Environment is one edge environment as the UI shows it.
+type Environment struct {
+	ID           uint64
+	Name         string
+	Mode         string // async or standard
+	Status       string // online, offline, never
+	LastCheckIn  time.Time
+	EdgeID       string
+	EdgeKey      string
+	AgentVersion string
+	Hostname     string
+	// Effective frequencies: the environment's own, else the global defaults.
+	Ping, Snapshot, Command time.Duration
+}
+
+// Snapshot is an environment's latest snapshot.
+type Snapshot struct {
+	Seq     uint64
+	Updated time.Time
+	Kind    string // how it last changed: full or delta
+	Docker  *snapshot.Docker
+}
+
+// HistoryEntry is one snapshot push that changed the stored snapshot.
+type HistoryEntry struct {
+	Seq, Base uint64
+	Kind      string // full or delta
+	Bytes     int    // size of the pushed data
+	At        time.Time
+}
+
+// Backend is what the UI needs from the server.
+type Backend interface {
+	// Login checks a username and password and returns a session token.
+	Login(username, password string) (token string, err error)
+	// Authenticate returns the user a token belongs to, if it is valid.
+	Authenticate(token string) (username string, ok bool)
+	Environments() ([]Environment, error)
+	// Environment returns an error wrapping ErrNotFound when id is unknown.
+	Environment(id uint64) (Environment, error)
+	// Snapshot returns an error wrapping ErrNotFound when the environment
+	// has not sent one yet.
+	Snapshot(id uint64) (*Snapshot, error)
+	// History returns the snapshot pushes, oldest first.
+	History(id uint64) ([]HistoryEntry, error)
+}
+
+// Logouter is an optional Backend method: when the backend has it, logging
+// out also ends the session on the server, not only in the browser.
+type Logouter interface {
+	Logout(token string)
+}
+
+// cookieName is the session cookie. The server's API accepts it too.
+const cookieName = "outpost_token"
+
+var (
+	//go:embed templates/*.html
+	templateFS embed.FS
+	//go:embed assets/style.css
+	styleCSS string
+	//go:embed assets/copy.js
+	copyJS string
+)
+
+// csp allows nothing but the embedded stylesheet and script, by hash, and
+// data: images (the favicon).
+var csp = "default-src 'none'; style-src '" + hashSource(styleCSS) + "'; script-src '" + hashSource(copyJS) +
+	"'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+func hashSource(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// handler serves the UI.
+type handler struct {
+	b     Backend
+	log   *slog.Logger
+	now   func() time.Time
+	pages map[string]*template.Template
+	next  http.Handler // the routes behind the cross-origin check
+}
+
+// New returns the UI handler, to be mounted at the site root.
+func New(b Backend, logger *slog.Logger) http.Handler {
+	return newHandler(b, logger, time.Now)
+}
+
+func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	h := &handler{b: b, log: logger, now: now, pages: parsePages()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", h.handleRoot)
+	mux.HandleFunc("GET /login", h.handleLoginForm)
+	mux.HandleFunc("POST /login", h.handleLogin)
+	mux.HandleFunc("POST /logout", h.handleLogout)
+	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
+	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
+	mux.HandleFunc("/", h.authed(h.handleNotFound))
+	// Mounted at the site root, the UI also receives whatever the API's
+	// routes did not match; an API client gets a plain 404, not a login page.
+	mux.HandleFunc("/api/", apiNotFound)
+	mux.HandleFunc("/edge/", apiNotFound)
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(h.handleCrossOrigin))
+	h.next = cop.Handler(mux)
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hd := w.Header()
+	hd.Set("Content-Security-Policy", csp)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("Cache-Control", "no-store")
+	h.next.ServeHTTP(w, r)
+}
+
+func (h *handler) handleCrossOrigin(w http.ResponseWriter, r *http.Request) {
+	h.log.Warn("cross-origin request refused", "method", r.Method, "path", r.URL.Path,
+		"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
+	h.renderError(w, "", http.StatusForbidden, "Request refused",
+		"This form was sent from another site. Open Outpost directly and try again.")
+}
+
+// authed runs next only for a request carrying a valid session cookie; others
+// are sent to the login page, which brings them back afterwards.
+func (h *handler) authed(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		user, ok := h.user(r)
+		if !ok {
+			http.Redirect(w, r, loginURL(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		next(w, r, user)
+	}
+}
+
+func (h *handler) user(r *http.Request) (string, bool) {
+	c, err := r.Cookie(cookieName)
+	if err != nil || c.Value == "" {
+		return "", false
+	}
+	return h.b.Authenticate(c.Value)
+}
+
+func (h *handler) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.user(r); !ok {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/environments", http.StatusSeeOther)
+}
+
+func (h *handler) handleNotFound(w http.ResponseWriter, r *http.Request, user string) {
+	h.renderError(w, user, http.StatusNotFound, "Page not found",
+		"There is nothing at "+r.URL.Path+".")
+}
+
+func apiNotFound(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, "no such API endpoint: "+r.Method+" "+r.URL.Path, http.StatusNotFound)
+}
+
+// base is what every page's layout needs.
+type base struct {
+	Title string
+	User  string // empty on the login and error pages of anonymous users
+	Nav   string // the header link to mark current
+	CSS   template.CSS
+	JS    template.JS
+}
+
+func (h *handler) base(title, user, nav string) base {
+	return base{Title: title, User: user, Nav: nav, CSS: template.CSS(styleCSS), JS: template.JS(copyJS)}
+}
+
+// parsePages parses each page template together with the layout.
+func parsePages() map[string]*template.Template {
+	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		if n == "templates/layout.html" {
+			continue
+		}
+		t := template.Must(template.Must(layout.Clone()).ParseFS(templateFS, n))
+		pages[n[len("templates/"):len(n)-len(".html")]] = t
+	}
+	return pages
+}
+
+var funcs = template.FuncMap{"join": strings.Join}
+
+// render executes page into a buffer first, so a template error becomes a
+// clean 500 rather than half a page.
+func (h *handler) render(w http.ResponseWriter, status int, page string, data any) {
+	var buf bytes.Buffer
+	if err := h.pages[page].ExecuteTemplate(&buf, "layout.html", data); err != nil {
+		h.log.Error("render page", "page", page, "err", err)
+		http.Error(w, "internal error: the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+type errorPage struct {
+	base
+	Status  int
+	Message string
+}
+
+func (h *handler) renderError(w http.ResponseWriter, user string, status int, title, msg string) {
+	h.render(w, status, "error", errorPage{base: h.base(title, user, ""), Status: status, Message: msg})
+}
+
+// internalError logs err and shows a page that says what failed, not why.
+func (h *handler) internalError(w http.ResponseWriter, r *http.Request, user, what string, err error) {
+	h.log.Error("ui: "+what, "path", r.URL.Path, "err", err)
+	h.renderError(w, user, http.StatusInternalServerError, "Something went wrong",
+		"Outpost could not "+what+". The error is in the server log; try again in a moment.")
+}
