@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -132,7 +133,17 @@ func Decompress(b []byte) ([]byte, error) {
 	if len(b) > MaxCompressedBody {
 		return nil, &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
 	}
-	out, err := codec.dec.DecodeAll(b, nil)
+	h, most, err := oneFrame(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: zstd: %v", ErrMalformed, err)
+	}
+	var dst []byte
+	if !h.HasFCS && most > 1<<20 {
+		// Without a declared size DecodeAll grows its output by append,
+		// allocating several times the bound on the way to it.
+		dst = make([]byte, 0, min(most, MaxDecompressedBody+maxBlockSize))
+	}
+	out, err := codec.dec.DecodeAll(b, dst)
 	switch {
 	case err == nil:
 		return out, nil
@@ -170,7 +181,7 @@ func ReadBody(body []byte, encoding string, msg any) error {
 	if len(body) > MaxCompressedBody {
 		return &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
 	}
-	switch encoding {
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "", "identity":
 	case EncodingZstd:
 		var err error
@@ -181,4 +192,60 @@ func ReadBody(body []byte, encoding string, msg any) error {
 		return fmt.Errorf("%w: %q", ErrContentEncoding, encoding)
 	}
 	return Unmarshal(body, msg)
+}
+
+// maxBlockSize is the most one zstd block decodes to.
+const maxBlockSize = 128 << 10
+
+// oneFrame checks that b is exactly one zstd frame, walking its block
+// headers. DecodeAll would decode a concatenation of frames, reallocating its
+// whole output for each frame that declares its size, which makes a body of
+// many tiny frames cost time and memory quadratic in its length. It also
+// refuses a frame whose declared content size its blocks cannot produce, as
+// DecodeAll allocates the declared size before decoding.
+func oneFrame(b []byte) (zstd.Header, uint64, error) {
+	var h zstd.Header
+	if err := h.Decode(b); err != nil {
+		return h, 0, err
+	}
+	if h.Skippable {
+		return h, 0, errors.New("skippable frame")
+	}
+	n, most := h.HeaderSize, uint64(0)
+	for last := false; !last; {
+		if len(b)-n < 3 {
+			return h, 0, errors.New("truncated block header")
+		}
+		bh := uint32(b[n]) | uint32(b[n+1])<<8 | uint32(b[n+2])<<16
+		n += 3
+		last = bh&1 != 0
+		size := int(bh >> 3)
+		switch bh >> 1 & 3 {
+		case 0: // raw
+			most += uint64(size)
+		case 1: // RLE: one byte, repeated size times
+			most += uint64(size)
+			size = 1
+		case 2: // compressed
+			most += maxBlockSize
+		default:
+			return h, 0, errors.New("reserved block type")
+		}
+		if len(b)-n < size {
+			return h, 0, errors.New("truncated block")
+		}
+		n += size
+	}
+	if h.HasCheckSum {
+		n += 4
+	}
+	switch {
+	case n > len(b):
+		return h, 0, errors.New("truncated checksum")
+	case n < len(b):
+		return h, 0, fmt.Errorf("%d bytes after the frame; a body is one frame", len(b)-n)
+	case h.HasFCS && h.FrameContentSize > most:
+		return h, 0, fmt.Errorf("frame declares %d bytes, its blocks hold at most %d", h.FrameContentSize, most)
+	}
+	return h, most, nil
 }

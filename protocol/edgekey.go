@@ -42,7 +42,7 @@ func ParseEdgeKey(s string) (EdgeKey, error) {
 		return EdgeKey{}, fmt.Errorf("%w (found %d)", ErrKeyFields, len(f))
 	}
 	k := EdgeKey{ServerURL: f[0], TunnelAddr: f[1], TunnelFingerprint: f[2]}
-	if u, err := url.Parse(k.ServerURL); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if u, err := url.Parse(k.ServerURL); err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return EdgeKey{}, fmt.Errorf("%w: %q", ErrKeyServerURL, k.ServerURL)
 	}
 	if host, port, err := net.SplitHostPort(k.TunnelAddr); err != nil || host == "" || !validPort(port) {

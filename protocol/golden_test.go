@@ -1,0 +1,394 @@
+package protocol_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"outpost/protocol"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/protocol/*.golden from the vectors in golden_test.go")
+
+// goldenDir holds the wire vectors, at the repository root so other packages'
+// tests (and other implementations) can read them too.
+const goldenDir = "../testdata/protocol"
+
+// newMessage maps the type name written on a golden file's first line to a
+// constructor of a zero value of that type. A golden file naming a type missing
+// here fails TestGolden.
+var newMessage = map[string]func() any{
+	"SyncRequest": func() any { return new(protocol.SyncRequest) },
+	"SyncAnswer":  func() any { return new(protocol.SyncAnswer) },
+	"PollRequest": func() any { return new(protocol.PollRequest) },
+	"PollAnswer":  func() any { return new(protocol.PollAnswer) },
+	"Error":       func() any { return new(protocol.Error) },
+	"Frequencies": func() any { return new(protocol.Frequencies) },
+}
+
+// goldenVector is one wire vector: the Go value is the source of truth, the
+// file under goldenDir its encoding.
+type goldenVector struct {
+	file  string // base name without .golden
+	desc  string
+	value any // pointer to a message
+}
+
+// Fixed bytes so the vectors are stable.
+var (
+	edgePubKey = seqBytes(0x00, 32) // Ed25519 public key
+	proofTag   = seqBytes(0xa0, 16)
+	snapHash   = seqBytes(0x10, 8) // leading bytes of a snapshot hash
+	blobData   = []byte("services:\n  web:\n    image: nginx:1.27\n")
+	blobHash   = sha256Of(blobData)
+	scriptHash = seqBytes(0xc0, 32)
+
+	// Snapshot payloads are opaque CBOR to this package; these stand in for
+	// package snapshot's Docker and Delta.
+	snapshotFull  = mustMarshal(map[int]any{1: "docker", 2: []any{map[int]any{1: "c1", 2: "nginx:1.27", 3: "running"}}})
+	snapshotDelta = mustMarshal(map[int]any{1: []any{map[int]any{1: "c1", 3: "exited"}}})
+)
+
+var goldenVectors = []goldenVector{
+	{"sync_request_first_contact", "first contact with the onboarding key: edge ID, identity key, agent info",
+		&protocol.SyncRequest{
+			Version: protocol.Version,
+			EdgeID:  "3f2a9c1e-7b4d-4e8a-9c61-0d5e2f7a8b90",
+			Proof:   &protocol.Proof{Key: edgePubKey},
+			Include: protocol.IncludePing,
+			Agent: &protocol.AgentInfo{
+				Version:  "0.1.0",
+				Hostname: "shop-042",
+				Platform: "docker",
+				OS:       "linux",
+				Arch:     "arm64",
+				Groups:   []string{"shops"},
+				Tags:     []string{"eu", "pos"},
+			},
+		}},
+	{"sync_request_idle_ping", "idle ping of a bound device",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludePing}},
+	{"sync_request_proof", "ping with a counter and tag proof",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludePing,
+			Proof: &protocol.Proof{Counter: 42, Tag: proofTag}}},
+	{"sync_request_snapshot_full", "ping and full snapshot push",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludePing | protocol.IncludeSnapshot,
+			Snapshot: &protocol.SnapshotPush{Seq: 1, Hash: snapHash, Data: snapshotFull}}},
+	{"sync_request_snapshot_delta", "snapshot delta from seq 4 to 5 with the hash of seq 5",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludeSnapshot,
+			Snapshot: &protocol.SnapshotPush{Seq: 5, Base: 4, Hash: snapHash, Data: snapshotDelta}}},
+	{"sync_request_reports", "command pull with acks, stack statuses and job results",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludePing | protocol.IncludeCommands,
+			Acks: []protocol.CommandAck{
+				{ID: 11, Status: protocol.StatusOK, Finished: 1767225600},
+				{ID: 12, Status: protocol.StatusFailed, Error: "image pull: not found", Finished: 1767225601},
+			},
+			StackStatuses: []protocol.StackStatus{
+				{StackID: 3, Version: 2, Status: protocol.StatusRunning, Time: 1767225590},
+				{StackID: 4, Version: 1, Status: protocol.StatusFailed, Error: "port 80 in use", Time: 1767225591},
+			},
+			JobResults: []protocol.JobResult{
+				{JobID: 9, Run: 1, Started: 1767222000, Duration: 12, ExitCode: 0, Output: []byte("ok\n")},
+				{JobID: 9, Run: 2, Started: 1767225600, Duration: 3, ExitCode: 2, Output: []byte("disk full\n")},
+			},
+		}},
+	{"sync_answer_minimal", "environment, trust and effective frequencies",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+			Freq: &protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}}},
+	{"sync_answer_waiting", "device in the waiting room",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 8, Trust: protocol.TrustWaiting}},
+	{"sync_answer_snapshot_stored", "snapshot seq 5 stored",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+			Snapshot: &protocol.SnapshotAck{Stored: 5}}},
+	{"sync_answer_send_full", "delta did not rebuild: send a full snapshot",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+			Snapshot: &protocol.SnapshotAck{Stored: 4, SendFull: true}}},
+	{"sync_answer_commands", "commands and the blob they reference",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+			Commands: []protocol.Command{
+				{ID: 13, Kind: "stack.deploy", Args: map[string]string{"stack": "3", "version": "2"}, Blob: blobHash},
+				{ID: 14, Kind: "container.restart", Args: map[string]string{"id": "c1"}},
+			},
+			Blobs: []protocol.Blob{{Hash: blobHash, Data: blobData}},
+		}},
+	{"poll_request_first_contact", "standard agent's first poll",
+		&protocol.PollRequest{Version: protocol.Version, EdgeID: "3f2a9c1e-7b4d-4e8a-9c61-0d5e2f7a8b90",
+			Proof: &protocol.Proof{Key: edgePubKey},
+			Agent: &protocol.AgentInfo{Version: "0.1.0", Hostname: "depot-1", Platform: "docker", OS: "linux", Arch: "amd64"},
+		}},
+	{"poll_request", "poll with known state and a command ack",
+		&protocol.PollRequest{Version: protocol.Version, EnvID: 3, StateSeq: 12,
+			Acks: []protocol.CommandAck{{ID: 21, Status: protocol.StatusOK, Finished: 1767225600}}}},
+	{"poll_answer_idle", "nothing to do: tunnel idle, state unchanged",
+		&protocol.PollAnswer{Version: protocol.Version, EnvID: 3, Trust: protocol.TrustTrusted, Interval: 5, StateSeq: 12}},
+	{"poll_answer_required", "tunnel required, with stacks, jobs and commands",
+		&protocol.PollAnswer{Version: protocol.Version, EnvID: 3, Trust: protocol.TrustTrusted,
+			Tunnel: protocol.TunnelRequired, Interval: 5, StateSeq: 13,
+			Stacks:   []protocol.StackRef{{ID: 3, Version: 2}, {ID: 4, Version: 1}},
+			Jobs:     []protocol.JobSchedule{{ID: 9, Cron: "0 3 * * *", Version: 1, Script: scriptHash, Collect: true}},
+			Commands: []protocol.Command{{ID: 22, Kind: "container.logs", Args: map[string]string{"id": "c1", "tail": "100"}}},
+		}},
+	{"error_unsupported_version", "refusal of a version 2 request",
+		&protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
+			Message: (&protocol.VersionError{Got: 2}).Error()}},
+	{"frequencies", "async frequencies as an array: ping, snapshot, command seconds",
+		&protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}},
+}
+
+// golden is a parsed golden file.
+type golden struct {
+	typeName string
+	desc     string
+	diag     string
+	data     []byte
+}
+
+// formatGolden renders a vector: a type and description line, the diagnostic
+// notation, then the bytes in hex, 16 per line.
+func formatGolden(typeName, desc string, data []byte) ([]byte, error) {
+	diag, err := cbor.Diagnose(data)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# %s: %s\n# diag: %s\n", typeName, desc, diag)
+	for i := 0; i < len(data); i += 16 {
+		line := data[i:min(i+16, len(data))]
+		for j, c := range line {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%02x", c)
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), nil
+}
+
+func parseGolden(text []byte) (golden, error) {
+	var g golden
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	var hexText strings.Builder
+	for n := 0; sc.Scan(); n++ {
+		line := sc.Text()
+		switch n {
+		case 0:
+			head, ok := strings.CutPrefix(line, "# ")
+			name, desc, ok2 := strings.Cut(head, ": ")
+			if !ok || !ok2 || name == "" {
+				return g, fmt.Errorf("line 1 must be %q, got %q", "# <TypeName>: <description>", line)
+			}
+			g.typeName, g.desc = name, desc
+		case 1:
+			diag, ok := strings.CutPrefix(line, "# diag: ")
+			if !ok {
+				return g, fmt.Errorf("line 2 must be %q, got %q", "# diag: <diagnostic notation>", line)
+			}
+			g.diag = diag
+		default:
+			if strings.HasPrefix(line, "#") {
+				return g, fmt.Errorf("line %d: comments only on lines 1 and 2", n+1)
+			}
+			for _, f := range strings.Fields(line) {
+				if len(f) != 2 {
+					return g, fmt.Errorf("line %d: %q is not one byte in hex", n+1, f)
+				}
+				hexText.WriteString(f)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return g, err
+	}
+	if g.diag == "" {
+		return g, errors.New("missing the type and diag lines")
+	}
+	var err error
+	if g.data, err = hex.DecodeString(hexText.String()); err != nil {
+		return g, fmt.Errorf("hex: %w", err)
+	}
+	if len(g.data) == 0 {
+		return g, errors.New("no bytes")
+	}
+	return g, nil
+}
+
+// readGoldens returns every golden file by base name.
+func readGoldens(tb testing.TB) map[string]golden {
+	tb.Helper()
+	paths, err := filepath.Glob(filepath.Join(goldenDir, "*.golden"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := make(map[string]golden, len(paths))
+	for _, p := range paths {
+		text, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		g, err := parseGolden(text)
+		if err != nil {
+			tb.Fatalf("%s: %v", p, err)
+		}
+		out[strings.TrimSuffix(filepath.Base(p), ".golden")] = g
+	}
+	return out
+}
+
+func typeName(v any) string { return reflect.TypeOf(v).Elem().Name() }
+
+func TestGolden(t *testing.T) {
+	if *update {
+		if err := os.MkdirAll(goldenDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range goldenVectors {
+			data, err := protocol.Marshal(v.value)
+			if err != nil {
+				t.Fatalf("%s: %v", v.file, err)
+			}
+			text, err := formatGolden(typeName(v.value), v.desc, data)
+			if err != nil {
+				t.Fatalf("%s: %v", v.file, err)
+			}
+			if err := os.WriteFile(filepath.Join(goldenDir, v.file+".golden"), text, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	goldens := readGoldens(t)
+
+	// The table is the source: each vector has its file, and the file holds
+	// exactly its encoding, which decodes back to the same value.
+	covered := map[string]bool{}
+	for _, v := range goldenVectors {
+		t.Run("vector/"+v.file, func(t *testing.T) {
+			name := typeName(v.value)
+			covered[name] = true
+			g, ok := goldens[v.file]
+			if !ok {
+				t.Fatalf("%s/%s.golden is missing; run go test ./protocol -run TestGolden -update", goldenDir, v.file)
+			}
+			if g.typeName != name {
+				t.Errorf("file names type %s, vector is a %s", g.typeName, name)
+			}
+			want, err := protocol.Marshal(v.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(g.data, want) {
+				t.Errorf("file bytes differ from the vector's encoding; if the change is deliberate run -update\nfile:   %x\nvector: %x", g.data, want)
+			}
+			got := newMessage[name]()
+			if err := protocol.Unmarshal(g.data, got); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, v.value) {
+				t.Errorf("decoded\n%+v\nwant\n%+v", got, v.value)
+			}
+		})
+	}
+	for name := range newMessage {
+		if !covered[name] {
+			t.Errorf("no golden vector of type %s", name)
+		}
+	}
+
+	// Every file, including ones no vector names: decode into the named
+	// type, re-encode byte for byte, and check the diagnostic line.
+	names := make([]string, 0, len(goldens))
+	for n := range goldens {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g := goldens[n]
+		t.Run("file/"+n, func(t *testing.T) {
+			mk, ok := newMessage[g.typeName]
+			if !ok {
+				t.Fatalf("unknown type %q on line 1", g.typeName)
+			}
+			v := mk()
+			if err := protocol.Unmarshal(g.data, v); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			again, err := protocol.Marshal(v)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			if !bytes.Equal(again, g.data) {
+				t.Errorf("re-encoding differs\nfile:  %x\nagain: %x", g.data, again)
+			}
+			diag, err := cbor.Diagnose(g.data)
+			if err != nil {
+				t.Fatalf("diagnose: %v", err)
+			}
+			if diag != g.diag {
+				t.Errorf("diag line\n got %s\nwant %s", g.diag, diag)
+			}
+		})
+	}
+}
+
+// TestParseGolden checks the file reader itself, so a broken file cannot pass
+// by being misread.
+func TestParseGolden(t *testing.T) {
+	good := "# SyncRequest: idle ping\n# diag: {1: 1, 3: 7, 5: 1}\na3 01 01\n03 07 05 01\n"
+	g, err := parseGolden([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.typeName != "SyncRequest" || g.desc != "idle ping" || g.diag != "{1: 1, 3: 7, 5: 1}" ||
+		!bytes.Equal(g.data, []byte{0xa3, 0x01, 0x01, 0x03, 0x07, 0x05, 0x01}) {
+		t.Errorf("parsed %+v", g)
+	}
+	for _, bad := range []string{
+		"",
+		"SyncRequest: x\n# diag: 1\n01\n",
+		"# SyncRequest\n# diag: 1\n01\n",
+		"# SyncRequest: x\n01\n",
+		"# SyncRequest: x\n# diag: 1\n",
+		"# SyncRequest: x\n# diag: 1\n0g\n",
+		"# SyncRequest: x\n# diag: 1\n0 1\n",
+		"# SyncRequest: x\n# diag: 1\n# more\n01\n",
+	} {
+		if _, err := parseGolden([]byte(bad)); err == nil {
+			t.Errorf("parseGolden(%q) = nil error", bad)
+		}
+	}
+}
+
+func seqBytes(start byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = start + byte(i)
+	}
+	return b
+}
+
+func sha256Of(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return h[:]
+}
+
+func mustMarshal(v any) []byte {
+	b, err := protocol.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
