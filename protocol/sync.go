@@ -120,11 +120,11 @@ const (
 )
 
 // Frequencies are an async environment's effective frequencies, in seconds.
+// A map like every other message, so a later version can add one.
 type Frequencies struct {
-	_        struct{} `cbor:",toarray"`
-	Ping     uint32   `json:"ping"`
-	Snapshot uint32   `json:"snapshot"`
-	Command  uint32   `json:"command"`
+	Ping     uint32 `cbor:"1,keyasint,omitempty" json:"ping"`
+	Snapshot uint32 `cbor:"2,keyasint,omitempty" json:"snapshot"`
+	Command  uint32 `cbor:"3,keyasint,omitempty" json:"command"`
 }
 
 // SyncAnswer is the server's answer to a SyncRequest.
