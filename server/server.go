@@ -49,7 +49,11 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			cfg.Logger.Error("close store", "err", err)
+		}
+	}()
 	cert, err := loadOrCreateCert(cfg.DataDir)
 	if err != nil {
 		return err

@@ -26,7 +26,11 @@ func testServer(t *testing.T) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	s := &Server{
 		cfg: Config{FlushInterval: time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		store: st, now: time.Now, checkins: newCheckins(),
