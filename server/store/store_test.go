@@ -1,0 +1,113 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func open(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "outpost.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s, path
+}
+
+func TestHistoryKeepsTheLatest(t *testing.T) {
+	s, _ := open(t)
+	for seq := uint64(1); seq <= HistoryLimit+25; seq++ {
+		kind := "delta"
+		if seq == 1 {
+			kind = "full"
+		}
+		if err := s.PutSnapshot(3, &Snapshot{Seq: seq, Kind: kind}, &HistoryEntry{Seq: seq, Kind: kind}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another environment's history is not touched by the trimming.
+	if err := s.PutSnapshot(4, &Snapshot{Seq: 1}, &HistoryEntry{Seq: 1, Kind: "full"}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != HistoryLimit || h[0].Seq != 26 || h[len(h)-1].Seq != HistoryLimit+25 {
+		t.Fatalf("history: %d entries from %d to %d", len(h), h[0].Seq, h[len(h)-1].Seq)
+	}
+	if h4, _ := s.History(4); len(h4) != 1 {
+		t.Fatalf("environment 4 history: %+v", h4)
+	}
+	sn, err := s.Snapshot(3)
+	if err != nil || sn.Seq != HistoryLimit+25 {
+		t.Fatalf("latest snapshot: %+v %v", sn, err)
+	}
+	if _, err := s.Snapshot(99); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing snapshot: %v", err)
+	}
+}
+
+func TestFlushCheckInsOnlyMovesForward(t *testing.T) {
+	s, _ := open(t)
+	e := &Environment{Name: "a"}
+	if err := s.CreateEnvironment(e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FlushCheckIns(map[uint64]int64{e.ID: 200, 999: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FlushCheckIns(map[uint64]int64{e.ID: 100}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Environment(e.ID)
+	if got.LastCheckIn != 200 {
+		t.Fatalf("last check-in %d, want 200", got.LastCheckIn)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outpost.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bSettings)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("schema"), u64(SchemaVersion+1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path); !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("open newer store: %v", err)
+	}
+}
+
+func TestUsersAreUnique(t *testing.T) {
+	s, _ := open(t)
+	if err := s.CreateUser(&User{Username: "admin", Role: "administrator"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(&User{Username: "admin"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second admin: %v", err)
+	}
+	if n, _ := s.UserCount(); n != 1 {
+		t.Fatalf("%d users", n)
+	}
+}
