@@ -38,6 +38,9 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	status, ans := s.answer(&req)
 	b, enc, _ := protocol.WriteBody(ans)
+	// The headers the real server sends on edge answers (server/edge.go).
+	w.Header().Set("Content-Type", protocol.ContentType)
+	w.Header()["Date"] = nil
 	if enc != "" {
 		w.Header().Set("Content-Encoding", enc)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,6 +144,27 @@ func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 	}
 	if _, ok := s.checkins.get(env); !ok {
 		t.Fatal("check-in not recorded")
+	}
+}
+
+func TestSyncAnswerHeadersAreMinimal(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, nil)
+	dev := newDevice(t, hs.URL, env, "edge-1")
+	body, _, _ := protocol.WriteBody(dev.firstContact())
+	resp, err := http.Post(hs.URL+"/edge/v1/sync", protocol.ContentType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var names []string
+	for k := range resp.Header {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	// Content-Encoding only when the answer is compressed; nothing else.
+	if !slices.Equal(names, []string{"Content-Length", "Content-Type"}) && !slices.Equal(names, []string{"Content-Encoding", "Content-Length", "Content-Type"}) {
+		t.Fatalf("edge answer headers: %v", names)
 	}
 }
 
