@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"outpost/internal/testenv"
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/snapshot"
@@ -244,5 +245,50 @@ func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
 	}
 	if c.Key != good || len(c.Groups) != 2 || c.Groups[1] != "b" {
 		t.Fatalf("config = %+v", c)
+	}
+}
+
+// syncBuffer is a log sink the loop writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunLogsUnsupportedVersion(t *testing.T) {
+	srv := &scriptedServer{answer: func(*protocol.SyncRequest) (int, any) {
+		return http.StatusBadRequest, &protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
+			Message: "protocol version 1 is not supported (this side speaks 2 to 3); upgrade the older side"}
+	}}
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s := newTestSyncer(t, hs.URL, t.TempDir(), &fakeCollector{d: docker()}, key)
+	logs := &syncBuffer{}
+	s.log = slog.New(slog.NewTextHandler(logs, nil))
+	s.plan = scheduler.NewPlan(protocol.Frequencies{Ping: 1, Snapshot: 1, Command: 1}, time.Now(), mrand.New(mrand.NewPCG(2, 2)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return strings.Contains(logs.String(), "upgrade the agent"), "no upgrade message logged; log:\n" + logs.String()
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "this side speaks 2 to 3") {
+		t.Fatalf("log lacks the level or the server's words:\n%s", logs.String())
 	}
 }
