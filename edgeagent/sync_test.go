@@ -248,24 +248,6 @@ func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the loop writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunLogsUnsupportedVersion(t *testing.T) {
 	srv := &scriptedServer{answer: func(*protocol.SyncRequest) (int, any) {
 		return http.StatusBadRequest, &protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
@@ -275,7 +257,7 @@ func TestRunLogsUnsupportedVersion(t *testing.T) {
 	defer hs.Close()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	s := newTestSyncer(t, hs.URL, t.TempDir(), &fakeCollector{d: docker()}, key)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	s.log = slog.New(slog.NewTextHandler(logs, nil))
 	s.plan = scheduler.NewPlan(protocol.Frequencies{Ping: 1, Snapshot: 1, Command: 1}, time.Now(), mrand.New(mrand.NewPCG(2, 2)))
 	ctx, cancel := context.WithCancel(context.Background())
