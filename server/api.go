@@ -80,9 +80,11 @@ type environmentView struct {
 	PublicKey   []byte               `json:"publicKey,omitempty"`
 }
 
-func (s *Server) view(e *store.Environment) environmentView {
+// view builds the API form of e; global is the server's default frequencies,
+// read once per request by the caller.
+func (s *Server) view(e *store.Environment, global protocol.Frequencies) environmentView {
 	v := environmentView{Environment: *e, EdgeKey: s.edgeKey(e.ID)}
-	v.Effective = scheduler.Effective(s.globalFrequencies(), e.Frequencies)
+	v.Effective = scheduler.Effective(global, e.Frequencies)
 	v.LastCheckIn = e.LastCheckIn
 	if t, ok := s.checkins.get(e.ID); ok {
 		v.LastCheckIn = t
@@ -142,7 +144,7 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
-	writeJSON(w, http.StatusCreated, s.view(e))
+	writeJSON(w, http.StatusCreated, s.view(e, s.globalFrequencies()))
 }
 
 func (s *Server) handleListEnvironments(w http.ResponseWriter, _ *http.Request, _ session) {
@@ -152,8 +154,9 @@ func (s *Server) handleListEnvironments(w http.ResponseWriter, _ *http.Request, 
 		return
 	}
 	out := make([]environmentView, 0, len(envs))
+	global := s.globalFrequencies()
 	for i := range envs {
-		out = append(out, s.view(&envs[i]))
+		out = append(out, s.view(&envs[i], global))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -178,7 +181,7 @@ func (s *Server) envFromPath(w http.ResponseWriter, r *http.Request) (*store.Env
 
 func (s *Server) handleGetEnvironment(w http.ResponseWriter, r *http.Request, _ session) {
 	if e, ok := s.envFromPath(w, r); ok {
-		writeJSON(w, http.StatusOK, s.view(e))
+		writeJSON(w, http.StatusOK, s.view(e, s.globalFrequencies()))
 	}
 }
 

@@ -45,8 +45,9 @@ func (b uiBackend) Environments() ([]web.Environment, error) {
 		return nil, fmt.Errorf("environments: %w", err)
 	}
 	out := make([]web.Environment, 0, len(envs))
+	global := b.s.globalFrequencies()
 	for i := range envs {
-		out = append(out, b.env(&envs[i]))
+		out = append(out, b.env(&envs[i], global))
 	}
 	return out, nil
 }
@@ -56,11 +57,11 @@ func (b uiBackend) Environment(id uint64) (web.Environment, error) {
 	if err != nil {
 		return web.Environment{}, fmt.Errorf("environment %d: %w", id, uiErr(err))
 	}
-	return b.env(e), nil
+	return b.env(e, b.s.globalFrequencies()), nil
 }
 
-func (b uiBackend) env(e *store.Environment) web.Environment {
-	v := b.s.view(e)
+func (b uiBackend) env(e *store.Environment, global protocol.Frequencies) web.Environment {
+	v := b.s.view(e, global)
 	out := web.Environment{
 		ID: e.ID, Name: e.Name, Mode: e.Mode, Status: v.Status,
 		EdgeID: e.EdgeID, EdgeKey: v.EdgeKey,
