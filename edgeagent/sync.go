@@ -33,6 +33,9 @@ type syncer struct {
 	now    func() time.Time
 }
 
+// slowCollect is how long a collection may take before the agent logs it.
+const slowCollect = 10 * time.Second
+
 // pendingSnapshot is a push awaiting the server's ack.
 type pendingSnapshot struct {
 	seq  uint64
@@ -99,6 +102,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	dirty := false
 	if !s.st.Bound {
 		s.st.Bound, dirty = true, true
+		s.log.Info("bound to the server", "environment", ans.EnvID, "edge_id", s.edgeID)
 	}
 	if ans.Freq != nil {
 		s.plan.SetFrequencies(*ans.Freq, now)
@@ -123,9 +127,15 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 // from the acknowledged base when there is one, else the full snapshot. It
 // returns a nil push when nothing changed since the base.
 func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *pendingSnapshot, error) {
+	start := s.now()
 	next, err := s.col.Collect(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	if took := s.now().Sub(start); took > slowCollect {
+		// A busy engine with many containers can take minutes to inspect
+		// on the first collection; say so, or the agent looks hung.
+		s.log.Warn("snapshot collection was slow", "took", took.Round(time.Millisecond), "containers", len(next.Containers))
 	}
 	full, err := protocol.Marshal(next)
 	if err != nil {
