@@ -100,11 +100,14 @@ func onlineStatus(last int64, f protocol.Frequencies, now int64) string {
 	if last == 0 {
 		return "never"
 	}
-	if now-last <= 2*int64(f.Ping)+30 {
+	if now-last <= onlineFor(f) {
 		return "online"
 	}
 	return "offline"
 }
+
+// onlineFor is how long after a check-in a device still counts as online.
+func onlineFor(f protocol.Frequencies) int64 { return 2*int64(f.Ping) + 30 }
 
 func (s *Server) edgeKey(env uint64) string {
 	return protocol.EdgeKey{ServerURL: s.url, TunnelAddr: s.tunnelAddr, TunnelFingerprint: s.fingerprint, EnvironmentID: env}.String()

@@ -44,15 +44,22 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	s.checkins.touch(env.ID, now.Unix())
-
 	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
+	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
+
 	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Freq: &freq}
 	if req.Snapshot != nil {
 		ack, err := s.ingestSnapshot(env.ID, req.Snapshot, now)
 		if err != nil {
 			s.internalError(w, "sync: store snapshot", err)
 			return
+		}
+		if ack.SendFull {
+			kind := "full"
+			if req.Snapshot.IsDelta() {
+				kind = "delta"
+			}
+			s.metrics.snapshots.WithLabelValues(kind, "send_full").Inc()
 		}
 		ans.Snapshot = ack
 	}
@@ -93,7 +100,7 @@ func (s *Server) bindIdentity(env *store.Environment, req *protocol.SyncRequest)
 // readEdge reads and decodes an edge request body within the protocol bounds.
 func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody))
-	s.metrics.bytesIn.Add(uint64(len(body)))
+	s.metrics.bytesIn.Add(float64(len(body)))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -128,8 +135,7 @@ func (s *Server) writeEdge(w http.ResponseWriter, status int, msg any) {
 		h.Set("Content-Encoding", enc)
 	}
 	w.WriteHeader(status)
-	n, _ := w.Write(body)
-	s.metrics.bytesOut.Add(uint64(n))
+	_, _ = w.Write(body)
 }
 
 func (s *Server) edgeError(w http.ResponseWriter, status int, code, msg string) {

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -30,9 +29,7 @@ type Server struct {
 	url         string // public server URL, in edge keys
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
-	metrics     struct {
-		bytesIn, bytesOut, snapshots atomic.Uint64
-	}
+	metrics     *metrics
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -67,6 +64,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		checkins: newCheckins(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
+	s.metrics = newMetrics(s.onlineCount)
+	st.ObserveWrites(s.metrics.observeWrite)
 	generated, err := s.ensureAdmin(cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("create administrator: %w", err)
@@ -117,10 +116,14 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	return err
 }
 
+// onlineCount is the number of devices online now, for the metrics.
+func (s *Server) onlineCount() float64 { return float64(s.checkins.online(s.now().Unix())) }
+
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	mux.HandleFunc("POST /edge/v1/sync", s.handleSync)
+	mux.HandleFunc("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync))
+	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("POST /api/auth", s.handleAuth)
 	mux.HandleFunc("GET /api/environments", s.authed(s.handleListEnvironments))
 	mux.HandleFunc("POST /api/environments", s.authed(s.handleCreateEnvironment))

@@ -95,6 +95,6 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	if err := s.store.PutSnapshot(env, sn, hist); err != nil {
 		return nil, err
 	}
-	s.metrics.snapshots.Add(1)
+	s.metrics.snapshots.WithLabelValues(kind, "stored").Inc()
 	return &protocol.SnapshotAck{Stored: p.Seq}, nil
 }

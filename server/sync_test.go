@@ -21,7 +21,7 @@ import (
 
 // testServer is a Server on a temp store, served over plain HTTP by httptest:
 // the handlers are what is under test, not TLS.
-func testServer(t *testing.T) (*Server, *httptest.Server) {
+func testServer(t testing.TB) (*Server, *httptest.Server) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "outpost.db"))
 	if err != nil {
@@ -38,6 +38,8 @@ func testServer(t *testing.T) (*Server, *httptest.Server) {
 		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: "SHA256:" + string(bytes.Repeat([]byte{'A'}, 43)),
 	}
 	s.sessions = newSessions(s.now)
+	s.metrics = newMetrics(s.onlineCount)
+	st.ObserveWrites(s.metrics.observeWrite)
 	hs := httptest.NewServer(s.routes())
 	t.Cleanup(hs.Close)
 	return s, hs
@@ -102,7 +104,7 @@ func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *prot
 	return resp.StatusCode, &ans, nil
 }
 
-func stage(t *testing.T, s *Server, freq *protocol.Frequencies) uint64 {
+func stage(t testing.TB, s *Server, freq *protocol.Frequencies) uint64 {
 	t.Helper()
 	e := &store.Environment{Name: "dev", Mode: store.ModeAsync, Trusted: true, Frequencies: freq}
 	if err := s.store.CreateEnvironment(e); err != nil {
@@ -224,7 +226,7 @@ func testSnapshot(n int, state snapshot.State) *snapshot.Docker {
 	return d
 }
 
-func push(t *testing.T, seq, base uint64, data any, of *snapshot.Docker) *protocol.SnapshotPush {
+func push(t testing.TB, seq, base uint64, data any, of *snapshot.Docker) *protocol.SnapshotPush {
 	t.Helper()
 	b, err := protocol.Marshal(data)
 	if err != nil {

@@ -24,7 +24,7 @@ func TestUIOverRealServer(t *testing.T) {
 	if err := s.store.CreateEnvironment(e); err != nil {
 		t.Fatal(err)
 	}
-	s.checkins.touch(e.ID, time.Now().Add(-7*time.Second).Unix())
+	s.checkins.touch(e.ID, time.Now().Add(-7*time.Second).Unix(), 150)
 	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "gw", ServerVersion: "27.3.1"}, Containers: []snapshot.Container{
 		{ID: "aaaaaaaaaaaa", Name: "web", Image: "nginx", State: snapshot.StateRunning, Started: time.Now().Add(-5 * time.Minute).Unix(),
 			Ports: []snapshot.Port{{Private: 80, Public: 8080, IP: "0.0.0.0"}}},

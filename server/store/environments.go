@@ -34,7 +34,7 @@ type Environment struct {
 
 // CreateEnvironment stores e under a new ID, which it sets.
 func (s *Store) CreateEnvironment(e *Environment) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
 		id, err := b.NextSequence()
 		if err != nil {
@@ -59,7 +59,7 @@ func (s *Store) Environment(id uint64) (*Environment, error) {
 // transaction. fn must only change the record.
 func (s *Store) UpdateEnvironment(id uint64, fn func(*Environment) error) (*Environment, error) {
 	var e Environment
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
 		if err := getJSON(b, u64(id), &e); err != nil {
 			return err
@@ -96,7 +96,7 @@ func (s *Store) FlushCheckIns(seen map[uint64]int64) error {
 	if len(seen) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
 		for id, t := range seen {
 			var e Environment

@@ -42,7 +42,7 @@ func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
 // PutSnapshot replaces environment env's snapshot and appends h to its
 // history, dropping the oldest entries past HistoryLimit.
 func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := putJSON(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
 			return err
 		}

@@ -33,7 +33,22 @@ var (
 
 // Store is the server's bbolt database.
 type Store struct {
-	db *bolt.DB
+	db      *bolt.DB
+	observe func(time.Duration) // write transaction durations; set before use
+}
+
+// ObserveWrites makes the store report how long each write transaction
+// took. Call it before the store is shared.
+func (s *Store) ObserveWrites(fn func(time.Duration)) { s.observe = fn }
+
+// update runs fn in a write transaction and reports its duration.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	start := time.Now()
+	err := s.db.Update(fn)
+	if s.observe != nil {
+		s.observe(time.Since(start))
+	}
+	return err
 }
 
 // Open opens (creating if needed) the store at path.
@@ -92,7 +107,7 @@ func (s *Store) PutSetting(name string, v any) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bSettings).Put([]byte("s/"+name), b)
 	})
 }

@@ -16,7 +16,7 @@ type User struct {
 
 // CreateUser adds a user; the username must be free.
 func (s *Store) CreateUser(u *User) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bUsers)
 		if b.Get([]byte("n/"+u.Username)) != nil {
 			return fmt.Errorf("user %q: %w", u.Username, ErrExists)

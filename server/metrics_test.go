@@ -1,0 +1,66 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"outpost/protocol"
+	"outpost/snapshot"
+)
+
+// scrape returns the value of one sample line of /metrics.
+func scrape(t *testing.T, url, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s in /metrics", sample)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestMetricsCountExchanges(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, &protocol.Frequencies{Ping: 60})
+	dev := newDevice(t, hs.URL, env, "edge-1")
+	if status, _, perr := dev.sync(dev.firstContact()); status != 200 {
+		t.Fatal(perr)
+	}
+	full := testSnapshot(2, snapshot.StateRunning)
+	if status, _, perr := dev.sync(&protocol.SyncRequest{Version: protocol.Version, EnvID: env, Include: protocol.IncludeSnapshot,
+		Snapshot: push(t, 1, 0, full, full)}); status != 200 {
+		t.Fatal(perr)
+	}
+	if status, _, _ := dev.post([]byte{0xff}, ""); status != http.StatusBadRequest {
+		t.Fatalf("garbage: %d", status)
+	}
+	checks := map[string]float64{
+		`outpost_edge_exchanges_total{kind="sync",result="ok"}`:      2,
+		`outpost_edge_exchanges_total{kind="sync",result="refused"}`: 1,
+		`outpost_snapshot_pushes_total{kind="full",result="stored"}`: 1,
+		`outpost_devices_online`:                                     1,
+	}
+	for sample, want := range checks {
+		if got := scrape(t, hs.URL, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+	if n := scrape(t, hs.URL, "outpost_store_write_seconds_count"); n < 2 {
+		t.Errorf("store writes observed: %v, want at least the binding and the snapshot", n)
+	}
+	if in, out := scrape(t, hs.URL, "outpost_edge_body_bytes_received_total"), scrape(t, hs.URL, "outpost_edge_body_bytes_sent_total"); in == 0 || out == 0 {
+		t.Errorf("bytes in %v, out %v", in, out)
+	}
+}
