@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"golang.org/x/crypto/ssh"
 
 	"outpost/scheduler"
 	"outpost/snapshot"
@@ -34,9 +36,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("edge ID: %w", err)
 	}
+	dh, err := loadOrCreateDH(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("key agreement key: %w", err)
+	}
 	st, err := loadState(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
+	}
+	id, err := newIdentity(cfg, key, dh, edgeID, st)
+	if err != nil {
+		log.Warn("stored server key unusable; contacting the server signed", "err", err)
 	}
 	docker, err := client.New(client.FromEnv)
 	if err != nil {
@@ -46,11 +56,21 @@ func Run(ctx context.Context, cfg Config) error {
 
 	now := time.Now
 	s := &syncer{
-		cfg: cfg, log: log, key: key, edgeID: edgeID, st: st, now: now,
+		cfg: cfg, log: log, id: id, st: st, now: now,
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
-	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID, "data", cfg.DataDir, "version", Version)
+	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
+		"key", ssh.FingerprintSHA256(mustSSHKey(key)), "data", cfg.DataDir, "version", Version)
 	return s.run(ctx)
+}
+
+// mustSSHKey is the device key in SSH form, for its fingerprint in logs.
+func mustSSHKey(k ed25519.PrivateKey) ssh.PublicKey {
+	pk, err := ssh.NewPublicKey(k.Public())
+	if err != nil {
+		panic(err)
+	}
+	return pk
 }

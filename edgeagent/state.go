@@ -1,6 +1,7 @@
 package edgeagent
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +19,7 @@ func keyPath(dir string) string      { return filepath.Join(dir, "edge_key") }
 func identityPath(dir string) string { return filepath.Join(dir, "identity.key") }
 func edgeIDPath(dir string) string   { return filepath.Join(dir, "edge_id") }
 func statePath(dir string) string    { return filepath.Join(dir, "state.cbor") }
+func dhPath(dir string) string       { return filepath.Join(dir, "sync_dh.key") }
 
 // identity is the device's Ed25519 key, made on first start.
 func loadOrCreateIdentity(dir string) (ed25519.PrivateKey, error) {
@@ -39,6 +41,22 @@ func loadOrCreateIdentity(dir string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	return priv, nil
+}
+
+// loadOrCreateDH returns the device's X25519 key agreement key.
+func loadOrCreateDH(dir string) (*ecdh.PrivateKey, error) {
+	b, err := os.ReadFile(dhPath(dir))
+	if err == nil {
+		return ecdh.X25519().NewPrivateKey(b)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return k, writeFileAtomic(dhPath(dir), k.Bytes(), 0o600)
 }
 
 // loadOrCreateEdgeID returns the configured edge ID, or the one made on an
@@ -66,6 +84,12 @@ type state struct {
 	Acked uint64              `cbor:"2,keyasint,omitempty"` // seq the server stored
 	Base  protocol.RawMessage `cbor:"3,keyasint,omitempty"` // snapshot at Acked
 	Bound bool                `cbor:"4,keyasint,omitempty"` // server has our edge ID and key
+	// Reserved is the end of the block of proof counters this agent may use;
+	// a restarted agent starts past it, so counters never repeat.
+	Reserved uint64 `cbor:"5,keyasint,omitempty"`
+	// ServerDH is the server's key agreement key, checked against the edge
+	// key's fingerprint when it arrived.
+	ServerDH []byte `cbor:"6,keyasint,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

@@ -2,7 +2,6 @@ package edgeagent
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,15 +21,14 @@ type Collector interface {
 
 // syncer runs the async loop: one exchange per tick of its plan.
 type syncer struct {
-	cfg    Config
-	log    *slog.Logger
-	cl     *edgeClient
-	col    Collector
-	key    ed25519.PrivateKey
-	edgeID string
-	st     *state
-	plan   *scheduler.Plan
-	now    func() time.Time
+	cfg  Config
+	log  *slog.Logger
+	cl   *edgeClient
+	col  Collector
+	id   *identity
+	st   *state
+	plan *scheduler.Plan
+	now  func() time.Time
 }
 
 // slowCollect is how long a collection may take before the agent logs it.
@@ -75,9 +73,8 @@ func (s *syncer) run(ctx context.Context) error {
 // exchange makes one sync request carrying inc and applies the answer.
 func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.cfg.Key.EnvironmentID, Include: inc}
-	if !s.st.Bound {
-		req.EdgeID = s.edgeID
-		req.Proof = &protocol.Proof{Key: s.key.Public().(ed25519.PublicKey)}
+	if s.id.mac == nil {
+		req.EdgeID = s.id.edgeID
 		req.Agent = s.agentInfo()
 	}
 	var pending *pendingSnapshot
@@ -93,16 +90,28 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			req.Snapshot, pending = push, p
 		}
 	}
+	if err := s.id.seal(&req, s.st, func() error { return s.st.save(s.cfg.DataDir) }); err != nil {
+		return err
+	}
 	var ans protocol.SyncAnswer
 	if err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans); err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity && s.id.mac != nil {
+			// The server no longer knows our key agreement (its data was
+			// restored, or its key changed): go back to a signed contact.
+			s.id.mac, s.st.ServerDH = nil, nil
+		}
 		return fmt.Errorf("sync: %w", err)
 	}
 	now := s.now()
 	s.plan.Done(inc, now)
 	dirty := false
-	if !s.st.Bound {
-		s.st.Bound, dirty = true, true
-		s.log.Info("bound to the server", "environment", ans.EnvID, "edge_id", s.edgeID)
+	if ans.Server != nil {
+		if err := s.id.takeServerKey(ans.Server); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		s.st.Bound, s.st.ServerDH, dirty = true, ans.Server.DH, true
+		s.log.Info("bound to the server", "environment", ans.EnvID, "edge_id", s.id.edgeID)
 	}
 	if ans.Freq != nil {
 		s.plan.SetFrequencies(*ans.Freq, now)

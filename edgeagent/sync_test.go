@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"io"
@@ -14,30 +15,93 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"outpost/internal/testenv"
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/snapshot"
 )
 
-// scriptedServer speaks the real protocol and answers each sync by a script.
+// scriptedServer speaks the real protocol, checks device proofs as the real
+// server does (signature on first contact, then MAC, counters rising), and
+// answers each sync by a script.
 type scriptedServer struct {
 	mu       sync.Mutex
 	requests []protocol.SyncRequest
 	answer   func(req *protocol.SyncRequest) (int, any)
+
+	host    ssh.Signer
+	dh      *ecdh.PrivateKey
+	mac     []byte // once a device has made first contact
+	counter uint64
+	refused []string // why proofs were refused
+}
+
+func newScriptedServer(t *testing.T, answer func(req *protocol.SyncRequest) (int, any)) *scriptedServer {
+	t.Helper()
+	_, hk, _ := ed25519.GenerateKey(rand.Reader)
+	host, err := ssh.NewSignerFromKey(hk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dh, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	return &scriptedServer{answer: answer, host: host, dh: dh}
+}
+
+func (s *scriptedServer) fingerprint() string { return ssh.FingerprintSHA256(s.host.PublicKey()) }
+
+// check verifies a request's proof; it returns why it fails, or "".
+func (s *scriptedServer) check(raw []byte, req *protocol.SyncRequest) string {
+	input, p, err := protocol.ProofInput(raw)
+	switch {
+	case err != nil:
+		return err.Error()
+	case p == nil || p.Counter <= s.counter:
+		return "missing proof or counter not rising"
+	case p.Key != nil:
+		if !ed25519.Verify(p.Key, input, p.Tag) {
+			return "bad signature"
+		}
+		pub, err := ecdh.X25519().NewPublicKey(p.DH)
+		if err != nil {
+			return err.Error()
+		}
+		shared, _ := s.dh.ECDH(pub)
+		s.mac, _ = protocol.MACKey(shared, req.EnvID, req.EdgeID)
+	case s.mac == nil || !protocol.CheckMAC(s.mac, input, p.Tag):
+		return "bad MAC"
+	}
+	s.counter = p.Counter
+	return ""
 }
 
 func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	raw, err := protocol.Inflate(body, r.Header.Get("Content-Encoding"))
 	var req protocol.SyncRequest
-	if err := protocol.ReadBody(body, r.Header.Get("Content-Encoding"), &req); err != nil {
+	if err == nil {
+		err = protocol.Unmarshal(raw, &req)
+	}
+	if err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, req)
+	why := s.check(raw, &req)
+	if why != "" {
+		s.refused = append(s.refused, why)
+	}
 	s.mu.Unlock()
 	status, ans := s.answer(&req)
+	if why != "" {
+		status, ans = http.StatusForbidden, &protocol.Error{Version: protocol.Version, Code: protocol.CodeIdentity, Message: why}
+	} else if a, ok := ans.(*protocol.SyncAnswer); ok && status == http.StatusOK && req.Proof.Key != nil && a.Server == nil {
+		pub := s.dh.PublicKey().Bytes()
+		sig, _ := s.host.Sign(rand.Reader, protocol.ServerKeyMessage(pub))
+		a.Server = &protocol.ServerKey{DH: pub, HostKey: s.host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)}
+	}
 	b, enc, _ := protocol.WriteBody(ans)
 	// The headers the real server sends on edge answers (server/edge.go).
 	w.Header().Set("Content-Type", protocol.ContentType)
@@ -84,17 +148,31 @@ func docker(states ...snapshot.State) *snapshot.Docker {
 	return d
 }
 
-func newTestSyncer(t *testing.T, url, dir string, col Collector, key ed25519.PrivateKey) *syncer {
+// newTestSyncer is an agent on dir (keys and state kept there, as Run does)
+// talking to srv.
+func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Collector) *syncer {
 	t.Helper()
+	key, err := loadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dh, err := loadOrCreateDH(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Key: protocol.EdgeKey{ServerURL: url, TunnelFingerprint: srv.fingerprint(), EnvironmentID: 7}, DataDir: dir}
+	id, err := newIdentity(cfg, key, dh, "edge-7", st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now
 	return &syncer{
-		cfg: Config{Key: protocol.EdgeKey{ServerURL: url, EnvironmentID: 7}, DataDir: dir},
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), cl: newClient(url, true, nil), col: col,
-		key: key, edgeID: "edge-7", st: st, now: now,
+		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cl: newClient(url, true, nil), col: col,
+		id: id, st: st, now: now,
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), mrand.New(mrand.NewPCG(1, 1))),
 	}
 }
@@ -102,13 +180,12 @@ func newTestSyncer(t *testing.T, url, dir string, col Collector, key ed25519.Pri
 const all = protocol.IncludePing | protocol.IncludeSnapshot | protocol.IncludeCommands
 
 func TestExchangeFullThenDeltasAcrossRestart(t *testing.T) {
-	srv := &scriptedServer{answer: ackAll}
+	srv := newScriptedServer(t, ackAll)
 	hs := httptest.NewTLSServer(srv)
 	defer hs.Close()
 	dir := t.TempDir()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	col := &fakeCollector{d: docker(snapshot.StateRunning, snapshot.StateRunning)}
-	s := newTestSyncer(t, hs.URL, dir, col, key)
+	s := newTestSyncer(t, srv, hs.URL, dir, col)
 	ctx := context.Background()
 
 	if err := s.exchange(ctx, all); err != nil {
@@ -126,7 +203,7 @@ func TestExchangeFullThenDeltasAcrossRestart(t *testing.T) {
 	if err := s.exchange(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	if r := srv.last(); r.Snapshot != nil || r.Include&protocol.IncludeSnapshot != 0 || r.EdgeID != "" || r.Proof != nil {
+	if r := srv.last(); r.Snapshot != nil || r.Include&protocol.IncludeSnapshot != 0 || r.EdgeID != "" || r.Proof == nil || r.Proof.Key != nil || len(r.Proof.Tag) != protocol.MACSize {
 		t.Fatalf("idle exchange = %+v", r)
 	}
 
@@ -140,7 +217,7 @@ func TestExchangeFullThenDeltasAcrossRestart(t *testing.T) {
 	}
 
 	// A restarted agent resumes from the persisted base with a delta.
-	s2 := newTestSyncer(t, hs.URL, dir, col, key)
+	s2 := newTestSyncer(t, srv, hs.URL, dir, col)
 	col.d = docker(snapshot.StateExited, snapshot.StateExited)
 	if err := s2.exchange(ctx, all); err != nil {
 		t.Fatal(err)
@@ -161,11 +238,15 @@ func TestExchangeFullThenDeltasAcrossRestart(t *testing.T) {
 	if string(h[:snapshot.HashSize]) != string(srv.last().Snapshot.Hash) {
 		t.Fatal("delta does not rebuild the pushed hash")
 	}
+	// Every proof held, across the restart too: counters kept rising.
+	if len(srv.refused) != 0 {
+		t.Fatalf("proofs refused: %v", srv.refused)
+	}
 }
 
 func TestExchangeSendFullAndLostAck(t *testing.T) {
 	var mode string
-	srv := &scriptedServer{}
+	srv := newScriptedServer(t, nil)
 	srv.answer = func(req *protocol.SyncRequest) (int, any) {
 		switch mode {
 		case "sendfull":
@@ -179,9 +260,8 @@ func TestExchangeSendFullAndLostAck(t *testing.T) {
 	}
 	hs := httptest.NewTLSServer(srv)
 	defer hs.Close()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	col := &fakeCollector{d: docker(snapshot.StateRunning)}
-	s := newTestSyncer(t, hs.URL, t.TempDir(), col, key)
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), col)
 	ctx := context.Background()
 	if err := s.exchange(ctx, all); err != nil {
 		t.Fatal(err)
@@ -249,14 +329,13 @@ func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
 }
 
 func TestRunLogsUnsupportedVersion(t *testing.T) {
-	srv := &scriptedServer{answer: func(*protocol.SyncRequest) (int, any) {
+	srv := newScriptedServer(t, func(*protocol.SyncRequest) (int, any) {
 		return http.StatusBadRequest, &protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
 			Message: "protocol version 1 is not supported (this side speaks 2 to 3); upgrade the older side"}
-	}}
+	})
 	hs := httptest.NewTLSServer(srv)
 	defer hs.Close()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	s := newTestSyncer(t, hs.URL, t.TempDir(), &fakeCollector{d: docker()}, key)
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
 	logs := &testenv.Buffer{}
 	s.log = slog.New(slog.NewTextHandler(logs, nil))
 	s.plan = scheduler.NewPlan(protocol.Frequencies{Ping: 1, Snapshot: 1, Command: 1}, time.Now(), mrand.New(mrand.NewPCG(2, 2)))
@@ -272,5 +351,52 @@ func TestRunLogsUnsupportedVersion(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "this side speaks 2 to 3") {
 		t.Fatalf("log lacks the level or the server's words:\n%s", logs.String())
+	}
+}
+
+func TestIdentityRefusesAServerWithAnotherHostKey(t *testing.T) {
+	srv := newScriptedServer(t, ackAll)
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s.id.pin = "SHA256:" + strings.Repeat("A", 43) // the edge key was made for another server
+	err := s.exchange(context.Background(), all)
+	if err == nil || !strings.Contains(err.Error(), "edge key pins") {
+		t.Fatalf("exchange with a server whose host key is not pinned: %v", err)
+	}
+	if s.id.mac != nil || s.st.Bound {
+		t.Fatal("the agent took the key of a server it cannot vouch for")
+	}
+}
+
+func TestIdentityFallsBackToSignedContact(t *testing.T) {
+	srv := newScriptedServer(t, ackAll)
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	ctx := context.Background()
+	for range 2 {
+		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := srv.last(); r.Proof.Key != nil || len(srv.refused) != 0 {
+		t.Fatalf("second exchange not MACed, or refusals %v", srv.refused)
+	}
+	// The server lost what it derived (a restored data dir, a new key).
+	srv.mu.Lock()
+	srv.mac = nil
+	srv.mu.Unlock()
+	if err := s.exchange(ctx, protocol.IncludePing); err == nil {
+		t.Fatal("a MAC the server cannot check was accepted")
+	}
+	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
+		t.Fatalf("the agent did not recover with a signed contact: %v", err)
+	}
+	if r := srv.last(); r.Proof.Key == nil {
+		t.Fatal("recovery exchange was not signed")
+	}
+	if err := s.exchange(ctx, protocol.IncludePing); err != nil || srv.last().Proof.Key != nil {
+		t.Fatalf("after recovery the agent should MAC again: %v", err)
 	}
 }

@@ -2,8 +2,6 @@ package edgeagent
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"net/http/httptest"
 	"sync/atomic"
@@ -36,7 +34,7 @@ func (c countingConn) Write(p []byte) (int, error) {
 // the connection is up: the body plus HTTP/1.1 with the agent's minimal
 // headers, inside TLS records. It guards against header or framing creep.
 func TestWireBytesPerIdlePing(t *testing.T) {
-	srv := &scriptedServer{answer: ackAll}
+	srv := newScriptedServer(t, ackAll)
 	hs := httptest.NewTLSServer(srv)
 	defer hs.Close()
 	var in, out atomic.Int64
@@ -47,8 +45,7 @@ func TestWireBytesPerIdlePing(t *testing.T) {
 		}
 		return countingConn{Conn: c, in: &in, out: &out}, nil
 	}
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	s := newTestSyncer(t, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Docker{}}, key)
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Docker{}})
 	s.cl = newClient(hs.URL, true, dial)
 	ctx := context.Background()
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil {

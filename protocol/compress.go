@@ -182,20 +182,26 @@ func WriteBody(msg any) (body []byte, encoding string, err error) {
 // ReadBody decodes a body written by WriteBody into msg, given the
 // Content-Encoding it came with.
 func ReadBody(body []byte, encoding string, msg any) error {
+	raw, err := Inflate(body, encoding)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(raw, msg)
+}
+
+// Inflate returns a body's CBOR, decompressing it if its Content-Encoding
+// says zstd.
+func Inflate(body []byte, encoding string) ([]byte, error) {
 	if len(body) > MaxCompressedBody {
-		return &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
+		return nil, &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
 	}
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "", "identity":
+		return body, nil
 	case EncodingZstd:
-		var err error
-		if body, err = Decompress(body); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("%w: %q", ErrContentEncoding, encoding)
+		return Decompress(body)
 	}
-	return Unmarshal(body, msg)
+	return nil, fmt.Errorf("%w: %q", ErrContentEncoding, encoding)
 }
 
 // maxBlockSize is the most one zstd block decodes to.

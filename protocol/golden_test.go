@@ -50,6 +50,8 @@ type goldenVector struct {
 var (
 	edgePubKey = seqBytes(0x00, 32) // Ed25519 public key
 	proofTag   = seqBytes(0xa0, 16)
+	dhPubKey   = seqBytes(0x40, 32) // X25519 public key
+	signature  = seqBytes(0x60, 64) // Ed25519 signature
 	snapHash   = seqBytes(0x10, 8) // leading bytes of a snapshot hash
 	blobData   = []byte("services:\n  web:\n    image: nginx:1.27\n")
 	blobHash   = sha256Of(blobData)
@@ -62,11 +64,11 @@ var (
 )
 
 var goldenVectors = []goldenVector{
-	{"sync_request_first_contact", "first contact with the onboarding key: edge ID, identity key, agent info",
+	{"sync_request_first_contact", "signed first contact: edge ID, identity and key agreement keys, agent info",
 		&protocol.SyncRequest{
 			Version: protocol.Version,
 			EdgeID:  "3f2a9c1e-7b4d-4e8a-9c61-0d5e2f7a8b90",
-			Proof:   &protocol.Proof{Key: edgePubKey},
+			Proof:   &protocol.Proof{Key: edgePubKey, Counter: 1, DH: dhPubKey, Tag: signature},
 			Include: protocol.IncludePing,
 			Agent: &protocol.AgentInfo{
 				Version:  "0.1.0",
@@ -107,6 +109,10 @@ var goldenVectors = []goldenVector{
 	{"sync_answer_minimal", "environment, trust and effective frequencies",
 		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
 			Freq: &protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}}},
+	{"sync_answer_first_contact", "answer to a first contact: the server's key agreement key, signed by its host key",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+			Freq:   &protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300},
+			Server: &protocol.ServerKey{DH: dhPubKey, HostKey: seqBytes(0x00, 51), Sig: seqBytes(0x80, 83)}}},
 	{"sync_answer_waiting", "device in the waiting room",
 		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 8, Trust: protocol.TrustWaiting}},
 	{"sync_answer_snapshot_stored", "snapshot seq 5 stored",
@@ -143,7 +149,7 @@ var goldenVectors = []goldenVector{
 	{"error_unsupported_version", "refusal of a version 2 request",
 		&protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
 			Message: (&protocol.VersionError{Got: 2}).Error()}},
-	{"frequencies", "async frequencies as an array: ping, snapshot, command seconds",
+	{"frequencies", "async frequencies: ping, snapshot, command seconds",
 		&protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}},
 }
 

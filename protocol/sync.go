@@ -34,11 +34,17 @@ type SyncRequest struct {
 }
 
 // Proof proves the request comes from the device holding the identity key the
-// environment is bound to.
+// environment is bound to. See proof.go for what Tag covers.
+//
+// On first contact (the environment not yet bound, or the agent not yet
+// holding the server's key agreement key) Key and DH are set and Tag is an
+// Ed25519 signature by Key. Afterwards only Counter and Tag travel, Tag being
+// a MACSize-byte MAC under the key both sides derive from DH.
 type Proof struct {
 	Key     []byte `cbor:"1,keyasint,omitempty"` // Ed25519 public key, first contact only
-	Counter uint64 `cbor:"2,keyasint,omitempty"` // strictly increasing per device
-	Tag     []byte `cbor:"3,keyasint,omitempty"` // authenticator over the request
+	Counter uint64 `cbor:"2,keyasint,omitempty"` // strictly increasing per device: replays are refused
+	Tag     []byte `cbor:"3,keyasint,omitempty"` // signature or MAC over the request (proof.go)
+	DH      []byte `cbor:"4,keyasint,omitempty"` // X25519 public key, first contact only
 }
 
 // AgentInfo describes the agent and its host.
@@ -136,6 +142,17 @@ type SyncAnswer struct {
 	Snapshot *SnapshotAck `cbor:"5,keyasint,omitempty"`
 	Commands []Command    `cbor:"6,keyasint,omitempty"`
 	Blobs    []Blob       `cbor:"7,keyasint,omitempty"`
+	// Server answers a first contact with its key agreement key.
+	Server *ServerKey `cbor:"8,keyasint,omitempty"`
+}
+
+// ServerKey is the server's X25519 key agreement key, signed by its tunnel
+// host key: the agent checks HostKey against the fingerprint in its edge key,
+// then Sig over ServerKeyMessage(DH), before it derives its MAC key.
+type ServerKey struct {
+	DH      []byte `cbor:"1,keyasint"`
+	HostKey []byte `cbor:"2,keyasint"` // SSH wire format
+	Sig     []byte `cbor:"3,keyasint"` // SSH signature, wire format
 }
 
 // SnapshotAck tells the agent which snapshot the server holds. SendFull asks

@@ -213,12 +213,20 @@ func jsonSync(req *protocol.SyncRequest, data any) any {
 		Hash string `json:"hash"`
 		Data any    `json:"data"`
 	}
+	type proof struct {
+		Counter uint64 `json:"counter"`
+		Tag     []byte `json:"tag"` // base64, as encoding/json writes bytes
+	}
 	out := struct {
 		Version  uint   `json:"version"`
 		EnvID    uint64 `json:"environmentId"`
 		Include  uint8  `json:"include"`
+		Proof    *proof `json:"proof,omitempty"`
 		Snapshot *push  `json:"snapshot,omitempty"`
 	}{Version: req.Version, EnvID: req.EnvID, Include: uint8(req.Include)}
+	if p := req.Proof; p != nil {
+		out.Proof = &proof{Counter: p.Counter, Tag: p.Tag}
+	}
 	if p := req.Snapshot; p != nil {
 		out.Snapshot = &push{Seq: p.Seq, Base: p.Base, Hash: hex.EncodeToString(p.Hash), Data: data}
 	}

@@ -1,0 +1,93 @@
+package edgeagent
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+
+	"outpost/protocol"
+)
+
+// counterBlock is how many proof counters the agent reserves at a time: the
+// state is written once per block, not once per exchange (flash wears).
+const counterBlock = 1000
+
+// identity proves the device's requests: a signature by its Ed25519 key until
+// it holds the server's key agreement key, a MAC after.
+type identity struct {
+	key     ed25519.PrivateKey
+	dh      *ecdh.PrivateKey
+	edgeID  string
+	env     uint64
+	pin     string // tunnel host key fingerprint from the edge key
+	counter uint64
+	mac     []byte
+}
+
+// newIdentity resumes the device's identity from its keys and state: counters
+// start past the last reserved block, and the MAC key comes back if the
+// server's key was kept. An error leaves a usable identity that signs.
+func newIdentity(cfg Config, key ed25519.PrivateKey, dh *ecdh.PrivateKey, edgeID string, st *state) (*identity, error) {
+	id := &identity{key: key, dh: dh, edgeID: edgeID, env: cfg.Key.EnvironmentID, pin: cfg.Key.TunnelFingerprint, counter: st.Reserved}
+	if st.ServerDH != nil {
+		if err := id.deriveMAC(st.ServerDH); err != nil {
+			st.ServerDH = nil
+			return id, err
+		}
+	}
+	return id, nil
+}
+
+// seal gives req its proof with the next counter. reserve persists a new
+// block of counters before one is used.
+func (id *identity) seal(req *protocol.SyncRequest, st *state, reserve func() error) error {
+	id.counter++
+	if id.counter > st.Reserved {
+		st.Reserved = id.counter + counterBlock
+		if err := reserve(); err != nil {
+			return fmt.Errorf("reserve proof counters: %w", err)
+		}
+	}
+	req.Proof = &protocol.Proof{Counter: id.counter}
+	if id.mac != nil {
+		return protocol.Seal(req, req.Proof, func(in []byte) []byte { return protocol.MAC(id.mac, in) })
+	}
+	req.Proof.Key = id.key.Public().(ed25519.PublicKey)
+	req.Proof.DH = id.dh.PublicKey().Bytes()
+	return protocol.Seal(req, req.Proof, func(in []byte) []byte { return ed25519.Sign(id.key, in) })
+}
+
+// takeServerKey checks the server's key agreement key against the pinned
+// tunnel host key and derives the MAC key from it.
+func (id *identity) takeServerKey(k *protocol.ServerKey) error {
+	host, err := ssh.ParsePublicKey(k.HostKey)
+	if err != nil {
+		return fmt.Errorf("server host key: %w", err)
+	}
+	if fp := ssh.FingerprintSHA256(host); fp != id.pin {
+		return fmt.Errorf("the server's tunnel host key is %s but the edge key pins %s: this is not the server the key was made for", fp, id.pin)
+	}
+	var sig ssh.Signature
+	if err := ssh.Unmarshal(k.Sig, &sig); err != nil {
+		return fmt.Errorf("server key signature: %w", err)
+	}
+	if err := host.Verify(protocol.ServerKeyMessage(k.DH), &sig); err != nil {
+		return fmt.Errorf("server key signature does not verify: %w", err)
+	}
+	return id.deriveMAC(k.DH)
+}
+
+func (id *identity) deriveMAC(serverDH []byte) error {
+	pub, err := ecdh.X25519().NewPublicKey(serverDH)
+	if err != nil {
+		return err
+	}
+	shared, err := id.dh.ECDH(pub)
+	if err != nil {
+		return err
+	}
+	id.mac, err = protocol.MACKey(shared, id.env, id.edgeID)
+	return err
+}

@@ -1,0 +1,97 @@
+package protocol
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"strconv"
+)
+
+// Identity proofs.
+//
+// Tag covers the request's canonical CBOR with the Tag field itself left
+// out: the top-level map as sent, whatever keys it holds (so a newer agent's
+// extra fields are covered too), with key 4 (Proof) re-encoded without its
+// key 3 (Tag). Both SyncRequest and PollRequest keep Proof at key 4.
+const (
+	proofKey = 4
+	tagKey   = 3
+	// MACSize is the length of a MAC tag.
+	MACSize = 16
+	// macInfo labels the MAC key derivation; a new version gets a new label.
+	macInfo = "outpost v1 device mac"
+)
+
+// ServerKeyMessage is what the server's host key signs to vouch for its key
+// agreement key.
+func ServerKeyMessage(dh []byte) []byte {
+	return append([]byte("outpost v1 server key agreement\x00"), dh...)
+}
+
+// Seal sets req's Proof.Tag to tag(input), input being the bytes Tag covers.
+// req must have a Proof.
+func Seal(req any, proof *Proof, tag func(input []byte) []byte) error {
+	proof.Tag = nil
+	input, err := Marshal(req)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	proof.Tag = tag(input)
+	return nil
+}
+
+// ProofInput returns the bytes a request's Proof.Tag covers and its Proof,
+// from the request's decompressed CBOR. It returns a nil Proof when the
+// request carries none.
+func ProofInput(raw []byte) ([]byte, *Proof, error) {
+	var top map[uint64]RawMessage
+	if err := Unmarshal(raw, &top); err != nil {
+		return nil, nil, err
+	}
+	pr, ok := top[proofKey]
+	if !ok {
+		return nil, nil, nil
+	}
+	var fields map[uint64]RawMessage
+	if err := Unmarshal(pr, &fields); err != nil {
+		return nil, nil, err
+	}
+	var p Proof
+	if err := Unmarshal(pr, &p); err != nil {
+		return nil, nil, err
+	}
+	delete(fields, tagKey)
+	if len(fields) == 0 {
+		delete(top, proofKey)
+	} else {
+		b, err := Marshal(fields)
+		if err != nil {
+			return nil, nil, err
+		}
+		top[proofKey] = b
+	}
+	input, err := Marshal(top)
+	if err != nil {
+		return nil, nil, err
+	}
+	return input, &p, nil
+}
+
+// MACKey derives the key a device and the server share, from their X25519
+// shared secret, bound to the environment and edge ID.
+func MACKey(shared []byte, env uint64, edgeID string) ([]byte, error) {
+	return hkdf.Key(sha256.New, shared, nil, macInfo+"\x00"+strconv.FormatUint(env, 10)+"\x00"+edgeID, 32)
+}
+
+// MAC is the MACSize-byte tag of input under key.
+func MAC(key, input []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(input)
+	return m.Sum(nil)[:MACSize]
+}
+
+// CheckMAC reports whether tag is input's MAC under key, in constant time.
+func CheckMAC(key, input, tag []byte) bool {
+	return len(tag) == MACSize && hmac.Equal(MAC(key, input), tag)
+}
