@@ -52,7 +52,7 @@ var (
 	proofTag   = seqBytes(0xa0, 16)
 	dhPubKey   = seqBytes(0x40, 32) // X25519 public key
 	signature  = seqBytes(0x60, 64) // Ed25519 signature
-	snapHash   = seqBytes(0x10, 8) // leading bytes of a snapshot hash
+	snapHash   = seqBytes(0x10, 8)  // leading bytes of a snapshot hash
 	blobData   = []byte("services:\n  web:\n    image: nginx:1.27\n")
 	blobHash   = sha256Of(blobData)
 	scriptHash = seqBytes(0xc0, 32)
