@@ -41,18 +41,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// authed wraps a handler with the token check.
-func (s *Server) authed(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ss, ok := s.sessions.lookup(bearer(r))
-		if !ok {
-			writeErr(w, http.StatusUnauthorized, "missing or expired token: POST /api/auth with your username and password")
-			return
-		}
-		h(w, r, ss)
-	}
-}
-
 func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Username string `json:"username"`
@@ -64,9 +52,11 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.login(req.Username, req.Password)
 	if err != nil {
 		s.log.Warn("failed login", "user", req.Username, "remote", r.RemoteAddr)
+		s.audit(r, "anonymous", auditLoginFailed, userTarget(req.Username), "api")
 		writeErr(w, http.StatusUnauthorized, "%v", err)
 		return
 	}
+	s.audit(r, req.Username, auditLogin, userTarget(req.Username), "api")
 	writeJSON(w, http.StatusOK, map[string]string{"jwt": tok})
 }
 
@@ -113,7 +103,7 @@ func (s *Server) edgeKey(env uint64) string {
 	return protocol.EdgeKey{ServerURL: s.url, TunnelAddr: s.tunnelAddr, TunnelFingerprint: s.fingerprint, EnvironmentID: env}.String()
 }
 
-func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, _ session) {
+func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
 	var req struct {
 		Name        string                `json:"name"`
 		Mode        string                `json:"mode"`
@@ -147,6 +137,7 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
+	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
 	writeJSON(w, http.StatusCreated, s.view(e, s.globalFrequencies()))
 }
 

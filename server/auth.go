@@ -14,10 +14,6 @@ import (
 	"outpost/server/store"
 )
 
-// Roles. Only the administrator exists so far; the others arrive with the
-// role checks.
-const RoleAdmin = "administrator"
-
 // tokenTTL is how long an API token lives.
 const tokenTTL = 8 * time.Hour
 
@@ -97,23 +93,3 @@ func (s *Server) login(username, password string) (string, error) {
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("outpost-dummy"), bcrypt.DefaultCost)
-
-// ensureAdmin creates the administrator on first start. It returns the
-// password it generated, if it had to.
-func (s *Server) ensureAdmin(password string) (generated string, err error) {
-	n, err := s.store.UserCount()
-	if err != nil || n > 0 {
-		return "", err
-	}
-	if password == "" {
-		b := make([]byte, 12)
-		rand.Read(b)
-		password = hex.EncodeToString(b)
-		generated = password
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
-	if err != nil {
-		return "", err
-	}
-	return generated, s.store.CreateUser(&store.User{Username: "admin", PasswordHash: hash, Role: RoleAdmin})
-}

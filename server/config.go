@@ -16,7 +16,7 @@ type Config struct {
 	Bind          string // HTTPS API and edge endpoints
 	TunnelAddr    string // reverse tunnel listener (standard agents)
 	PublicURL     string // how agents reach Bind; goes into edge keys
-	AdminPassword string // initial administrator password; generated when empty
+	AdminPassword string // initial administrator password; when empty, a one-time setup link is printed
 	FlushInterval time.Duration
 	Logger        *slog.Logger
 }

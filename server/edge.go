@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +15,8 @@ import (
 // tick: check-in, snapshot push and command pull.
 func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	var req protocol.SyncRequest
-	if !s.readEdge(w, r, &req) {
+	raw, ok := s.readEdge(w, r, &req)
+	if !ok {
 		return
 	}
 	if err := protocol.CheckVersion(req.Version); err != nil {
@@ -38,8 +37,19 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, "sync: load environment", err)
 		return
 	}
-	if env, err = s.bindIdentity(env, &req); err != nil {
+	input, proof, err := protocol.ProofInput(raw)
+	if err != nil {
+		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, err.Error())
+		return
+	}
+	var first bool
+	if env, first, err = s.authenticate(env, req.EdgeID, req.Agent, input, proof); err != nil {
+		if !errors.Is(err, errIdentity) {
+			s.internalError(w, "sync: authenticate", err)
+			return
+		}
 		s.log.Warn("sync refused", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
+		s.audit(r, deviceActor(req.EnvID), auditIdentityRefused, envTarget(req.EnvID), "edge ID "+req.EdgeID+": "+err.Error())
 		s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
 		return
 	}
@@ -48,6 +58,9 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
 
 	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Freq: &freq}
+	if first {
+		ans.Server = s.ids.serverKey
+	}
 	if req.Snapshot != nil {
 		ack, err := s.ingestSnapshot(env.ID, req.Snapshot, now)
 		if err != nil {
@@ -66,59 +79,33 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	s.writeEdge(w, http.StatusOK, &ans)
 }
 
-// errIdentity is wrapped by every identity refusal.
-var errIdentity = errors.New("identity refused")
-
-// bindIdentity binds the first caller's edge ID and public key to a
-// pre-staged environment and refuses a different edge ID or key afterwards.
-func (s *Server) bindIdentity(env *store.Environment, req *protocol.SyncRequest) (*store.Environment, error) {
-	var key []byte
-	if req.Proof != nil {
-		key = req.Proof.Key
-	}
-	if env.EdgeID != "" {
-		if req.EdgeID != "" && req.EdgeID != env.EdgeID {
-			return nil, fmt.Errorf("%w: environment %d is bound to another device", errIdentity, env.ID)
-		}
-		if key != nil && !bytes.Equal(key, env.PublicKey) {
-			return nil, fmt.Errorf("%w: environment %d is bound to another identity key", errIdentity, env.ID)
-		}
-		return env, nil
-	}
-	if req.EdgeID == "" || len(key) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: first contact must carry the edge ID and the device's public key", errIdentity)
-	}
-	return s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error {
-		if e.EdgeID != "" && e.EdgeID != req.EdgeID {
-			return fmt.Errorf("%w: environment %d was bound meanwhile", errIdentity, e.ID)
-		}
-		e.EdgeID, e.PublicKey, e.Agent = req.EdgeID, key, req.Agent
-		return nil
-	})
-}
-
 // readEdge reads and decodes an edge request body within the protocol bounds.
-func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) bool {
+// It returns the body's CBOR, which identity proofs cover.
+func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody))
 	s.metrics.bytesIn.Add(float64(len(body)))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, (&protocol.LimitError{Limit: "MaxCompressedBody", Max: protocol.MaxCompressedBody}).Error())
-			return false
+			return nil, false
 		}
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, "read body: "+err.Error())
-		return false
+		return nil, false
 	}
-	if err := protocol.ReadBody(body, r.Header.Get("Content-Encoding"), msg); err != nil {
+	raw, err := protocol.Inflate(body, r.Header.Get("Content-Encoding"))
+	if err == nil {
+		err = protocol.Unmarshal(raw, msg)
+	}
+	if err != nil {
 		code := protocol.CodeMalformed
 		if errors.Is(err, protocol.ErrLimit) {
 			code = protocol.CodeLimit
 		}
 		s.edgeError(w, http.StatusBadRequest, code, err.Error())
-		return false
+		return nil, false
 	}
-	return true
+	return raw, true
 }
 
 func (s *Server) writeEdge(w http.ResponseWriter, status int, msg any) {

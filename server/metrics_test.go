@@ -34,7 +34,7 @@ func scrape(t *testing.T, url, sample string) float64 {
 func TestMetricsCountExchanges(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, &protocol.Frequencies{Ping: 60})
-	dev := newDevice(t, hs.URL, env, "edge-1")
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
 	if status, _, perr := dev.sync(dev.firstContact()); status != 200 {
 		t.Fatal(perr)
 	}

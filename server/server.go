@@ -25,11 +25,13 @@ type Server struct {
 	sessions    *sessions
 	checkins    *checkins
 	snapLocks   envLocks
+	ids         *identities
 	now         func() time.Time
 	url         string // public server URL, in edge keys
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
 	metrics     *metrics
+	setup       setupLink // first-start link when no admin password was given; setup.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -42,7 +44,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "outpost.db"))
+	st, err := store.Open(filepath.Join(cfg.DataDir, storeFile))
 	if err != nil {
 		return err
 	}
@@ -59,14 +61,18 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	if err != nil {
 		return fmt.Errorf("tunnel host key: %w", err)
 	}
+	ids, err := newIdentities(cfg.DataDir, hostKey)
+	if err != nil {
+		return fmt.Errorf("identity keys: %w", err)
+	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, store: st, now: time.Now,
+		cfg: cfg, log: cfg.Logger, store: st, now: time.Now, ids: ids,
 		checkins: newCheckins(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
 	s.metrics = newMetrics(s.onlineCount)
 	st.ObserveWrites(s.metrics.observeWrite)
-	generated, err := s.ensureAdmin(cfg.AdminPassword)
+	needSetup, err := s.ensureAdmin(cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("create administrator: %w", err)
 	}
@@ -93,9 +99,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	go func() { defer close(flushDone); s.flushLoop(flushCtx) }()
 
 	s.log.Info("outpost server listening", "url", s.url, "addr", ln.Addr().String(), "data", cfg.DataDir, "tunnel_fingerprint", s.fingerprint)
-	if generated != "" {
-		// Printed once: the store keeps only its bcrypt hash.
-		fmt.Fprintf(os.Stderr, "\nAdministrator created. Log in at %s as admin with password: %s\n(shown once; set OUTPOST_ADMIN_PASSWORD to choose it)\n\n", s.url, generated)
+	if needSetup {
+		s.announceSetup(os.Stderr)
 	}
 	if ready != nil {
 		ready(s.url)
@@ -119,19 +124,49 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 // onlineCount is the number of devices online now, for the metrics.
 func (s *Server) onlineCount() float64 { return float64(s.checkins.online(s.now().Unix())) }
 
+// routes registers the route table and nothing else.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	mux.HandleFunc("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync))
-	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.HandleFunc("POST /api/auth", s.handleAuth)
-	mux.HandleFunc("GET /api/environments", s.authed(s.handleListEnvironments))
-	mux.HandleFunc("POST /api/environments", s.authed(s.handleCreateEnvironment))
-	mux.HandleFunc("GET /api/environments/{id}", s.authed(s.handleGetEnvironment))
-	mux.HandleFunc("GET /api/environments/{id}/snapshot", s.authed(s.handleSnapshot))
-	mux.HandleFunc("GET /api/environments/{id}/snapshot/history", s.authed(s.handleHistory))
-	mux.Handle("/", s.uiHandler())
+	for _, rt := range s.routeTable() {
+		mux.Handle(rt.pattern, s.handler(rt))
+	}
 	return mux
+}
+
+// routeTable is every route of the server, each with the permission its
+// caller's role must hold (grants in roles.go says which roles do). A new
+// route goes here as apiRoute(pattern, permission, handler), or
+// publicRoute(pattern, handler) for the few outside the role check (edge
+// endpoints, /healthz, /metrics, UI, login, setup); TestEveryRouteChecksRoles
+// walks this table against every role.
+func (s *Server) routeTable() []route {
+	return []route{
+		publicRoute("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })),
+		publicRoute("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync)),
+		publicRoute("GET /metrics", s.metrics.handler()),
+		publicRoute("POST /api/auth", http.HandlerFunc(s.handleAuth)),
+		publicRoute("GET /setup", http.HandlerFunc(s.handleSetupForm)),
+		publicRoute("POST /setup", http.HandlerFunc(s.handleSetup)),
+		publicRoute("/", s.uiHandler()),
+
+		apiRoute("GET /api/environments", permEnvRead, s.handleListEnvironments),
+		apiRoute("POST /api/environments", permEnvWrite, s.handleCreateEnvironment),
+		apiRoute("GET /api/environments/{id}", permEnvRead, s.handleGetEnvironment),
+		apiRoute("GET /api/environments/{id}/snapshot", permEnvRead, s.handleSnapshot),
+		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
+
+		apiRoute("GET /api/users", permUsersManage, s.handleListUsers),
+		apiRoute("POST /api/users", permUsersManage, s.handleCreateUser),
+		apiRoute("GET /api/users/{id}", permAccount, s.handleGetUser),      // self, or users:manage
+		apiRoute("PATCH /api/users/{id}", permAccount, s.handleUpdateUser), // own password, or users:manage
+		apiRoute("DELETE /api/users/{id}", permUsersManage, s.handleDeleteUser),
+		apiRoute("GET /api/teams", permUsersManage, s.handleListTeams),
+		apiRoute("POST /api/teams", permUsersManage, s.handleCreateTeam),
+		apiRoute("DELETE /api/teams/{id}", permUsersManage, s.handleDeleteTeam),
+		apiRoute("PUT /api/teams/{id}/members", permUsersManage, s.handleSetTeamMembers),
+		apiRoute("GET /api/audit", permAuditRead, s.handleAudit),
+		apiRoute("GET /api/backup", permBackup, s.handleBackup), // administrator only
+	}
 }
 
 // flushLoop writes in-memory check-ins to the store every FlushInterval and
@@ -155,5 +190,12 @@ func (s *Server) flush() {
 	if err := s.store.FlushCheckIns(d); err != nil {
 		s.log.Error("flush check-ins", "err", err, "pending", len(d))
 		s.checkins.putBack(d)
+	}
+	// A counter lost in a crash lets a request of the last interval be
+	// replayed once at most; the agent's next counter is higher anyway.
+	c := s.ids.takeCounters()
+	if err := s.store.FlushCounters(c); err != nil {
+		s.log.Error("flush proof counters", "err", err, "pending", len(c))
+		s.ids.putBackCounters(c)
 	}
 }

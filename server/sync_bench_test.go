@@ -1,11 +1,7 @@
 package server
 
 import (
-	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"testing"
 
@@ -14,17 +10,16 @@ import (
 	"outpost/snapshot"
 )
 
-// benchEnv returns a server's handler and an environment bound to a device
-// that has pushed the 50-container capture.
-func benchEnv(b *testing.B) (http.Handler, uint64, *snapshot.Docker) {
+// benchDevice returns a device bound to a fresh server that has pushed the
+// 50-container capture, its requests served by the handler without a network.
+func benchDevice(b *testing.B) (*device, *snapshot.Docker) {
 	b.Helper()
 	s, _ := testServer(b)
 	env := stage(b, s, nil)
-	h := s.routes()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	first := &protocol.SyncRequest{Version: protocol.Version, EnvID: env, EdgeID: "bench", Include: protocol.IncludePing,
-		Proof: &protocol.Proof{Key: key.Public().(ed25519.PublicKey)}}
-	serve(b, h, first)
+	dev := newDevice(b, s.routes(), env, "bench")
+	if status, _, perr := dev.sync(dev.firstContact()); status != http.StatusOK {
+		b.Fatalf("first contact: %d %+v", status, perr)
+	}
 	caps, err := corpus.Load("../testdata/docker")
 	if err != nil {
 		b.Fatal(err)
@@ -39,70 +34,65 @@ func benchEnv(b *testing.B) (http.Handler, uint64, *snapshot.Docker) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	serve(b, h, req)
-	return h, env, base
+	if status, _, perr := dev.sync(req); status != http.StatusOK {
+		b.Fatalf("full push: %d %+v", status, perr)
+	}
+	return dev, base
 }
 
-// serve runs one exchange through the handler, without a network.
-func serve(b *testing.B, h http.Handler, msg any) {
-	body, enc, err := protocol.WriteBody(msg)
-	if err != nil {
-		b.Fatal(err)
+// sealed returns the bodies of n requests as the device would send them,
+// each with its own counter and MAC, made before the timer starts.
+func sealed(b *testing.B, dev *device, n int, next func(i int) *protocol.SyncRequest) (bodies [][]byte, encs []string) {
+	b.Helper()
+	for i := range n {
+		req := next(i)
+		req.Proof = &protocol.Proof{}
+		dev.counter++
+		req.Proof.Counter = dev.counter
+		if err := protocol.Seal(req, req.Proof, func(in []byte) []byte { return protocol.MAC(dev.mac, in) }); err != nil {
+			b.Fatal(err)
+		}
+		body, enc, err := protocol.WriteBody(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies, encs = append(bodies, body), append(encs, enc)
 	}
-	serveBody(b, h, body, enc)
+	return bodies, encs
 }
 
-func serveBody(b *testing.B, h http.Handler, body []byte, enc string) {
-	r := httptest.NewRequest("POST", "/edge/v1/sync", bytes.NewReader(body))
-	if enc != "" {
-		r.Header.Set("Content-Encoding", enc)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	if w.Code != http.StatusOK {
-		b.Fatalf("status %d", w.Code)
-	}
-}
-
-// BenchmarkSyncIdlePing: one bound device checking in with nothing to say.
-// Run with -cpu 1 for exchanges per second on one core.
-func BenchmarkSyncIdlePing(b *testing.B) {
-	h, env, _ := benchEnv(b)
-	body, enc, err := protocol.WriteBody(corpus.Ping(env))
-	if err != nil {
-		b.Fatal(err)
-	}
+func run(b *testing.B, dev *device, bodies [][]byte, encs []string) {
+	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	for b.Loop() {
-		serveBody(b, h, body, enc)
+	for i := range b.N {
+		if status, _, perr := dev.post(bodies[i], encs[i]); status != http.StatusOK {
+			b.Fatalf("exchange %d: %d %+v", i, status, perr)
+		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+}
+
+// BenchmarkSyncIdlePing: a bound device checking in with nothing to say,
+// proof checked. Run with -cpu 1 for exchanges per second on one core.
+func BenchmarkSyncIdlePing(b *testing.B) {
+	dev, _ := benchDevice(b)
+	bodies, encs := sealed(b, dev, b.N, func(int) *protocol.SyncRequest { return corpus.Ping(dev.env) })
+	run(b, dev, bodies, encs)
 }
 
 // BenchmarkSyncDelta50: a 50-container device pushing a delta in which one
 // container changed state, alternately stopped and started again.
 func BenchmarkSyncDelta50(b *testing.B) {
-	h, env, base := benchEnv(b)
+	dev, base := benchDevice(b)
 	stopped, _ := corpus.StopOne(base, 1_800_000_000)
-	// Bodies are made before timing: seq k+1 on base k, alternating.
-	bodies := make([][]byte, b.N)
-	encs := make([]string, b.N)
 	states := [2]*snapshot.Docker{base, stopped}
-	for i := range b.N {
-		req, _, err := corpus.DeltaPush(states[i%2], states[(i+1)%2], env, uint64(i+2))
+	bodies, encs := sealed(b, dev, b.N, func(i int) *protocol.SyncRequest {
+		req, _, err := corpus.DeltaPush(states[i%2], states[(i+1)%2], dev.env, uint64(i+2))
 		if err != nil {
 			b.Fatal(err)
 		}
-		if bodies[i], encs[i], err = protocol.WriteBody(req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	runtime.GC()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		serveBody(b, h, bodies[i], encs[i])
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+		return req
+	})
+	run(b, dev, bodies, encs)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"outpost/protocol"
 	"outpost/server/store"
@@ -32,10 +35,19 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 			t.Error(err)
 		}
 	})
+	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
+	host, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := newIdentities(t.TempDir(), host)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &Server{
 		cfg: Config{FlushInterval: time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		store: st, now: time.Now, checkins: newCheckins(),
-		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: "SHA256:" + string(bytes.Repeat([]byte{'A'}, 43)),
+		store: st, now: time.Now, checkins: newCheckins(), ids: ids,
+		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: ssh.FingerprintSHA256(host.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
 	s.metrics = newMetrics(s.onlineCount)
@@ -45,63 +57,118 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 	return s, hs
 }
 
-// device is a scripted agent speaking the real protocol.
+// device is a scripted agent speaking the real protocol, proofs included.
 type device struct {
-	t      *testing.T
-	url    string
-	env    uint64
-	edgeID string
-	key    ed25519.PrivateKey
+	t       testing.TB
+	h       http.Handler // the server's routes, called without a network
+	env     uint64
+	edgeID  string
+	key     ed25519.PrivateKey
+	dh      *ecdh.PrivateKey
+	counter uint64
+	mac     []byte // derived once the server's key agreement key arrived
+	last    []byte // the last body sent, for replays
 }
 
-func newDevice(t *testing.T, url string, env uint64, edgeID string) *device {
+func newDevice(t testing.TB, h http.Handler, env uint64, edgeID string) *device {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	return &device{t: t, url: url, env: env, edgeID: edgeID, key: key}
+	dh, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	return &device{t: t, h: h, env: env, edgeID: edgeID, key: key, dh: dh}
 }
 
+// firstContact is the signed request that binds a device.
 func (d *device) firstContact() *protocol.SyncRequest {
 	return &protocol.SyncRequest{
 		Version: protocol.Version, EnvID: d.env, EdgeID: d.edgeID, Include: protocol.IncludePing,
-		Proof: &protocol.Proof{Key: d.key.Public().(ed25519.PublicKey)}, Agent: &protocol.AgentInfo{Version: "test", Hostname: "dev1"},
+		Proof: &protocol.Proof{Key: d.key.Public().(ed25519.PublicKey), DH: d.dh.PublicKey().Bytes()},
+		Agent: &protocol.AgentInfo{Version: "test", Hostname: "dev1"},
 	}
 }
 
-// sync posts req and returns the HTTP status and the decoded answer or error.
-func (d *device) sync(req any) (int, *protocol.SyncAnswer, *protocol.Error) {
+// sync seals req with the next counter (signed when it carries Key, else
+// MACed), posts it, and takes the server's key from the answer.
+func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *protocol.Error) {
 	d.t.Helper()
+	if req.Proof == nil {
+		req.Proof = &protocol.Proof{}
+	}
+	d.counter++
+	req.Proof.Counter = d.counter
+	err := protocol.Seal(req, req.Proof, func(in []byte) []byte {
+		if req.Proof.Key != nil {
+			return ed25519.Sign(d.key, in)
+		}
+		if d.mac == nil {
+			return bytes.Repeat([]byte{0xee}, protocol.MACSize) // a device without the key guesses
+		}
+		return protocol.MAC(d.mac, in)
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
 	body, enc, err := protocol.WriteBody(req)
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	return d.post(body, enc)
+	d.last = body
+	status, ans, perr := d.post(body, enc)
+	if ans != nil && ans.Server != nil {
+		d.takeServerKey(ans.Server)
+	}
+	return status, ans, perr
+}
+
+// takeServerKey checks the server's signature and derives the MAC key.
+func (d *device) takeServerKey(k *protocol.ServerKey) {
+	d.t.Helper()
+	host, err := ssh.ParsePublicKey(k.HostKey)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var sig ssh.Signature
+	if err := ssh.Unmarshal(k.Sig, &sig); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := host.Verify(protocol.ServerKeyMessage(k.DH), &sig); err != nil {
+		d.t.Fatalf("server key signature: %v", err)
+	}
+	pub, err := ecdh.X25519().NewPublicKey(k.DH)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	shared, _ := d.dh.ECDH(pub)
+	if d.mac, err = protocol.MACKey(shared, d.env, d.edgeID); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// ping is an idle check-in of a bound device.
+func (d *device) ping() *protocol.SyncRequest {
+	return &protocol.SyncRequest{Version: protocol.Version, EnvID: d.env, Include: protocol.IncludePing}
 }
 
 func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *protocol.Error) {
 	d.t.Helper()
-	hr, _ := http.NewRequest("POST", d.url+"/edge/v1/sync", bytes.NewReader(body))
+	hr := httptest.NewRequest("POST", "/edge/v1/sync", bytes.NewReader(body))
 	hr.Header.Set("Content-Type", protocol.ContentType)
 	if enc != "" {
 		hr.Header.Set("Content-Encoding", enc)
 	}
-	resp, err := http.DefaultClient.Do(hr)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rb, _ := io.ReadAll(resp.Body)
-	renc := resp.Header.Get("Content-Encoding")
-	if resp.StatusCode != http.StatusOK {
+	w := httptest.NewRecorder()
+	d.h.ServeHTTP(w, hr)
+	rb, renc := w.Body.Bytes(), w.Header().Get("Content-Encoding")
+	if w.Code != http.StatusOK {
 		var pe protocol.Error
 		if err := protocol.ReadBody(rb, renc, &pe); err != nil {
-			d.t.Fatalf("status %d with undecodable error body: %v", resp.StatusCode, err)
+			d.t.Fatalf("status %d with undecodable error body: %v", w.Code, err)
 		}
-		return resp.StatusCode, nil, &pe
+		return w.Code, nil, &pe
 	}
 	var ans protocol.SyncAnswer
 	if err := protocol.ReadBody(rb, renc, &ans); err != nil {
 		d.t.Fatalf("decode answer: %v", err)
 	}
-	return resp.StatusCode, &ans, nil
+	return w.Code, &ans, nil
 }
 
 func stage(t testing.TB, s *Server, freq *protocol.Frequencies) uint64 {
@@ -116,7 +183,7 @@ func stage(t testing.TB, s *Server, freq *protocol.Frequencies) uint64 {
 func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, &protocol.Frequencies{Ping: 7})
-	dev := newDevice(t, hs.URL, env, "edge-1")
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
 
 	status, ans, perr := dev.sync(dev.firstContact())
 	if status != http.StatusOK {
@@ -132,7 +199,7 @@ func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 
 	// A second device with the copied edge key: another edge ID, or the same
 	// edge ID with another key, is refused.
-	thief := newDevice(t, hs.URL, env, "edge-2")
+	thief := newDevice(t, hs.Config.Handler, env, "edge-2")
 	if status, _, perr := thief.sync(thief.firstContact()); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
 		t.Fatalf("other edge ID: %d %+v", status, perr)
 	}
@@ -140,9 +207,38 @@ func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 	if status, _, perr := thief.sync(thief.firstContact()); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
 		t.Fatalf("same edge ID, other key: %d %+v", status, perr)
 	}
-	// The bound device goes on.
-	if status, _, perr := dev.sync(&protocol.SyncRequest{Version: protocol.Version, EnvID: env, Include: protocol.IncludePing}); status != http.StatusOK {
-		t.Fatalf("bound device after refusals: %d %v", status, perr)
+	// Each refusal is in the audit log, with what was presented.
+	entries, err := s.store.Audit(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, e := range entries {
+		if e.Action == auditIdentityRefused && e.Target == envTarget(env) {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Fatalf("%d identity refusals audited, want 2: %+v", refused, entries)
+	}
+
+	// A copy holding the edge key and the edge ID but not the private keys
+	// cannot make a MAC either.
+	copyCat := newDevice(t, hs.Config.Handler, env, "edge-1")
+	if status, _, perr := copyCat.sync(copyCat.ping()); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+		t.Fatalf("copied edge key and ID, MAC guessed: %d %+v", status, perr)
+	}
+	// The bound device goes on, its requests MACed.
+	if status, ans, perr := dev.sync(dev.ping()); status != http.StatusOK || ans.Server != nil {
+		t.Fatalf("bound device after refusals: %d %v %+v", status, perr, ans)
+	}
+	// A request sent again as it was is refused: its counter is spent.
+	if status, _, perr := dev.post(dev.last, ""); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+		t.Fatalf("replay: %d %+v", status, perr)
+	}
+	// And the device still works after the replay was refused.
+	if status, _, perr := dev.sync(dev.ping()); status != http.StatusOK {
+		t.Fatalf("bound device after a replay: %d %v", status, perr)
 	}
 	if _, ok := s.checkins.get(env); !ok {
 		t.Fatal("check-in not recorded")
@@ -152,7 +248,7 @@ func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 func TestSyncAnswerHeadersAreMinimal(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, nil)
-	dev := newDevice(t, hs.URL, env, "edge-1")
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
 	body, _, _ := protocol.WriteBody(dev.firstContact())
 	resp, err := http.Post(hs.URL+"/edge/v1/sync", protocol.ContentType, bytes.NewReader(body))
 	if err != nil {
@@ -173,7 +269,7 @@ func TestSyncAnswerHeadersAreMinimal(t *testing.T) {
 func TestSyncRefusals(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, nil)
-	dev := newDevice(t, hs.URL, env, "edge-1")
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
 
 	t.Run("unsupported version", func(t *testing.T) {
 		req := dev.firstContact()
@@ -206,9 +302,23 @@ func TestSyncRefusals(t *testing.T) {
 			t.Fatalf("%d %+v", status, perr)
 		}
 	})
-	t.Run("first contact without key", func(t *testing.T) {
+	t.Run("first contact not signed", func(t *testing.T) {
 		req := dev.firstContact()
 		req.Proof = nil
+		if status, _, perr := dev.sync(req); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("no proof at all", func(t *testing.T) {
+		body, enc, _ := protocol.WriteBody(&protocol.SyncRequest{Version: protocol.Version, EnvID: env, EdgeID: "edge-1", Include: protocol.IncludePing})
+		if status, _, perr := dev.post(body, enc); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+			t.Fatalf("%d %+v", status, perr)
+		}
+	})
+	t.Run("signature by another key", func(t *testing.T) {
+		req := dev.firstContact()
+		other := newDevice(t, hs.Config.Handler, env, "edge-1")
+		req.Proof.Key = other.key.Public().(ed25519.PublicKey) // claims a key it did not sign with
 		if status, _, perr := dev.sync(req); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
 			t.Fatalf("%d %+v", status, perr)
 		}
@@ -239,7 +349,7 @@ func push(t testing.TB, seq, base uint64, data any, of *snapshot.Docker) *protoc
 func TestSyncSnapshotsFullThenDelta(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, nil)
-	dev := newDevice(t, hs.URL, env, "edge-1")
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
 	if status, _, perr := dev.sync(dev.firstContact()); status != 200 {
 		t.Fatal(perr)
 	}

@@ -24,8 +24,16 @@ var (
 	_ web.Logouter = uiBackend{}
 )
 
+// Login is audited without a remote address: web.Backend does not pass the
+// request (web logs the address itself).
 func (b uiBackend) Login(username, password string) (string, error) {
-	return b.s.login(username, password)
+	tok, err := b.s.login(username, password)
+	if err != nil {
+		b.s.audit(nil, "anonymous", auditLoginFailed, userTarget(username), "web UI")
+	} else {
+		b.s.audit(nil, username, auditLogin, userTarget(username), "web UI")
+	}
+	return tok, err
 }
 
 func (b uiBackend) Authenticate(token string) (string, bool) {

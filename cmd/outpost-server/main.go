@@ -15,6 +15,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "backup" {
+		os.Exit(backup(os.Args[2:]))
+	}
 	cfg := server.Defaults
 	var pwFile string
 	flag.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (store, TLS certificate, keys)")

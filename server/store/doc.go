@@ -2,7 +2,14 @@
 // settings, users, environments, the latest snapshot of each environment and
 // a bounded history of how it got there.
 //
-// Records are JSON, except snapshots, which stay in the wire's CBOR.
+// Records are JSON, except snapshots and their history, which are CBOR like
+// the wire (schema 2).
+//
+// The file carries a schema version. Open runs the migrations the file has
+// not had, in order, one write transaction each (migrations.go), and refuses
+// a file a newer server wrote. Backup copies a consistent snapshot of the
+// file while the server runs; a copy is restored by putting it in place of
+// outpost.db while the server is stopped.
 //
 // # Caveats
 //
@@ -11,4 +18,10 @@
 //     at a time, and a slow writer stalls every other.
 //   - Update callbacks run inside the write transaction: keep them to
 //     in-memory work on the record they are given.
+//   - One process at a time: bbolt locks the file, and a second Open (a
+//     second server, or a backup of a running one) fails with ErrLocked.
+//   - Backup, like any read, holds a read transaction while it runs. Open
+//     maps the file 1 GiB ahead (initialMmapSize) so that writes go on
+//     meanwhile; past that, a write that grows the file waits for every
+//     open reader. Give Backup a local file, never the network.
 package store

@@ -24,6 +24,11 @@ type Environment struct {
 	// EdgeID and PublicKey are bound by the first agent that calls in.
 	EdgeID    string `json:"edgeId,omitempty"`
 	PublicKey []byte `json:"publicKey,omitempty"`
+	// DeviceDH is the device's X25519 key agreement key, bound with them.
+	DeviceDH []byte `json:"deviceDH,omitempty"`
+	// LastCounter is the highest proof counter accepted from the device,
+	// flushed from memory in batches like LastCheckIn.
+	LastCounter uint64 `json:"lastCounter,omitempty"`
 	// Frequencies overrides the global defaults field by field (0 = default).
 	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
 	Agent       *protocol.AgentInfo   `json:"agent,omitempty"`
@@ -89,6 +94,31 @@ func (s *Store) Environments() ([]Environment, error) {
 		})
 	})
 	return out, err
+}
+
+// FlushCounters writes the devices' last accepted proof counters in one
+// transaction; a counter never goes back.
+func (s *Store) FlushCounters(counters map[uint64]uint64) error {
+	if len(counters) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bEnvironments)
+		for id, c := range counters {
+			var e Environment
+			if err := getJSON(b, u64(id), &e); err != nil {
+				continue // deleted since
+			}
+			if c <= e.LastCounter {
+				continue
+			}
+			e.LastCounter = c
+			if err := putJSON(b, u64(id), &e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // FlushCheckIns writes last check-in times in one transaction.

@@ -2,37 +2,41 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"outpost/protocol"
 )
 
 // HistoryLimit is how many history entries are kept per environment.
 const HistoryLimit = 200
 
-// Snapshot is the latest snapshot of an environment.
+// Snapshot is the latest snapshot of an environment. It is stored as CBOR
+// (schema 2): its data is CBOR already, and JSON would base64 it.
 type Snapshot struct {
-	Seq     uint64 `json:"seq"`
-	Hash    []byte `json:"hash"`
-	Updated int64  `json:"updated"`
-	Kind    string `json:"kind"` // how it last changed: full or delta
-	Data    []byte `json:"data"` // CBOR of snapshot.Docker
+	Seq     uint64 `cbor:"1,keyasint"`
+	Hash    []byte `cbor:"2,keyasint"`
+	Updated int64  `cbor:"3,keyasint"`
+	Kind    string `cbor:"4,keyasint"` // how it last changed: full or delta
+	Data    []byte `cbor:"5,keyasint"` // CBOR of snapshot.Docker
 }
 
 // HistoryEntry records one snapshot push that changed the stored snapshot.
+// The store keeps it as CBOR; the JSON names are the API's.
 type HistoryEntry struct {
-	Seq   uint64 `json:"seq"`
-	Base  uint64 `json:"base,omitempty"`
-	Kind  string `json:"kind"`  // full or delta
-	Bytes int    `json:"bytes"` // size of the pushed data, CBOR
-	At    int64  `json:"at"`
-	Data  []byte `json:"data,omitempty"` // CBOR of the delta; empty for full
+	Seq   uint64 `json:"seq" cbor:"1,keyasint"`
+	Base  uint64 `json:"base,omitempty" cbor:"2,keyasint,omitempty"`
+	Kind  string `json:"kind" cbor:"3,keyasint"`  // full or delta
+	Bytes int    `json:"bytes" cbor:"4,keyasint"` // size of the pushed data, CBOR
+	At    int64  `json:"at" cbor:"5,keyasint"`
+	Data  []byte `json:"data,omitempty" cbor:"6,keyasint,omitempty"` // CBOR of the delta; empty for full
 }
 
 // Snapshot returns the latest snapshot of environment env.
 func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
 	var sn Snapshot
-	err := s.db.View(func(tx *bolt.Tx) error { return getJSON(tx.Bucket(bSnapshots), u64(env), &sn) })
+	err := s.db.View(func(tx *bolt.Tx) error { return getCBOR(tx.Bucket(bSnapshots), u64(env), &sn) })
 	if err != nil {
 		return nil, err
 	}
@@ -43,11 +47,11 @@ func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
 // history, dropping the oldest entries past HistoryLimit.
 func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
 	return s.update(func(tx *bolt.Tx) error {
-		if err := putJSON(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
+		if err := putCBOR(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
 			return err
 		}
 		hb := tx.Bucket(bHistory)
-		if err := putJSON(hb, key2(env, h.Seq), h); err != nil {
+		if err := putCBOR(hb, key2(env, h.Seq), h); err != nil {
 			return err
 		}
 		prefix := u64(env)
@@ -73,12 +77,28 @@ func (s *Store) History(env uint64) ([]HistoryEntry, error) {
 		c := tx.Bucket(bHistory).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			var h HistoryEntry
-			if err := json.Unmarshal(v, &h); err != nil {
-				return err
+			if err := protocol.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("history record %x: %w", k, err)
 			}
 			out = append(out, h)
 		}
 		return nil
 	})
 	return out, err
+}
+
+func getCBOR(b *bolt.Bucket, k []byte, v any) error {
+	raw := b.Get(k)
+	if raw == nil {
+		return ErrNotFound
+	}
+	return protocol.Unmarshal(raw, v)
+}
+
+func putCBOR(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := protocol.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
 }

@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
-
-// SchemaVersion is the layout this build reads and writes.
-const SchemaVersion = 1
 
 // Bucket names.
 var (
@@ -20,7 +19,8 @@ var (
 	bEnvironments = []byte("environments")
 	bSnapshots    = []byte("snapshots")
 	bHistory      = []byte("snapshot_history")
-	allBuckets    = [][]byte{bSettings, bUsers, bEnvironments, bSnapshots, bHistory}
+	bTeams        = []byte("teams")
+	bAudit        = []byte("audit") // big-endian entry ID -> entry, time order
 )
 
 // Errors.
@@ -29,7 +29,13 @@ var (
 	ErrExists   = errors.New("already exists")
 	// ErrNewerSchema: the file was written by a newer Outpost; upgrade the server.
 	ErrNewerSchema = errors.New("store was written by a newer Outpost server; run that version or newer")
+	// ErrLocked: another process (a running server) has the file open.
+	ErrLocked = errors.New("store is locked")
 )
+
+// lockTimeout is how long Open waits for another process to let go of the
+// file before it gives up with ErrLocked.
+var lockTimeout = 2 * time.Second
 
 // Store is the server's bbolt database.
 type Store struct {
@@ -51,37 +57,29 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	return err
 }
 
-// Open opens (creating if needed) the store at path.
+// Open opens (creating if needed) the store at path and runs the migrations
+// it has not had yet. It fails with ErrLocked when another process holds the
+// file, and with ErrNewerSchema when a newer server wrote it.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmapSize})
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, openError(path, err)
 	}
 	s := &Store{db: db}
-	if err := s.init(); err != nil {
+	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func (s *Store) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		st := tx.Bucket(bSettings)
-		v := st.Get([]byte("schema"))
-		switch {
-		case v == nil:
-			return st.Put([]byte("schema"), u64(SchemaVersion))
-		case binary.BigEndian.Uint64(v) > SchemaVersion:
-			return ErrNewerSchema
-		}
-		return nil
-	})
+// openError words bolt.Open's error; a lock held elsewhere becomes ErrLocked,
+// naming the data dir.
+func openError(path string, err error) error {
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("open store %s: %w: another outpost-server is using %s; stop it first", path, ErrLocked, filepath.Dir(path))
+	}
+	return fmt.Errorf("open store %s: %w", path, err)
 }
 
 // Close closes the database file.

@@ -1,0 +1,187 @@
+package server
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"outpost/protocol"
+	"outpost/server/store"
+)
+
+// errIdentity is wrapped by every identity refusal.
+var errIdentity = errors.New("identity refused")
+
+// identities holds what checking device proofs needs in memory: derived MAC
+// keys and the last counter accepted from each device.
+type identities struct {
+	dh        *ecdh.PrivateKey    // the server's key agreement key
+	serverKey *protocol.ServerKey // dh's public half, signed by the tunnel host key
+
+	mu       sync.Mutex // guards the maps; never held across a store call
+	macKeys  map[uint64][]byte
+	counters map[uint64]uint64 // last accepted; loaded from the store on first use
+	dirty    map[uint64]uint64
+}
+
+func newIdentities(dataDir string, host ssh.Signer) (*identities, error) {
+	dh, err := loadOrCreateDH(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	pub := dh.PublicKey().Bytes()
+	sig, err := host.Sign(rand.Reader, protocol.ServerKeyMessage(pub))
+	if err != nil {
+		return nil, fmt.Errorf("sign key agreement key: %w", err)
+	}
+	return &identities{
+		dh:        dh,
+		serverKey: &protocol.ServerKey{DH: pub, HostKey: host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)},
+		macKeys:   map[uint64][]byte{}, counters: map[uint64]uint64{}, dirty: map[uint64]uint64{},
+	}, nil
+}
+
+func loadOrCreateDH(dir string) (*ecdh.PrivateKey, error) {
+	path := filepath.Join(dir, "sync_dh.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return ecdh.X25519().NewPrivateKey(b)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(path, k.Bytes(), 0o600)
+}
+
+// macKey returns the MAC key shared with the device bound to env.
+func (id *identities) macKey(env *store.Environment) ([]byte, error) {
+	id.mu.Lock()
+	k, ok := id.macKeys[env.ID]
+	id.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	pub, err := ecdh.X25519().NewPublicKey(env.DeviceDH)
+	if err != nil {
+		return nil, fmt.Errorf("environment %d: stored device key: %w", env.ID, err)
+	}
+	shared, err := id.dh.ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	if k, err = protocol.MACKey(shared, env.ID, env.EdgeID); err != nil {
+		return nil, err
+	}
+	id.mu.Lock()
+	id.macKeys[env.ID] = k
+	id.mu.Unlock()
+	return k, nil
+}
+
+// advance accepts counter c from env's device if it is higher than any
+// accepted before; a replayed or reordered request is refused.
+func (id *identities) advance(env *store.Environment, c uint64) error {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	last, ok := id.counters[env.ID]
+	if !ok {
+		last = env.LastCounter
+	}
+	if c <= last {
+		return fmt.Errorf("%w: counter %d is not above %d: a replayed or reordered request", errIdentity, c, last)
+	}
+	id.counters[env.ID] = c
+	id.dirty[env.ID] = c
+	return nil
+}
+
+// takeCounters returns and clears the counters not yet flushed.
+func (id *identities) takeCounters() map[uint64]uint64 {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	d := id.dirty
+	id.dirty = map[uint64]uint64{}
+	return d
+}
+
+// putBackCounters returns counters whose flush failed, unless higher ones
+// were accepted meanwhile.
+func (id *identities) putBackCounters(d map[uint64]uint64) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	for env, c := range d {
+		if cur, ok := id.dirty[env]; !ok || cur < c {
+			id.dirty[env] = c
+		}
+	}
+}
+
+// authenticate checks a request's proof against env and binds env to the
+// device on its first signed contact. first reports a signed first-contact
+// proof, which the answer meets with the server's key agreement key.
+//
+// A proof is either an Ed25519 signature by the device key (first contact,
+// carrying Key and DH) or a MAC under the key derived from DH; either way
+// the counter must rise. Nothing in the edge key or on the wire lets a
+// second device pass: it lacks the private keys.
+func (s *Server) authenticate(env *store.Environment, edgeID string, agent *protocol.AgentInfo, input []byte, p *protocol.Proof) (_ *store.Environment, first bool, _ error) {
+	if p == nil || p.Counter == 0 || len(p.Tag) == 0 {
+		return nil, false, fmt.Errorf("%w: every request must carry a proof of the device key (counter and tag)", errIdentity)
+	}
+	if edgeID != "" && env.EdgeID != "" && edgeID != env.EdgeID {
+		return nil, false, fmt.Errorf("%w: environment %d is bound to another device", errIdentity, env.ID)
+	}
+	if p.Key == nil {
+		if env.EdgeID == "" {
+			return nil, false, fmt.Errorf("%w: environment %d is not bound yet; the first contact must be signed", errIdentity, env.ID)
+		}
+		key, err := s.ids.macKey(env)
+		if err != nil {
+			return nil, false, err
+		}
+		if !protocol.CheckMAC(key, input, p.Tag) {
+			return nil, false, fmt.Errorf("%w: the request's MAC does not verify for environment %d", errIdentity, env.ID)
+		}
+		return env, false, s.ids.advance(env, p.Counter)
+	}
+	if len(p.Key) != ed25519.PublicKeySize || len(p.DH) != 32 {
+		return nil, false, fmt.Errorf("%w: a signed first contact carries a 32-byte Ed25519 key and a 32-byte X25519 key", errIdentity)
+	}
+	if !ed25519.Verify(p.Key, input, p.Tag) {
+		return nil, false, fmt.Errorf("%w: the first-contact signature does not verify", errIdentity)
+	}
+	if env.EdgeID != "" {
+		// The bound device again (its answer was lost), or a copy of it.
+		if !bytes.Equal(p.Key, env.PublicKey) || !bytes.Equal(p.DH, env.DeviceDH) {
+			return nil, false, fmt.Errorf("%w: environment %d is bound to another identity key", errIdentity, env.ID)
+		}
+		return env, true, s.ids.advance(env, p.Counter)
+	}
+	if edgeID == "" {
+		return nil, false, fmt.Errorf("%w: the first contact must carry the edge ID", errIdentity)
+	}
+	bound, err := s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error {
+		if e.EdgeID != "" {
+			return fmt.Errorf("%w: environment %d was bound meanwhile", errIdentity, e.ID)
+		}
+		e.EdgeID, e.PublicKey, e.DeviceDH, e.Agent = edgeID, p.Key, p.DH, agent
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if err := s.ids.advance(bound, p.Counter); err != nil {
+		return nil, false, err
+	}
+	return bound, true, nil
+}

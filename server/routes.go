@@ -1,0 +1,61 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// apiHandler is an API handler behind the role check; it gets the caller's
+// session.
+type apiHandler func(http.ResponseWriter, *http.Request, session)
+
+// route is one entry of the route table (Server.routeTable). routes()
+// registers exactly the table, and TestEveryRouteChecksRoles walks it
+// against every role, so a route cannot be added without being checked.
+type route struct {
+	pattern string     // http.ServeMux pattern, "METHOD /path/{wildcard}"
+	perm    permission // what the caller's role must hold; permPublic: no check
+	api     apiHandler // set unless perm is permPublic
+	public  http.Handler
+}
+
+// apiRoute is a route that requires a token whose role holds perm.
+func apiRoute(pattern string, perm permission, h apiHandler) route {
+	return route{pattern: pattern, perm: perm, api: h}
+}
+
+// publicRoute is a route outside the role check. Keep these to the edge
+// endpoints, /healthz, /metrics, the UI, login and setup: the route test
+// refuses any other.
+func publicRoute(pattern string, h http.Handler) route {
+	return route{pattern: pattern, perm: permPublic, public: h}
+}
+
+// handler is the route's handler with its role check.
+func (s *Server) handler(rt route) http.Handler {
+	if rt.perm == permPublic {
+		return rt.public
+	}
+	return s.allow(rt.perm, rt.api)
+}
+
+// allow wraps an API handler with the token and role check: 401 without a
+// valid token, 403 when the token's role does not hold p (see grants).
+func (s *Server) allow(p permission, h apiHandler) http.HandlerFunc {
+	if h == nil {
+		panic(fmt.Sprintf("allow(%s): nil handler", p))
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ss, ok := s.sessions.lookup(bearer(r))
+		if !ok {
+			writeErr(w, http.StatusUnauthorized, "missing or expired token: POST /api/auth with your username and password")
+			return
+		}
+		if !can(ss.role, p) {
+			s.audit(r, ss.user, auditAccessDenied, r.Method+" "+r.URL.Path, fmt.Sprintf("role %s lacks %s", ss.role, p))
+			writeErr(w, http.StatusForbidden, "your role (%s) may not do this (needs %s); ask an administrator", ss.role, p)
+			return
+		}
+		h(w, r, ss)
+	}
+}
