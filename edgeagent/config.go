@@ -1,6 +1,7 @@
 package edgeagent
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +19,8 @@ type Config struct {
 	Key          protocol.EdgeKey
 	EdgeID       string // from EDGE_ID; generated and kept in DataDir when empty
 	Async        bool
-	InsecurePoll bool // accept the server's self-signed certificate
+	InsecurePoll bool             // accept the server's self-signed certificate
+	ClientCert   *tls.Certificate // EDGE_CLIENT_CERT and EDGE_CLIENT_KEY, for a server with --client-ca
 	DataDir      string
 	Groups, Tags []string
 	Logger       *slog.Logger
@@ -60,6 +62,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("EDGE_KEY: %w", err))
 	} else {
 		c.Key = k
+	}
+	cert, key := getenv("EDGE_CLIENT_CERT"), getenv("EDGE_CLIENT_KEY")
+	switch {
+	case cert == "" && key == "":
+	case cert == "" || key == "":
+		errs = append(errs, fmt.Errorf("EDGE_CLIENT_CERT=%q, EDGE_CLIENT_KEY=%q: set both (the device's client certificate and its key, PEM files) or neither", cert, key))
+	default:
+		if kp, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			errs = append(errs, fmt.Errorf("EDGE_CLIENT_CERT=%q, EDGE_CLIENT_KEY=%q: %w", cert, key, err))
+		} else {
+			c.ClientCert = &kp
+		}
 	}
 	if len(c.EdgeID) > 256 {
 		errs = append(errs, fmt.Errorf("EDGE_ID: at most 256 characters, got %d", len(c.EdgeID)))

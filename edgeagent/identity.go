@@ -31,6 +31,9 @@ type identity struct {
 // server's key was kept. An error leaves a usable identity that signs.
 func newIdentity(cfg Config, key ed25519.PrivateKey, dh *ecdh.PrivateKey, edgeID string, st *state) (*identity, error) {
 	id := &identity{key: key, dh: dh, edgeID: edgeID, env: cfg.Key.EnvironmentID, pin: cfg.Key.TunnelFingerprint, counter: st.Reserved}
+	if id.env == 0 {
+		id.env = st.EnvID // onboarded on an earlier start
+	}
 	if st.ServerDH != nil {
 		if err := id.deriveMAC(st.ServerDH); err != nil {
 			st.ServerDH = nil
@@ -90,4 +93,14 @@ func (id *identity) deriveMAC(serverDH []byte) error {
 	}
 	id.mac, err = protocol.MACKey(shared, id.env, id.edgeID)
 	return err
+}
+
+// fingerprint is the identity key's SSH-style fingerprint, as the server's
+// waiting room shows it.
+func (id *identity) fingerprint() string {
+	pk, err := ssh.NewPublicKey(id.key.Public())
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(pk)
 }

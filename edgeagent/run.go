@@ -2,7 +2,6 @@ package edgeagent
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
-	"golang.org/x/crypto/ssh"
 
 	"outpost/scheduler"
 	"outpost/snapshot"
@@ -57,20 +55,11 @@ func Run(ctx context.Context, cfg Config) error {
 	now := time.Now
 	s := &syncer{
 		cfg: cfg, log: log, id: id, st: st, now: now,
-		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, nil),
+		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
 	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
-		"key", ssh.FingerprintSHA256(mustSSHKey(key)), "data", cfg.DataDir, "version", Version)
+		"key", id.fingerprint(), "data", cfg.DataDir, "version", Version)
 	return s.run(ctx)
-}
-
-// mustSSHKey is the device key in SSH form, for its fingerprint in logs.
-func mustSSHKey(k ed25519.PrivateKey) ssh.PublicKey {
-	pk, err := ssh.NewPublicKey(k.Public())
-	if err != nil {
-		panic(err)
-	}
-	return pk
 }

@@ -90,6 +90,9 @@ type state struct {
 	// ServerDH is the server's key agreement key, checked against the edge
 	// key's fingerprint when it arrived.
 	ServerDH []byte `cbor:"6,keyasint,omitempty"`
+	// EnvID is the environment the server made of this device when it came
+	// in with the onboarding key (environment 0).
+	EnvID uint64 `cbor:"7,keyasint,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

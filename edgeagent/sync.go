@@ -29,6 +29,8 @@ type syncer struct {
 	st   *state
 	plan *scheduler.Plan
 	now  func() time.Time
+	// waiting is set while the server holds the device in its waiting room.
+	waiting bool
 }
 
 // slowCollect is how long a collection may take before the agent logs it.
@@ -63,6 +65,9 @@ func (s *syncer) run(ctx context.Context) error {
 		case errors.As(err, &pe) && pe.Code == protocol.CodeUnsupportedVersion:
 			s.log.Error("server does not speak this agent's protocol version; upgrade the agent", "server_says", pe.Message)
 			s.plan.Failed(now)
+		case errors.As(err, &pe) && pe.Code == protocol.CodeRejected:
+			s.log.Error("an operator rejected this device; it will keep being refused with this identity key", "edge_id", s.id.edgeID)
+			s.plan.Failed(now)
 		default:
 			s.log.Warn("sync failed; retrying with backoff", "err", err)
 			s.plan.Failed(now)
@@ -72,7 +77,12 @@ func (s *syncer) run(ctx context.Context) error {
 
 // exchange makes one sync request carrying inc and applies the answer.
 func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
-	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.cfg.Key.EnvironmentID, Include: inc}
+	if s.waiting {
+		// A device in the waiting room gets nothing but its trust state:
+		// no snapshot leaves it until an operator trusts it.
+		inc &^= protocol.IncludeSnapshot
+	}
+	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc}
 	if s.id.mac == nil {
 		req.EdgeID = s.id.edgeID
 		req.Agent = s.agentInfo()
@@ -106,6 +116,20 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	now := s.now()
 	s.plan.Done(inc, now)
 	dirty := false
+	switch {
+	case ans.Trust == protocol.TrustWaiting && !s.waiting:
+		s.log.Info("waiting for an operator to trust this device in the server's waiting room",
+			"edge_id", s.id.edgeID, "key", s.id.fingerprint())
+		s.waiting = true
+	case ans.Trust == protocol.TrustTrusted && s.waiting:
+		s.log.Info("trusted by the server", "environment", ans.EnvID)
+		s.waiting = false
+		s.plan.SnapshotNow(now)
+	}
+	if s.id.env == 0 && ans.EnvID != 0 {
+		// Onboarded: from now on the device is this environment.
+		s.id.env, s.st.EnvID, dirty = ans.EnvID, ans.EnvID, true
+	}
 	if ans.Server != nil {
 		if err := s.id.takeServerKey(ans.Server); err != nil {
 			return fmt.Errorf("sync: %w", err)

@@ -171,7 +171,7 @@ func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Colle
 	}
 	now := time.Now
 	return &syncer{
-		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cl: newClient(url, true, nil), col: col,
+		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cl: newClient(url, true, nil, nil), col: col,
 		id: id, st: st, now: now,
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), mrand.New(mrand.NewPCG(1, 1))),
 	}

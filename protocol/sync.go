@@ -191,6 +191,9 @@ const (
 	CodeLimit              = "limit"
 	CodeUnknownEnvironment = "unknown_environment"
 	CodeIdentity           = "identity_refused"
+	CodeRejected           = "rejected"          // an operator rejected this device
+	CodeWaitingRoomFull    = "waiting_room_full" // retry later
+	CodeSlowDown           = "slow_down"         // too many new devices from this address; retry later
 	CodeInternal           = "internal"
 )
 

@@ -137,22 +137,10 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
+	s.indexEnvironment(e)
 	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
-	writeJSON(w, http.StatusCreated, s.view(e, s.globalFrequencies()))
-}
-
-func (s *Server) handleListEnvironments(w http.ResponseWriter, _ *http.Request, _ session) {
-	envs, err := s.store.Environments()
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "could not read environments")
-		return
-	}
-	out := make([]environmentView, 0, len(envs))
-	global := s.globalFrequencies()
-	for i := range envs {
-		out = append(out, s.view(&envs[i], global))
-	}
-	writeJSON(w, http.StatusOK, out)
+	v := s.view(e, s.globalFrequencies())
+	writeJSON(w, http.StatusCreated, createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)})
 }
 
 // envFromPath loads the environment named by the {id} path value.

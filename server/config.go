@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,11 @@ type Config struct {
 	AdminPassword string // initial administrator password; when empty, a one-time setup link is printed
 	FlushInterval time.Duration
 	Logger        *slog.Logger
+	// ClientCA is a PEM file of CA certificates (--client-ca). When set, the
+	// edge endpoints refuse a device without a client certificate from it.
+	ClientCA string
+
+	clientCAs *x509.CertPool // loaded from ClientCA by withDefaults
 }
 
 // Defaults is the one table of default settings.
@@ -27,6 +33,7 @@ var Defaults = Config{
 	Bind:          ":9443",
 	TunnelAddr:    ":8000",
 	FlushInterval: 10 * time.Second,
+	ClientCA:      "", // no mTLS
 }
 
 // withDefaults fills zero fields from Defaults and checks the result,
@@ -64,6 +71,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if p := c.AdminPassword; p != "" && len(strings.TrimSpace(p)) < 8 {
 		errs = append(errs, errors.New("admin password: at least 8 characters"))
+	}
+	if c.ClientCA != "" {
+		pool, err := loadClientCAs(c.ClientCA)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client-ca %q: %w; want a PEM file of the CA certificates that issue device certificates", c.ClientCA, err))
+		}
+		c.clientCAs = pool
 	}
 	return c, errors.Join(errs...)
 }

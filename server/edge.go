@@ -23,24 +23,27 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeUnsupportedVersion, err.Error())
 		return
 	}
-	if req.EnvID == 0 {
-		s.edgeError(w, http.StatusForbidden, protocol.CodeUnknownEnvironment,
-			"this server does not onboard devices by the onboarding key yet; pre-stage an environment and use its edge key")
-		return
-	}
-	env, err := s.store.Environment(req.EnvID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.edgeError(w, http.StatusNotFound, protocol.CodeUnknownEnvironment,
-			fmt.Sprintf("environment %d does not exist on this server; ask the operator for a new edge key", req.EnvID))
-		return
-	} else if err != nil {
-		s.internalError(w, "sync: load environment", err)
-		return
-	}
 	input, proof, err := protocol.ProofInput(raw)
 	if err != nil {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, err.Error())
 		return
+	}
+	var env *store.Environment
+	if req.EnvID == 0 {
+		// The onboarding key: a device the server may not know yet.
+		if env = s.onboard(w, r, &req, input, proof); env == nil {
+			return
+		}
+	} else {
+		env, err = s.store.Environment(req.EnvID)
+		if errors.Is(err, store.ErrNotFound) {
+			s.edgeError(w, http.StatusNotFound, protocol.CodeUnknownEnvironment,
+				fmt.Sprintf("environment %d does not exist on this server; ask the operator for a new edge key", req.EnvID))
+			return
+		} else if err != nil {
+			s.internalError(w, "sync: load environment", err)
+			return
+		}
 	}
 	var first bool
 	if env, first, err = s.authenticate(env, req.EdgeID, req.Agent, input, proof); err != nil {
@@ -48,9 +51,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 			s.internalError(w, "sync: authenticate", err)
 			return
 		}
-		s.log.Warn("sync refused", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
-		s.audit(r, deviceActor(req.EnvID), auditIdentityRefused, envTarget(req.EnvID), "edge ID "+req.EdgeID+": "+err.Error())
-		s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
+		s.refuseIdentity(w, r, &req, err)
 		return
 	}
 	now := s.now()
@@ -132,13 +133,4 @@ func (s *Server) edgeError(w http.ResponseWriter, status int, code, msg string) 
 func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
 	s.log.Error(op, "err", err)
 	s.edgeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal error; see the server log")
-}
-
-// globalFrequencies returns the server-wide default frequencies.
-func (s *Server) globalFrequencies() protocol.Frequencies {
-	var f protocol.Frequencies
-	if ok, err := s.store.Setting("frequencies", &f); err != nil || !ok {
-		return scheduler.Defaults
-	}
-	return f
 }

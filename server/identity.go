@@ -183,5 +183,6 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if err := s.ids.advance(bound, p.Counter); err != nil {
 		return nil, false, err
 	}
+	s.room.bound(keyFingerprint(p.Key), bound.ID)
 	return bound, true, nil
 }

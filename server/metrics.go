@@ -19,7 +19,7 @@ type metrics struct {
 	storeWrite prometheus.Histogram
 }
 
-func newMetrics(online func() float64) *metrics {
+func newMetrics(online, waiting func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -43,6 +43,9 @@ func newMetrics(online func() float64) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_devices_online", Help: "Devices that checked in within two of their own ping intervals.",
 		}, online),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_waiting_room_devices", Help: "Untrusted devices in the waiting room.",
+		}, waiting),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"outpost/server/store"
+	"outpost/waitingroom"
 )
 
 // Server is a running Outpost server.
@@ -26,12 +27,15 @@ type Server struct {
 	checkins    *checkins
 	snapLocks   envLocks
 	ids         *identities
+	room        *room
 	now         func() time.Time
 	url         string // public server URL, in edge keys
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
 	metrics     *metrics
-	setup       setupLink // first-start link when no admin password was given; setup.go
+	setup       setupLink     // first-start link when no admin password was given; setup.go
+	settings    settingsCache // edge settings in memory; settings.go
+	fleet       fleet         // environment summaries, tags and groups in memory; fleet.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -70,8 +74,14 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		checkins: newCheckins(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
-	s.metrics = newMetrics(s.onlineCount)
+	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
+		return fmt.Errorf("waiting room: %w", err)
+	}
+	s.metrics = newMetrics(s.onlineCount, s.waitingCount)
 	st.ObserveWrites(s.metrics.observeWrite)
+	if err := s.fleetIndex().loadErr; err != nil {
+		return fmt.Errorf("load environment index: %w", err)
+	}
 	needSetup, err := s.ensureAdmin(cfg.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("create administrator: %w", err)
@@ -85,7 +95,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	s.tunnelAddr = publicTunnelAddr(cfg, s.url)
 	srv := &http.Server{
 		Handler:           s.routes(),
-		TLSConfig:         tlsConfig(cert),
+		TLSConfig:         tlsConfig(cert, cfg.clientCAs),
 		ReadHeaderTimeout: 30 * time.Second,
 		// Agents on slow links keep their connection between ticks; a long
 		// idle timeout saves them a TLS handshake per exchange.
@@ -121,14 +131,18 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	return err
 }
 
+// waitingCount is the waiting room's size, for the metrics.
+func (s *Server) waitingCount() float64 { return float64(s.room.size()) }
+
 // onlineCount is the number of devices online now, for the metrics.
 func (s *Server) onlineCount() float64 { return float64(s.checkins.online(s.now().Unix())) }
 
-// routes registers the route table and nothing else.
+// routes registers the route table and nothing else; requireClientCert
+// passes each handler through unless --client-ca is set.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routeTable() {
-		mux.Handle(rt.pattern, s.handler(rt))
+		mux.Handle(rt.pattern, s.requireClientCert(rt, s.handler(rt)))
 	}
 	return mux
 }
@@ -154,6 +168,24 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/environments/{id}", permEnvRead, s.handleGetEnvironment),
 		apiRoute("GET /api/environments/{id}/snapshot", permEnvRead, s.handleSnapshot),
 		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
+		apiRoute("PATCH /api/environments/{id}", permEnvWrite, s.handlePatchEnvironment),
+		apiRoute("DELETE /api/environments/{id}", permEnvWrite, s.handleDeleteEnvironment),
+		apiRoute("GET /api/settings/edge", permEnvRead, s.handleGetEdgeSettings),
+		apiRoute("PUT /api/settings/edge", permSettingsWrite, s.handlePutEdgeSettings),
+		apiRoute("GET /api/tags", permEnvRead, s.handleListTags),
+		apiRoute("POST /api/tags", permEnvWrite, s.handleCreateTag),
+		apiRoute("PUT /api/tags/{id}", permEnvWrite, s.handleUpdateTag),
+		apiRoute("DELETE /api/tags/{id}", permEnvWrite, s.handleDeleteTag),
+		apiRoute("GET /api/environment-groups", permEnvRead, s.handleListEnvGroups),
+		apiRoute("POST /api/environment-groups", permEnvWrite, s.handleCreateEnvGroup),
+		apiRoute("GET /api/environment-groups/{id}", permEnvRead, s.handleGetEnvGroup),
+		apiRoute("PUT /api/environment-groups/{id}", permEnvWrite, s.handleUpdateEnvGroup),
+		apiRoute("DELETE /api/environment-groups/{id}", permEnvWrite, s.handleDeleteEnvGroup),
+		apiRoute("GET /api/edge-groups", permEnvRead, s.handleListEdgeGroups),
+		apiRoute("POST /api/edge-groups", permEnvWrite, s.handleCreateEdgeGroup),
+		apiRoute("GET /api/edge-groups/{id}", permEnvRead, s.handleGetEdgeGroup),
+		apiRoute("PUT /api/edge-groups/{id}", permEnvWrite, s.handleUpdateEdgeGroup),
+		apiRoute("DELETE /api/edge-groups/{id}", permEnvWrite, s.handleDeleteEdgeGroup),
 
 		apiRoute("GET /api/users", permUsersManage, s.handleListUsers),
 		apiRoute("POST /api/users", permUsersManage, s.handleCreateUser),
@@ -166,6 +198,11 @@ func (s *Server) routeTable() []route {
 		apiRoute("PUT /api/teams/{id}/members", permUsersManage, s.handleSetTeamMembers),
 		apiRoute("GET /api/audit", permAuditRead, s.handleAudit),
 		apiRoute("GET /api/backup", permBackup, s.handleBackup), // administrator only
+
+		apiRoute("GET /api/edge/onboarding-key", permEnvWrite, s.handleOnboardingKey),
+		apiRoute("GET /api/waiting-room", permEnvRead, s.handleWaitingRoom),
+		apiRoute("POST /api/waiting-room/trust", permEnvWrite, s.handleTrust),
+		apiRoute("POST /api/waiting-room/reject", permEnvWrite, s.handleReject),
 	}
 }
 
@@ -193,6 +230,11 @@ func (s *Server) flush() {
 	}
 	// A counter lost in a crash lets a request of the last interval be
 	// replayed once at most; the agent's next counter is higher anyway.
+	if ws := s.room.takeSeen(); len(ws) > 0 {
+		if err := s.store.FlushWaitingSeen(ws); err != nil {
+			s.log.Error("flush waiting room", "err", err) // last-seen times only; the next call refreshes them
+		}
+	}
 	c := s.ids.takeCounters()
 	if err := s.store.FlushCounters(c); err != nil {
 		s.log.Error("flush proof counters", "err", err, "pending", len(c))

@@ -20,6 +20,7 @@ import (
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
+	"outpost/waitingroom"
 )
 
 // testServer is a Server on a temp store, served over plain HTTP by httptest:
@@ -50,7 +51,10 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: ssh.FingerprintSHA256(host.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
-	s.metrics = newMetrics(s.onlineCount)
+	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
+		t.Fatal(err)
+	}
+	s.metrics = newMetrics(s.onlineCount, s.waitingCount)
 	st.ObserveWrites(s.metrics.observeWrite)
 	hs := httptest.NewServer(s.routes())
 	t.Cleanup(hs.Close)
@@ -68,6 +72,7 @@ type device struct {
 	counter uint64
 	mac     []byte // derived once the server's key agreement key arrived
 	last    []byte // the last body sent, for replays
+	remote  string // the address it calls from, if not httptest's default
 }
 
 func newDevice(t testing.TB, h http.Handler, env uint64, edgeID string) *device {
@@ -153,6 +158,9 @@ func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *prot
 	hr.Header.Set("Content-Type", protocol.ContentType)
 	if enc != "" {
 		hr.Header.Set("Content-Encoding", enc)
+	}
+	if d.remote != "" {
+		hr.RemoteAddr = d.remote
 	}
 	w := httptest.NewRecorder()
 	d.h.ServeHTTP(w, hr)

@@ -87,10 +87,18 @@ func loadOrCreateHostKey(dir string) (ssh.Signer, error) {
 
 // tlsConfig prefers X25519 alone: Go's default hybrid post-quantum key share
 // adds over 1 KB each way to every handshake, which metered links pay for.
-func tlsConfig(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
+// With clientCAs, a client certificate is asked for and, if given, must
+// verify against them; having none is refused on the edge endpoints only
+// (requireClientCert), since browsers use the UI and API on the same port.
+func tlsConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
+	c := &tls.Config{
 		Certificates:     []tls.Certificate{cert},
 		MinVersion:       tls.VersionTLS12,
 		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
 	}
+	if clientCAs != nil {
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+		c.ClientCAs = clientCAs
+	}
+	return c
 }

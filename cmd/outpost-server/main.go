@@ -25,6 +25,7 @@ func main() {
 	flag.StringVar(&cfg.TunnelAddr, "tunnel-addr", cfg.TunnelAddr, "address of the reverse tunnel listener")
 	flag.StringVar(&cfg.PublicURL, "public-url", "", "URL agents use to reach the server (default https://localhost:PORT)")
 	flag.StringVar(&pwFile, "admin-password-file", "", "file holding the initial administrator password (or set OUTPOST_ADMIN_PASSWORD)")
+	flag.StringVar(&cfg.ClientCA, "client-ca", cfg.ClientCA, "PEM file of CA certificates; when set, edge endpoints require a device client certificate from it")
 	flag.Parse()
 
 	cfg.AdminPassword = os.Getenv("OUTPOST_ADMIN_PASSWORD")

@@ -114,11 +114,13 @@ const adminPassword = "e2e-password-1"
 
 var listeningRE = regexp.MustCompile(`msg="outpost server listening" url=(\S+)`)
 
-func startServer(t *testing.T) *server {
+// startServer starts outpost-server; flags are added to its command line
+// (e.g. "--client-ca", file).
+func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	p := start(t, "server", []string{"OUTPOST_ADMIN_PASSWORD=" + adminPassword}, bin,
-		"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t))
+		append([]string{"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t)}, flags...)...)
 	s := &server{http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server's self-signed certificate
 	}}}
@@ -192,12 +194,14 @@ func (s *server) createEnvironment(t *testing.T, name string, freq int) environm
 	return e
 }
 
-func startAgent(t *testing.T, key, dataDir string) *proc {
+// startAgent starts outpost-agent; env adds variables (e.g.
+// "EDGE_CLIENT_CERT=file").
+func startAgent(t *testing.T, key, dataDir string, env ...string) *proc {
 	t.Helper()
 	_, bin := binaries(t)
-	return start(t, "agent", []string{
+	return start(t, "agent", append([]string{
 		"EDGE=1", "EDGE_ASYNC=1", "EDGE_INSECURE_POLL=1", "EDGE_KEY=" + key, "OUTPOST_DATA_DIR=" + dataDir,
-	}, bin)
+	}, env...), bin)
 }
 
 // lines returns the process output lines containing substr.

@@ -1,6 +1,7 @@
 // Package testenv holds shared test setup: connecting to the local Docker
-// engine, making a busybox image without a registry, and polling for a
-// condition with a deadline.
+// engine, making a busybox image without a registry, a certificate authority
+// and client certificates for mTLS tests, and polling for a condition with a
+// deadline.
 //
 // Tests that need a real component call a Require helper first: when the
 // component is missing the test is skipped with a message saying what is

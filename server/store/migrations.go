@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 3
+const SchemaVersion = 5
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -36,6 +36,8 @@ var migrations = []migration{
 	{1, "create the settings, users, environments, snapshots and snapshot_history buckets", createBuckets1},
 	{2, "snapshot and history records as CBOR instead of JSON with base64 data", snapshotsCBOR2},
 	{3, "create the teams and audit buckets", createTeamsAudit3},
+	{4, "create the waiting_room and rejected_keys buckets", createWaitingRoom4},
+	{5, "create the tags, environment_groups and edge_groups buckets", createGroups5},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.

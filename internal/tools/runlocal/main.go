@@ -209,11 +209,13 @@ type env struct {
 
 // localEnvironment returns the edge key of the environment "local", creating it.
 func (a *apiClient) localEnvironment(freq int) (string, error) {
-	var envs []env
-	if err := a.call("GET", "/api/environments", nil, &envs); err != nil {
+	var page struct {
+		Items []env `json:"items"`
+	}
+	if err := a.call("GET", "/api/environments?name=local&limit=1000", nil, &page); err != nil {
 		return "", err
 	}
-	for _, e := range envs {
+	for _, e := range page.Items {
 		if e.Name == "local" {
 			return e.EdgeKey, nil
 		}

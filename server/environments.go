@@ -1,0 +1,387 @@
+package server
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"outpost/protocol"
+	"outpost/scheduler"
+	"outpost/server/store"
+)
+
+// agentImage is the agent image the docker run line starts.
+const agentImage = "outpost/agent:local"
+
+// dockerRun is the command that starts the agent for an environment of mode
+// with edgeKey. EDGE_INSECURE_POLL=1 lets the agent accept the server's
+// self-signed certificate; an operator whose server has a real certificate
+// drops it (see README).
+func dockerRun(mode, edgeKey string) string {
+	var b strings.Builder
+	b.WriteString("docker run -d --name outpost-agent --restart always" +
+		" -v /var/run/docker.sock:/var/run/docker.sock -v outpost_agent_data:/data -e EDGE=1")
+	if mode == store.ModeAsync {
+		b.WriteString(" -e EDGE_ASYNC=1")
+	}
+	b.WriteString(" -e EDGE_KEY=" + edgeKey + " -e EDGE_INSECURE_POLL=1 " + agentImage)
+	return b.String()
+}
+
+// createdEnvironment is the answer of POST /api/environments.
+type createdEnvironment struct {
+	environmentView
+	DockerRun string `json:"dockerRun"`
+}
+
+// environmentPatch is the body of PATCH /api/environments/{id}; a field left
+// out is left as it is.
+type environmentPatch struct {
+	Name *string `json:"name"`
+	// Frequencies replaces the override; a zero field means the global
+	// default, all zero (or {}) removes the override.
+	Frequencies *protocol.Frequencies `json:"frequencies"`
+	TagIDs      *[]uint64             `json:"tagIds"`
+	GroupID     *uint64               `json:"groupId"` // 0: no group
+}
+
+func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
+	id, ok := idFromPath(w, r, "environment")
+	if !ok {
+		return
+	}
+	var req environmentPatch
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	f := s.fleetIndex()
+	f.changeMu.Lock()
+	defer f.changeMu.Unlock()
+
+	var problems, changes []string
+	if req.Name != nil {
+		n := strings.TrimSpace(*req.Name)
+		if n == "" || len(n) > 128 {
+			problems = append(problems, "name: required, at most 128 characters")
+		}
+		req.Name = &n
+		changes = append(changes, fmt.Sprintf("name %q", n))
+	}
+	if fr := req.Frequencies; fr != nil {
+		if fr.Ping > maxFrequency || fr.Snapshot > maxFrequency || fr.Command > maxFrequency {
+			problems = append(problems, fmt.Sprintf("frequencies %d/%d/%d: each at most %d seconds (a week); 0 means the global default", fr.Ping, fr.Snapshot, fr.Command, maxFrequency))
+		}
+		changes = append(changes, fmt.Sprintf("frequencies %d/%d/%d", fr.Ping, fr.Snapshot, fr.Command))
+	}
+	f.mu.RLock()
+	if req.TagIDs != nil {
+		if bad := missing(*req.TagIDs, f.tags); len(bad) > 0 {
+			problems = append(problems, fmt.Sprintf("tagIds %v: no such tags", bad))
+		}
+		changes = append(changes, fmt.Sprintf("tags %v", *req.TagIDs))
+	}
+	if req.GroupID != nil {
+		if _, ok := f.envGroups[*req.GroupID]; *req.GroupID != 0 && !ok {
+			problems = append(problems, fmt.Sprintf("groupId %d: no such environment group", *req.GroupID))
+		}
+		changes = append(changes, fmt.Sprintf("group %d", *req.GroupID))
+	}
+	f.mu.RUnlock()
+	if len(problems) > 0 {
+		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+		return
+	}
+	e, err := s.store.UpdateEnvironment(id, func(e *store.Environment) error {
+		if req.Name != nil {
+			e.Name = *req.Name
+		}
+		if fr := req.Frequencies; fr != nil {
+			e.Frequencies = fr
+			if *fr == (protocol.Frequencies{}) {
+				e.Frequencies = nil
+			}
+		}
+		if req.TagIDs != nil {
+			tags := slices.Clone(*req.TagIDs)
+			slices.Sort(tags)
+			e.TagIDs = slices.Compact(tags)
+		}
+		if req.GroupID != nil {
+			e.GroupID = *req.GroupID
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "environment %d not found", id)
+		return
+	} else if err != nil {
+		s.log.Error("update environment", "id", id, "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not store the environment")
+		return
+	}
+	f.putEnv(e)
+	s.audit(r, ss.user, auditEnvUpdate, envTarget(id), strings.Join(changes, ", "))
+	writeJSON(w, http.StatusOK, s.view(e, s.globalFrequencies()))
+}
+
+// handleDeleteEnvironment deletes an environment with its snapshot and
+// history. Its device is refused from then on (unknown environment).
+func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
+	id, ok := idFromPath(w, r, "environment")
+	if !ok {
+		return
+	}
+	f := s.fleetIndex()
+	f.changeMu.Lock()
+	defer f.changeMu.Unlock()
+	if err := s.store.DeleteEnvironment(id); errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "environment %d not found", id)
+		return
+	} else if err != nil {
+		s.log.Error("delete environment", "id", id, "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not delete the environment")
+		return
+	}
+	f.removeEnv(id)
+	s.log.Info("environment deleted", "id", id)
+	s.audit(r, ss.user, auditEnvDelete, envTarget(id), "with its snapshot and history")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Environment list bounds.
+const (
+	listDefaultLimit = 100
+	listMaxLimit     = 1000
+)
+
+// environmentPage is the answer of GET /api/environments.
+type environmentPage struct {
+	Items []environmentView `json:"items"`
+	Total int               `json:"total"` // matching the filters, all pages
+}
+
+// listQuery is GET /api/environments' query, parsed.
+type listQuery struct {
+	name          string // lower-case substring
+	status        string
+	group, tag    uint64
+	hasGroup      bool
+	hasTag        bool
+	trusted       *bool
+	mode          string
+	sort          string // id, name, lastCheckIn
+	desc          bool
+	limit, offset int
+	global        protocol.Frequencies
+	now           int64
+	lastCheckIn   func(uint64) (int64, bool)
+}
+
+func parseListQuery(r *http.Request) (listQuery, []string) {
+	v := r.URL.Query()
+	q := listQuery{name: strings.ToLower(strings.TrimSpace(v.Get("name"))), sort: "id", limit: listDefaultLimit}
+	var problems []string
+	uintParam := func(name string) (uint64, bool) {
+		s := v.Get(name)
+		if s == "" {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s %q: want an id", name, s))
+		}
+		return n, true
+	}
+	intParam := func(name string, lo, hi int, dst *int) {
+		s := v.Get(name)
+		if s == "" {
+			return
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < lo || n > hi {
+			problems = append(problems, fmt.Sprintf("%s %q: want an integer from %d to %d", name, s, lo, hi))
+			return
+		}
+		*dst = n
+	}
+	q.group, q.hasGroup = uintParam("group")
+	q.tag, q.hasTag = uintParam("tag")
+	switch s := v.Get("status"); s {
+	case "", "online", "offline", "never":
+		q.status = s
+	default:
+		problems = append(problems, fmt.Sprintf("status %q: want online, offline or never", s))
+	}
+	switch s := v.Get("trusted"); s {
+	case "":
+	case "true", "false":
+		t := s == "true"
+		q.trusted = &t
+	default:
+		problems = append(problems, fmt.Sprintf("trusted %q: want true or false", s))
+	}
+	switch s := v.Get("mode"); s {
+	case "", store.ModeAsync, store.ModeStandard:
+		q.mode = s
+	default:
+		problems = append(problems, fmt.Sprintf("mode %q: want async or standard", s))
+	}
+	switch s := v.Get("sort"); s {
+	case "", "id":
+	case "name", "lastCheckIn":
+		q.sort = s
+	default:
+		problems = append(problems, fmt.Sprintf("sort %q: want id, name or lastCheckIn", s))
+	}
+	switch s := v.Get("order"); s {
+	case "", "asc":
+	case "desc":
+		q.desc = true
+	default:
+		problems = append(problems, fmt.Sprintf("order %q: want asc or desc", s))
+	}
+	intParam("limit", 1, listMaxLimit, &q.limit)
+	intParam("offset", 0, 1<<31-1, &q.offset)
+	return q, problems
+}
+
+// last is an environment's live last check-in.
+func (q *listQuery) last(sum *envSummary) int64 {
+	if t, ok := q.lastCheckIn(sum.id); ok {
+		return t
+	}
+	return sum.lastCheckIn
+}
+
+// keep reports whether sum passes the filters.
+func (q *listQuery) keep(sum *envSummary) bool {
+	switch {
+	case q.mode != "" && sum.mode != q.mode,
+		q.trusted != nil && sum.trusted != *q.trusted,
+		q.hasGroup && sum.group != q.group,
+		q.name != "" && !strings.Contains(sum.nameLower, q.name):
+		return false
+	}
+	if q.hasTag {
+		if _, ok := slices.BinarySearch(sum.tags, q.tag); !ok {
+			return false
+		}
+	}
+	if q.status != "" {
+		f := scheduler.Effective(q.global, sum.freq)
+		if onlineStatus(q.last(sum), f, q.now) != q.status {
+			return false
+		}
+	}
+	return true
+}
+
+// nameOrderLocked returns the index sorted by name, rebuilding it when a
+// create, rename or delete made it stale. f.mu must be held for writing.
+func (f *fleet) nameOrderLocked() []*envSummary {
+	if f.byName == nil {
+		f.byName = slices.Clone(f.byID)
+		slices.SortFunc(f.byName, func(a, b *envSummary) int {
+			return cmp.Or(strings.Compare(a.nameLower, b.nameLower), cmp.Compare(a.id, b.id))
+		})
+	}
+	return f.byName
+}
+
+// page filters, sorts and cuts the index, returning the IDs of one page and
+// the number of matches. A pass over memory: no store read.
+func (f *fleet) page(q *listQuery) ([]uint64, int) {
+	order := func() []*envSummary { return f.byID }
+	if q.sort == "name" {
+		f.mu.RLock()
+		stale := f.byName == nil
+		f.mu.RUnlock()
+		if stale {
+			f.mu.Lock()
+			f.nameOrderLocked()
+			f.mu.Unlock()
+		}
+		order = func() []*envSummary {
+			if f.byName == nil { // changed between the two locks
+				return f.byID
+			}
+			return f.byName
+		}
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	all := order()
+	var (
+		ids   []uint64
+		total int
+	)
+	if q.sort == "lastCheckIn" {
+		type hit struct {
+			id   uint64
+			last int64
+		}
+		var hits []hit
+		for _, sum := range all {
+			if q.keep(sum) {
+				hits = append(hits, hit{sum.id, q.last(sum)})
+			}
+		}
+		slices.SortFunc(hits, func(a, b hit) int { return cmp.Or(cmp.Compare(a.last, b.last), cmp.Compare(a.id, b.id)) })
+		if q.desc {
+			slices.Reverse(hits)
+		}
+		total = len(hits)
+		for _, h := range hits[min(q.offset, total):min(q.offset+q.limit, total)] {
+			ids = append(ids, h.id)
+		}
+		return ids, total
+	}
+	visit := func(sum *envSummary) {
+		if !q.keep(sum) {
+			return
+		}
+		if total >= q.offset && len(ids) < q.limit {
+			ids = append(ids, sum.id)
+		}
+		total++
+	}
+	if q.desc {
+		for i := len(all) - 1; i >= 0; i-- {
+			visit(all[i])
+		}
+	} else {
+		for _, sum := range all {
+			visit(sum)
+		}
+	}
+	return ids, total
+}
+
+// handleListEnvironments serves GET /api/environments: filters name
+// (substring), status, group, tag, trusted, mode; sort id|name|lastCheckIn,
+// order asc|desc; limit and offset. The page is cut from the in-memory
+// index, then only its environments are read from the store.
+func (s *Server) handleListEnvironments(w http.ResponseWriter, r *http.Request, _ session) {
+	q, problems := parseListQuery(r)
+	if len(problems) > 0 {
+		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+		return
+	}
+	q.global, q.now, q.lastCheckIn = s.globalFrequencies(), s.now().Unix(), s.checkins.get
+	ids, total := s.fleetIndex().page(&q)
+	envs, err := s.store.EnvironmentsByID(ids)
+	if err != nil {
+		s.log.Error("list environments", "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not read environments")
+		return
+	}
+	out := environmentPage{Items: make([]environmentView, 0, len(envs)), Total: total}
+	for i := range envs {
+		out.Items = append(out.Items, s.view(&envs[i], q.global))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
