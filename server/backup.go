@@ -16,12 +16,12 @@ import (
 // storeFile is the store's file name in the data dir.
 const storeFile = "outpost.db"
 
-// Backup writes a copy of the store in dataDir to the file out, for
-// `outpost-server backup`. It opens the store read-only, so it works on a
-// stopped server's data dir only: a running server holds the file's lock, and
-// its store is copied with GET /api/backup instead. out is written through a
-// temporary file in its directory and renamed into place when complete, so a
-// failed backup never leaves a truncated file under the name asked for.
+// Backup writes a consistent copy of the store in dataDir to the file out,
+// for `outpost-server backup`. A stopped server's store is read directly; a
+// running server holds the store's lock, and is asked for the copy over its
+// control socket in the data dir. out is written through a temporary file in
+// its directory and renamed into place when complete, so a failed backup
+// never leaves a truncated file under the name asked for.
 func Backup(ctx context.Context, dataDir, out string) (int64, error) {
 	if dataDir == "" {
 		dataDir = Defaults.DataDir
@@ -48,8 +48,20 @@ func Backup(ctx context.Context, dataDir, out string) (int64, error) {
 		err = ctx.Err() // bbolt words the writer's error with %s, losing it
 	}
 	if errors.Is(err, store.ErrLocked) {
-		tmp.Close()
-		return 0, fmt.Errorf("backup %s: %w: the server is running: use GET /api/backup (administrator) or stop it first", dataDir, store.ErrLocked)
+		// A server runs on this data dir: it makes the copy.
+		if _, serr := tmp.Seek(0, io.SeekStart); serr != nil {
+			tmp.Close()
+			return 0, serr
+		}
+		if terr := tmp.Truncate(0); terr != nil {
+			tmp.Close()
+			return 0, terr
+		}
+		n, err = backupThroughServer(ctx, dataDir, tmp)
+		if err != nil && ctx.Err() == nil {
+			tmp.Close()
+			return 0, fmt.Errorf("backup %s: %w: the server is running and did not answer on its control socket (%v); use GET /api/backup (administrator) or stop it first", dataDir, store.ErrLocked, err)
+		}
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -97,6 +109,11 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 // client takes to download, and a write that grows the file waits for every
 // read transaction to end: a slow download would stall the fleet's writes.
 func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request, ss session) {
+	s.sendBackup(w, r, ss.user)
+}
+
+// sendBackup answers with a backup file, audited as taken by actor.
+func (s *Server) sendBackup(w http.ResponseWriter, r *http.Request, actor string) {
 	f, err := os.CreateTemp(s.cfg.DataDir, ".backup-*.tmp")
 	if err != nil {
 		s.log.Error("backup: temporary file", "err", err)
@@ -119,7 +136,7 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request, ss session
 		writeErr(w, http.StatusInternalServerError, "backup failed; see the server log")
 		return
 	}
-	s.audit(r, ss.user, auditBackup, storeFile, strconv.FormatInt(n, 10)+" bytes")
+	s.audit(r, actor, auditBackup, storeFile, strconv.FormatInt(n, 10)+" bytes")
 	name := "outpost-" + s.now().UTC().Format("20060102T150405Z") + ".db"
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
@@ -128,6 +145,6 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request, ss session
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	if sent, err := io.Copy(w, f); err != nil {
-		s.log.Warn("backup download interrupted", "user", ss.user, "sent", sent, "of", n, "err", err)
+		s.log.Warn("backup download interrupted", "by", actor, "sent", sent, "of", n, "err", err)
 	}
 }

@@ -196,11 +196,31 @@ func TestBackupWhileWritingThenRestore(t *testing.T) {
 		t.Errorf("restored environment: %d %s", resp.StatusCode, b)
 	}
 
-	// The CLI backup of a running server's data dir says what to do.
+	// The CLI backup of a running server's data dir goes through the
+	// server's control socket, and gives the same consistent copy.
+	live := filepath.Join(t.TempDir(), "live.db")
+	if n, err := Backup(context.Background(), dir, live); err != nil || n == 0 {
+		t.Fatalf("CLI backup of a running server: %d bytes, %v", n, err)
+	}
+	lc, err := store.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn, err := lc.Snapshot(e.ID); err != nil || sn.Seq != sv.Seq {
+		t.Errorf("CLI backup of a running server: snapshot %+v %v, want seq %d", sn, err, sv.Seq)
+	}
+	if err := lc.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A locked store with nobody answering on the socket says what to do.
+	if err := os.Rename(filepath.Join(dir, controlSocket), filepath.Join(dir, "moved.sock")); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), "backup.db")
-	_, err := Backup(context.Background(), dir, out)
-	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "the server is running: use GET /api/backup (administrator) or stop it first") {
-		t.Errorf("CLI backup of a running server: %v", err)
+	_, err = Backup(context.Background(), dir, out)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "use GET /api/backup (administrator) or stop it first") {
+		t.Errorf("CLI backup of a running server without its socket: %v", err)
 	}
 	if left, _ := os.ReadDir(filepath.Dir(out)); len(left) != 0 {
 		t.Errorf("refused CLI backup left %d files, first %s", len(left), left[0].Name())

@@ -104,6 +104,12 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	stopControl, err := s.serveControl(ctx)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	defer stopControl()
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); s.flushLoop(flushCtx) }()
