@@ -106,9 +106,12 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	var ans protocol.SyncAnswer
 	if err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans); err != nil {
 		var pe *protocol.Error
-		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity && s.id.mac != nil {
-			// The server no longer knows our key agreement (its data was
-			// restored, or its key changed): go back to a signed contact.
+		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {
+			// The server restarted from a counter floor above our next
+			// counter, or no longer knows our key agreement (its data was
+			// restored, or its key changed): skip a block of counters and
+			// go back to a signed contact.
+			s.id.counter += counterBlock
 			s.id.mac, s.st.ServerDH = nil, nil
 		}
 		return fmt.Errorf("sync: %w", err)

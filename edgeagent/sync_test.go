@@ -400,3 +400,29 @@ func TestIdentityFallsBackToSignedContact(t *testing.T) {
 		t.Fatalf("after recovery the agent should MAC again: %v", err)
 	}
 }
+
+func TestIdentitySkipsAheadOfTheServersFloor(t *testing.T) {
+	srv := newScriptedServer(t, ackAll)
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	ctx := context.Background()
+	for range 2 {
+		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server restarted from its stored floor, above our next counter.
+	srv.mu.Lock()
+	srv.counter += 700
+	srv.mu.Unlock()
+	if err := s.exchange(ctx, protocol.IncludePing); err == nil {
+		t.Fatal("a counter under the server's floor was accepted")
+	}
+	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
+		t.Fatalf("the agent did not skip ahead: %v", err)
+	}
+	if err := s.exchange(ctx, protocol.IncludePing); err != nil || srv.last().Proof.Key != nil {
+		t.Fatalf("after skipping ahead the agent should MAC again: %v", err)
+	}
+}

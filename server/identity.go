@@ -28,8 +28,8 @@ type identities struct {
 
 	mu       sync.Mutex // guards the maps; never held across a store call
 	macKeys  map[uint64][]byte
-	counters map[uint64]uint64 // last accepted; loaded from the store on first use
-	dirty    map[uint64]uint64
+	counters map[uint64]uint64 // last accepted; from the stored floor after a restart
+	floors   map[uint64]uint64 // stored floors, as far as this process wrote them
 }
 
 func newIdentities(dataDir string, host ssh.Signer) (*identities, error) {
@@ -45,7 +45,7 @@ func newIdentities(dataDir string, host ssh.Signer) (*identities, error) {
 	return &identities{
 		dh:        dh,
 		serverKey: &protocol.ServerKey{DH: pub, HostKey: host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)},
-		macKeys:   map[uint64][]byte{}, counters: map[uint64]uint64{}, dirty: map[uint64]uint64{},
+		macKeys:   map[uint64][]byte{}, counters: map[uint64]uint64{}, floors: map[uint64]uint64{},
 	}, nil
 }
 
@@ -88,42 +88,47 @@ func (id *identities) macKey(env *store.Environment) ([]byte, error) {
 	return k, nil
 }
 
+// counterFloorStep is how far ahead of the last accepted counter the stored
+// floor is set. The floor is written (synchronously) only when a device's
+// counter passes it: one store write per counterFloorStep requests.
+const counterFloorStep = 1000
+
 // advance accepts counter c from env's device if it is higher than any
 // accepted before; a replayed or reordered request is refused.
-func (id *identities) advance(env *store.Environment, c uint64) error {
+//
+// Every counter ever accepted is at most the floor kept in the store
+// (Environment.LastCounter), so a restarted server, starting from the
+// floor, refuses every old request: a crash forgets no replay protection.
+// A device whose next counter is below the floor after such a restart is
+// refused once and skips ahead a block (edgeagent).
+func (s *Server) advance(env *store.Environment, c uint64) error {
+	id := s.ids
 	id.mu.Lock()
-	defer id.mu.Unlock()
 	last, ok := id.counters[env.ID]
+	floor, fok := id.floors[env.ID]
 	if !ok {
 		last = env.LastCounter
 	}
+	if !fok {
+		floor = env.LastCounter
+	}
 	if c <= last {
+		id.mu.Unlock()
 		return fmt.Errorf("%w: counter %d is not above %d: a replayed or reordered request", errIdentity, c, last)
 	}
 	id.counters[env.ID] = c
-	id.dirty[env.ID] = c
-	return nil
-}
-
-// takeCounters returns and clears the counters not yet flushed.
-func (id *identities) takeCounters() map[uint64]uint64 {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	d := id.dirty
-	id.dirty = map[uint64]uint64{}
-	return d
-}
-
-// putBackCounters returns counters whose flush failed, unless higher ones
-// were accepted meanwhile.
-func (id *identities) putBackCounters(d map[uint64]uint64) {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	for env, c := range d {
-		if cur, ok := id.dirty[env]; !ok || cur < c {
-			id.dirty[env] = c
-		}
+	id.mu.Unlock()
+	if c <= floor {
+		return nil
 	}
+	next := c + counterFloorStep
+	if err := s.store.RaiseCounterFloor(env.ID, next); err != nil {
+		return fmt.Errorf("store the counter floor of environment %d: %w", env.ID, err)
+	}
+	id.mu.Lock()
+	id.floors[env.ID] = max(id.floors[env.ID], next)
+	id.mu.Unlock()
+	return nil
 }
 
 // authenticate checks a request's proof against env and binds env to the
@@ -152,7 +157,7 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 		if !protocol.CheckMAC(key, input, p.Tag) {
 			return nil, false, fmt.Errorf("%w: the request's MAC does not verify for environment %d", errIdentity, env.ID)
 		}
-		return env, false, s.ids.advance(env, p.Counter)
+		return env, false, s.advance(env, p.Counter)
 	}
 	if len(p.Key) != ed25519.PublicKeySize || len(p.DH) != 32 {
 		return nil, false, fmt.Errorf("%w: a signed first contact carries a 32-byte Ed25519 key and a 32-byte X25519 key", errIdentity)
@@ -165,7 +170,7 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 		if !bytes.Equal(p.Key, env.PublicKey) || !bytes.Equal(p.DH, env.DeviceDH) {
 			return nil, false, fmt.Errorf("%w: environment %d is bound to another identity key", errIdentity, env.ID)
 		}
-		return env, true, s.ids.advance(env, p.Counter)
+		return env, true, s.advance(env, p.Counter)
 	}
 	if edgeID == "" {
 		return nil, false, fmt.Errorf("%w: the first contact must carry the edge ID", errIdentity)
@@ -180,7 +185,7 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if err != nil {
 		return nil, false, err
 	}
-	if err := s.ids.advance(bound, p.Counter); err != nil {
+	if err := s.advance(bound, p.Counter); err != nil {
 		return nil, false, err
 	}
 	s.room.bound(keyFingerprint(p.Key), bound.ID)

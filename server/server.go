@@ -234,16 +234,9 @@ func (s *Server) flush() {
 		s.log.Error("flush check-ins", "err", err, "pending", len(d))
 		s.checkins.putBack(d)
 	}
-	// A counter lost in a crash lets a request of the last interval be
-	// replayed once at most; the agent's next counter is higher anyway.
 	if ws := s.room.takeSeen(); len(ws) > 0 {
 		if err := s.store.FlushWaitingSeen(ws); err != nil {
 			s.log.Error("flush waiting room", "err", err) // last-seen times only; the next call refreshes them
 		}
-	}
-	c := s.ids.takeCounters()
-	if err := s.store.FlushCounters(c); err != nil {
-		s.log.Error("flush proof counters", "err", err, "pending", len(c))
-		s.ids.putBackCounters(c)
 	}
 }

@@ -274,6 +274,47 @@ func TestSyncAnswerHeadersAreMinimal(t *testing.T) {
 	}
 }
 
+// TestReplayProtectionSurvivesARestart: counters accepted before a restart
+// stay spent after it, though nothing is written per request.
+func TestReplayProtectionSurvivesARestart(t *testing.T) {
+	s, hs := testServer(t)
+	env := stage(t, s, nil)
+	dev := newDevice(t, hs.Config.Handler, env, "edge-1")
+	if status, _, perr := dev.sync(dev.firstContact()); status != http.StatusOK {
+		t.Fatal(perr)
+	}
+	var bodies [][]byte
+	for range 5 {
+		if status, _, perr := dev.sync(dev.ping()); status != http.StatusOK {
+			t.Fatal(perr)
+		}
+		bodies = append(bodies, dev.last)
+	}
+	e, _ := s.store.Environment(env)
+	if e.LastCounter < dev.counter {
+		t.Fatalf("stored floor %d is below the accepted counter %d", e.LastCounter, dev.counter)
+	}
+	// A crash: the server's memory is gone, the store is as it was.
+	s.ids.counters, s.ids.floors, s.ids.macKeys = map[uint64]uint64{}, map[uint64]uint64{}, map[uint64][]byte{}
+	for i, b := range bodies {
+		if status, _, perr := dev.post(b, ""); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+			t.Fatalf("replay %d after the restart: %d %+v", i, status, perr)
+		}
+	}
+	// The device's next counter is under the floor: refused once, then it
+	// skips a block and signs, as the agent does.
+	if status, _, _ := dev.sync(dev.ping()); status != http.StatusForbidden {
+		t.Fatalf("a counter under the floor was accepted: %d", status)
+	}
+	dev.counter += counterFloorStep
+	if status, ans, perr := dev.sync(dev.firstContact()); status != http.StatusOK || ans.Server == nil {
+		t.Fatalf("signed contact past the floor: %d %+v", status, perr)
+	}
+	if status, _, perr := dev.sync(dev.ping()); status != http.StatusOK {
+		t.Fatalf("MACed ping after the restart: %d %+v", status, perr)
+	}
+}
+
 func TestSyncRefusals(t *testing.T) {
 	s, hs := testServer(t)
 	env := stage(t, s, nil)

@@ -29,8 +29,8 @@ type Environment struct {
 	PublicKey []byte `json:"publicKey,omitempty"`
 	// DeviceDH is the device's X25519 key agreement key, bound with them.
 	DeviceDH []byte `json:"deviceDH,omitempty"`
-	// LastCounter is the highest proof counter accepted from the device,
-	// flushed from memory in batches like LastCheckIn.
+	// LastCounter is the proof counter floor: every counter accepted from
+	// the device is at most this (server/identity.go advance).
 	LastCounter uint64 `json:"lastCounter,omitempty"`
 	// Frequencies overrides the global defaults field by field (0 = default).
 	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
@@ -176,28 +176,21 @@ func (s *Store) DeleteEnvironment(id uint64) error {
 	})
 }
 
-// FlushCounters writes the devices' last accepted proof counters in one
-// transaction; a counter never goes back.
-func (s *Store) FlushCounters(counters map[uint64]uint64) error {
-	if len(counters) == 0 {
-		return nil
-	}
+// RaiseCounterFloor raises environment id's stored proof counter floor to
+// floor, never lowering it. The caller waits for it: it is what keeps replay
+// protection across a crash.
+func (s *Store) RaiseCounterFloor(id, floor uint64) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
-		for id, c := range counters {
-			var e Environment
-			if err := getJSON(b, u64(id), &e); err != nil {
-				continue // deleted since
-			}
-			if c <= e.LastCounter {
-				continue
-			}
-			e.LastCounter = c
-			if err := putJSON(b, u64(id), &e); err != nil {
-				return err
-			}
+		var e Environment
+		if err := getJSON(b, u64(id), &e); err != nil {
+			return err
 		}
-		return nil
+		if floor <= e.LastCounter {
+			return nil
+		}
+		e.LastCounter = floor
+		return putJSON(b, u64(id), &e)
 	})
 }
 
