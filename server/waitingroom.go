@@ -314,15 +314,41 @@ type waitingAction struct {
 	TagIDs       []uint64 `json:"tagIds"`
 }
 
-// handleTrust serves POST /api/waiting-room/trust: each device becomes a
-// trusted environment, with the given tags and edge groups.
-func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session) {
+// readWaitingAction reads the body of trust and reject.
+func readWaitingAction(w http.ResponseWriter, r *http.Request) (waitingAction, bool) {
 	var req waitingAction
 	if !decodeJSON(w, r, &req) {
-		return
+		return req, false
 	}
 	if len(req.IDs) == 0 {
 		writeErr(w, http.StatusBadRequest, "ids: name at least one waiting device")
+		return req, false
+	}
+	return req, true
+}
+
+// leave takes waiting device id, with key fingerprint fp, out of the room.
+// The caller holds rm.mu.
+func (rm *room) leave(id uint64, fp string) {
+	delete(rm.devices, id)
+	delete(rm.byKey, fp)
+	delete(rm.seen, id)
+}
+
+// waitingProblem words why waiting device id could not be acted on.
+func (s *Server) waitingProblem(id uint64, action string, err error) string {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Sprintf("waiting device %d: not in the waiting room", id)
+	}
+	s.log.Error(action+" waiting device", "id", id, "err", err)
+	return fmt.Sprintf("waiting device %d: could not be %s", id, action)
+}
+
+// handleTrust serves POST /api/waiting-room/trust: each device becomes a
+// trusted environment, with the given tags and edge groups.
+func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session) {
+	req, ok := readWaitingAction(w, r)
+	if !ok {
 		return
 	}
 	var created []environmentView
@@ -336,19 +362,13 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 			d.Counter = max(d.Counter, seen.Counter)
 			return newEnvironmentFor(d, nil, s.now().Unix())
 		})
-		if errors.Is(err, store.ErrNotFound) {
-			problems = append(problems, fmt.Sprintf("waiting device %d: not in the waiting room", id))
-			continue
-		} else if err != nil {
-			s.log.Error("trust waiting device", "id", id, "err", err)
-			problems = append(problems, fmt.Sprintf("waiting device %d: could not be trusted", id))
+		if err != nil {
+			problems = append(problems, s.waitingProblem(id, "trusted", err))
 			continue
 		}
 		fp := keyFingerprint(env.PublicKey)
 		s.room.mu.Lock()
-		delete(s.room.devices, id)
-		delete(s.room.byKey, fp)
-		delete(s.room.seen, id)
+		s.room.leave(id, fp)
 		s.room.envByKey[fp] = env.ID
 		s.room.mu.Unlock()
 		s.fleetIndex().putEnv(env)
@@ -375,30 +395,20 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 // handleReject serves POST /api/waiting-room/reject: the devices are refused
 // from now on, and their keys cannot come back.
 func (s *Server) handleReject(w http.ResponseWriter, r *http.Request, ss session) {
-	var req waitingAction
-	if !decodeJSON(w, r, &req) {
-		return
-	}
-	if len(req.IDs) == 0 {
-		writeErr(w, http.StatusBadRequest, "ids: name at least one waiting device")
+	req, ok := readWaitingAction(w, r)
+	if !ok {
 		return
 	}
 	var rejected []uint64
 	var problems []string
 	for _, id := range req.IDs {
 		d, err := s.store.RejectWaiting(id, store.RejectedKey{At: s.now().Unix(), By: ss.user})
-		if errors.Is(err, store.ErrNotFound) {
-			problems = append(problems, fmt.Sprintf("waiting device %d: not in the waiting room", id))
-			continue
-		} else if err != nil {
-			s.log.Error("reject waiting device", "id", id, "err", err)
-			problems = append(problems, fmt.Sprintf("waiting device %d: could not be rejected", id))
+		if err != nil {
+			problems = append(problems, s.waitingProblem(id, "rejected", err))
 			continue
 		}
 		s.room.mu.Lock()
-		delete(s.room.devices, id)
-		delete(s.room.byKey, d.KeyFingerprint)
-		delete(s.room.seen, id)
+		s.room.leave(id, d.KeyFingerprint)
 		s.room.rejected[d.KeyFingerprint] = true
 		s.room.mu.Unlock()
 		s.audit(r, ss.user, auditDeviceRejected, "waiting device "+strconv.FormatUint(id, 10), "edge ID "+d.EdgeID+", key "+d.KeyFingerprint)
