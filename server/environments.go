@@ -2,7 +2,6 @@ package server
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -50,12 +49,9 @@ type environmentPatch struct {
 }
 
 func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
-	id, ok := idFromPath(w, r, "environment")
-	if !ok {
-		return
-	}
 	var req environmentPatch
-	if !decodeJSON(w, r, &req) {
+	id, ok := idAndBody(w, r, "environment", &req)
+	if !ok {
 		return
 	}
 	f := s.fleetIndex()
@@ -79,9 +75,7 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 	}
 	f.mu.RLock()
 	if req.TagIDs != nil {
-		if bad := missing(*req.TagIDs, f.tags); len(bad) > 0 {
-			problems = append(problems, fmt.Sprintf("tagIds %v: no such tags", bad))
-		}
+		problems = append(problems, unknownIDs("tagIds", "tags", *req.TagIDs, f.tags)...)
 		changes = append(changes, fmt.Sprintf("tags %v", *req.TagIDs))
 	}
 	if req.GroupID != nil {
@@ -91,8 +85,7 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		changes = append(changes, fmt.Sprintf("group %d", *req.GroupID))
 	}
 	f.mu.RUnlock()
-	if len(problems) > 0 {
-		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+	if refuse(w, problems) {
 		return
 	}
 	e, err := s.store.UpdateEnvironment(id, func(e *store.Environment) error {
@@ -106,21 +99,14 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 			}
 		}
 		if req.TagIDs != nil {
-			tags := slices.Clone(*req.TagIDs)
-			slices.Sort(tags)
-			e.TagIDs = slices.Compact(tags)
+			e.TagIDs = sortedIDs(*req.TagIDs)
 		}
 		if req.GroupID != nil {
 			e.GroupID = *req.GroupID
 		}
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "environment %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("update environment", "id", id, "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the environment")
+	if s.writeFailed(w, err, "update", "environment", id, "id", id) {
 		return
 	}
 	f.putEnv(e)
@@ -138,12 +124,7 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
-	if err := s.store.DeleteEnvironment(id); errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "environment %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("delete environment", "id", id, "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not delete the environment")
+	if s.writeFailed(w, s.store.DeleteEnvironment(id), "delete", "environment", id, "id", id) {
 		return
 	}
 	f.removeEnv(id)
@@ -367,8 +348,7 @@ func (f *fleet) page(q *listQuery) ([]uint64, int) {
 // index, then only its environments are read from the store.
 func (s *Server) handleListEnvironments(w http.ResponseWriter, r *http.Request, _ session) {
 	q, problems := parseListQuery(r)
-	if len(problems) > 0 {
-		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+	if refuse(w, problems) {
 		return
 	}
 	q.global, q.now, q.lastCheckIn = s.globalFrequencies(), s.now().Unix(), s.checkins.get

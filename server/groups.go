@@ -1,13 +1,9 @@
 package server
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 
 	"outpost/server/store"
 )
@@ -23,17 +19,6 @@ type envGroupRequest struct {
 	Description string `json:"description"`
 }
 
-func (f *fleet) envGroupNameTaken(name string, id uint64) bool {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	for _, g := range f.envGroups {
-		if g.ID != id && strings.EqualFold(g.Name, strings.TrimSpace(name)) {
-			return true
-		}
-	}
-	return false
-}
-
 // envGroupView is an environment group with its members.
 type envGroupView struct {
 	store.EnvironmentGroup
@@ -42,34 +27,16 @@ type envGroupView struct {
 
 func (s *Server) handleListEnvGroups(w http.ResponseWriter, _ *http.Request, _ session) {
 	f := s.fleetIndex()
-	f.mu.RLock()
-	out := make([]store.EnvironmentGroup, 0, len(f.envGroups))
-	for _, g := range f.envGroups {
-		out = append(out, g)
-	}
-	f.mu.RUnlock()
-	slices.SortFunc(out, func(a, b store.EnvironmentGroup) int { return cmp.Compare(a.ID, b.ID) })
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, sortedByID(f, f.envGroups, envGroupKey))
 }
 
 func (s *Server) handleGetEnvGroup(w http.ResponseWriter, r *http.Request, _ session) {
-	id, ok := idFromPath(w, r, "environment group")
+	f := s.fleetIndex()
+	id, g, ok := fromPath(w, r, f, f.envGroups, "environment group")
 	if !ok {
 		return
 	}
-	f := s.fleetIndex()
-	f.mu.RLock()
-	g, found := f.envGroups[id]
-	f.mu.RUnlock()
-	if !found {
-		writeErr(w, http.StatusNotFound, "environment group %d not found", id)
-		return
-	}
-	members := f.inEnvGroup(id)
-	if members == nil {
-		members = []uint64{}
-	}
-	writeJSON(w, http.StatusOK, envGroupView{EnvironmentGroup: g, EnvironmentIDs: members})
+	writeJSON(w, http.StatusOK, envGroupView{EnvironmentGroup: g, EnvironmentIDs: nonNil(f.inEnvGroup(id))})
 }
 
 func (s *Server) handleCreateEnvGroup(w http.ResponseWriter, r *http.Request, ss session) {
@@ -80,15 +47,12 @@ func (s *Server) handleCreateEnvGroup(w http.ResponseWriter, r *http.Request, ss
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
-	name, problem := checkName("environment group", req.Name, f.envGroupNameTaken(req.Name, 0))
-	if problem != "" {
-		writeErr(w, http.StatusBadRequest, "%s", problem)
+	name, ok := uniqueName(w, f, f.envGroups, envGroupKey, "environment group", req.Name, 0)
+	if !ok {
 		return
 	}
 	g := &store.EnvironmentGroup{Name: name, Description: clip(req.Description)}
-	if err := s.store.CreateEnvironmentGroup(g); err != nil {
-		s.log.Error("create environment group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the environment group")
+	if s.writeFailed(w, s.store.CreateEnvironmentGroup(g), "create", "environment group", 0) {
 		return
 	}
 	f.putEnvGroup(*g)
@@ -97,32 +61,23 @@ func (s *Server) handleCreateEnvGroup(w http.ResponseWriter, r *http.Request, ss
 }
 
 func (s *Server) handleUpdateEnvGroup(w http.ResponseWriter, r *http.Request, ss session) {
-	id, ok := idFromPath(w, r, "environment group")
-	if !ok {
-		return
-	}
 	var req envGroupRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := idAndBody(w, r, "environment group", &req)
+	if !ok {
 		return
 	}
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
-	name, problem := checkName("environment group", req.Name, f.envGroupNameTaken(req.Name, id))
-	if problem != "" {
-		writeErr(w, http.StatusBadRequest, "%s", problem)
+	name, ok := uniqueName(w, f, f.envGroups, envGroupKey, "environment group", req.Name, id)
+	if !ok {
 		return
 	}
 	g, err := s.store.UpdateEnvironmentGroup(id, func(g *store.EnvironmentGroup) error {
 		g.Name, g.Description = name, clip(req.Description)
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "environment group %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("update environment group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the environment group")
+	if s.writeFailed(w, err, "update", "environment group", id) {
 		return
 	}
 	f.putEnvGroup(*g)
@@ -141,12 +96,7 @@ func (s *Server) handleDeleteEnvGroup(w http.ResponseWriter, r *http.Request, ss
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
 	members := f.inEnvGroup(id)
-	if err := s.store.DeleteEnvironmentGroup(id, members); errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "environment group %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("delete environment group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not delete the environment group")
+	if s.writeFailed(w, s.store.DeleteEnvironmentGroup(id, members), "delete", "environment group", id) {
 		return
 	}
 	f.removeEnvGroup(id)
@@ -175,22 +125,11 @@ type edgeGroupView struct {
 // the group to store, with every problem at once.
 func (f *fleet) validateEdgeGroup(req edgeGroupRequest, id uint64) (store.EdgeGroup, []string) {
 	var problems []string
-	taken := false
-	for _, g := range f.edgeGroups {
-		if g.ID != id && strings.EqualFold(g.Name, strings.TrimSpace(req.Name)) {
-			taken = true
-		}
-	}
-	name, p := checkName("edge group", req.Name, taken)
+	name, p := checkName("edge group", req.Name, nameTaken(f.edgeGroups, edgeGroupKey, req.Name, id))
 	if p != "" {
 		problems = append(problems, p)
 	}
 	g := store.EdgeGroup{ID: id, Name: name, Dynamic: req.Dynamic}
-	sortIDs := func(ids []uint64) []uint64 {
-		ids = slices.Clone(ids)
-		slices.Sort(ids)
-		return slices.Compact(ids)
-	}
 	if req.Dynamic {
 		if len(req.EnvironmentIDs) > 0 {
 			problems = append(problems, "environmentIds: a dynamic group takes its members by tags; leave it out")
@@ -198,9 +137,7 @@ func (f *fleet) validateEdgeGroup(req edgeGroupRequest, id uint64) (store.EdgeGr
 		if len(req.TagIDs) == 0 {
 			problems = append(problems, "tagIds: a dynamic group needs at least one tag")
 		}
-		if bad := missing(req.TagIDs, f.tags); len(bad) > 0 {
-			problems = append(problems, fmt.Sprintf("tagIds %v: no such tags", bad))
-		}
+		problems = append(problems, unknownIDs("tagIds", "tags", req.TagIDs, f.tags)...)
 		switch req.Match {
 		case "":
 			req.Match = store.MatchAll
@@ -208,49 +145,29 @@ func (f *fleet) validateEdgeGroup(req edgeGroupRequest, id uint64) (store.EdgeGr
 		default:
 			problems = append(problems, fmt.Sprintf("match %q: want all or any", req.Match))
 		}
-		g.TagIDs, g.Match = sortIDs(req.TagIDs), req.Match
+		g.TagIDs, g.Match = sortedIDs(req.TagIDs), req.Match
 	} else {
 		if len(req.TagIDs) > 0 || req.Match != "" {
 			problems = append(problems, "tagIds, match: only for a dynamic group (set dynamic: true)")
 		}
-		if bad := missing(req.EnvironmentIDs, f.envs); len(bad) > 0 {
-			problems = append(problems, fmt.Sprintf("environmentIds %v: no such environments", bad))
-		}
-		g.EnvironmentIDs = sortIDs(req.EnvironmentIDs)
+		problems = append(problems, unknownIDs("environmentIds", "environments", req.EnvironmentIDs, f.envs)...)
+		g.EnvironmentIDs = sortedIDs(req.EnvironmentIDs)
 	}
 	return g, problems
 }
 
 func (s *Server) handleListEdgeGroups(w http.ResponseWriter, _ *http.Request, _ session) {
 	f := s.fleetIndex()
-	f.mu.RLock()
-	out := make([]store.EdgeGroup, 0, len(f.edgeGroups))
-	for _, g := range f.edgeGroups {
-		out = append(out, g)
-	}
-	f.mu.RUnlock()
-	slices.SortFunc(out, func(a, b store.EdgeGroup) int { return cmp.Compare(a.ID, b.ID) })
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, sortedByID(f, f.edgeGroups, edgeGroupKey))
 }
 
 func (s *Server) handleGetEdgeGroup(w http.ResponseWriter, r *http.Request, _ session) {
-	id, ok := idFromPath(w, r, "edge group")
+	f := s.fleetIndex()
+	id, g, ok := fromPath(w, r, f, f.edgeGroups, "edge group")
 	if !ok {
 		return
 	}
-	f := s.fleetIndex()
-	f.mu.RLock()
-	g, found := f.edgeGroups[id]
-	f.mu.RUnlock()
-	if !found {
-		writeErr(w, http.StatusNotFound, "edge group %d not found", id)
-		return
-	}
-	members := s.edgeGroupMembers(id)
-	if members == nil {
-		members = []uint64{}
-	}
-	writeJSON(w, http.StatusOK, edgeGroupView{EdgeGroup: g, Members: members})
+	writeJSON(w, http.StatusOK, edgeGroupView{EdgeGroup: g, Members: nonNil(s.edgeGroupMembers(id))})
 }
 
 func (s *Server) handleCreateEdgeGroup(w http.ResponseWriter, r *http.Request, ss session) {
@@ -264,13 +181,7 @@ func (s *Server) handleCreateEdgeGroup(w http.ResponseWriter, r *http.Request, s
 	f.mu.RLock()
 	g, problems := f.validateEdgeGroup(req, 0)
 	f.mu.RUnlock()
-	if len(problems) > 0 {
-		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
-		return
-	}
-	if err := s.store.CreateEdgeGroup(&g); err != nil {
-		s.log.Error("create edge group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the edge group")
+	if refuse(w, problems) || s.writeFailed(w, s.store.CreateEdgeGroup(&g), "create", "edge group", 0) {
 		return
 	}
 	f.putEdgeGroup(g)
@@ -281,12 +192,9 @@ func (s *Server) handleCreateEdgeGroup(w http.ResponseWriter, r *http.Request, s
 // handleUpdateEdgeGroup replaces an edge group's name and rule (or list);
 // its members are recomputed at once.
 func (s *Server) handleUpdateEdgeGroup(w http.ResponseWriter, r *http.Request, ss session) {
-	id, ok := idFromPath(w, r, "edge group")
-	if !ok {
-		return
-	}
 	var req edgeGroupRequest
-	if !decodeJSON(w, r, &req) {
+	id, ok := idAndBody(w, r, "edge group", &req)
+	if !ok {
 		return
 	}
 	f := s.fleetIndex()
@@ -295,17 +203,11 @@ func (s *Server) handleUpdateEdgeGroup(w http.ResponseWriter, r *http.Request, s
 	f.mu.RLock()
 	g, problems := f.validateEdgeGroup(req, id)
 	f.mu.RUnlock()
-	if len(problems) > 0 {
-		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+	if refuse(w, problems) {
 		return
 	}
 	stored, err := s.store.UpdateEdgeGroup(id, func(old *store.EdgeGroup) error { *old = g; return nil })
-	if errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "edge group %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("update edge group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the edge group")
+	if s.writeFailed(w, err, "update", "edge group", id) {
 		return
 	}
 	f.putEdgeGroup(*stored)
@@ -321,12 +223,7 @@ func (s *Server) handleDeleteEdgeGroup(w http.ResponseWriter, r *http.Request, s
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
-	if err := s.store.DeleteEdgeGroup(id); errors.Is(err, store.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "edge group %d not found", id)
-		return
-	} else if err != nil {
-		s.log.Error("delete edge group", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not delete the edge group")
+	if s.writeFailed(w, s.store.DeleteEdgeGroup(id), "delete", "edge group", id) {
 		return
 	}
 	f.removeEdgeGroup(id)
