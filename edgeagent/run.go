@@ -42,6 +42,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	cmds, err := loadJournal(cfg.DataDir, time.Now())
+	if err != nil {
+		return err
+	}
 	id, err := newIdentity(cfg, key, dh, edgeID, st)
 	if err != nil {
 		log.Warn("stored server key unusable; contacting the server signed", "err", err)
@@ -57,6 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: log, id: id, st: st, now: now,
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
+		cmds: cmds, exec: NewDockerExecutor(docker),
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
 	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,

@@ -29,6 +29,9 @@ type syncer struct {
 	st   *state
 	plan *scheduler.Plan
 	now  func() time.Time
+	// cmds is the command journal and ack outbox; exec runs the commands.
+	cmds *journal
+	exec Executor
 	// waiting is set while the server holds the device in its waiting room.
 	waiting bool
 }
@@ -100,6 +103,9 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			req.Snapshot, pending = push, p
 		}
 	}
+	// Acks go with every request, due commands or not, until one that
+	// carried them is answered.
+	req.Acks = s.cmds.pending()
 	if err := s.id.seal(&req, s.st, func() error { return s.st.save(s.cfg.DataDir) }); err != nil {
 		return err
 	}
@@ -115,6 +121,11 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			s.id.mac, s.st.ServerDH = nil, nil
 		}
 		return fmt.Errorf("sync: %w", err)
+	}
+	if err := s.cmds.confirm(req.Acks); err != nil {
+		// Not worth failing the exchange: at worst a restarted agent sends
+		// these acks again, and the server ignores duplicates.
+		s.log.Warn("could not record that the server has the acks", "err", err)
 	}
 	now := s.now()
 	s.plan.Done(inc, now)
@@ -155,6 +166,11 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		if err := s.st.save(s.cfg.DataDir); err != nil {
 			return fmt.Errorf("save state: %w", err)
 		}
+	}
+	// Commands run last and synchronously (they are rare); their acks go
+	// with the next request.
+	if err := s.runCommands(ctx, ans.Commands); err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
 }

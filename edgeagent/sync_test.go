@@ -170,9 +170,13 @@ func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Colle
 		t.Fatal(err)
 	}
 	now := time.Now
+	cmds, err := loadJournal(dir, now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &syncer{
 		cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), cl: newClient(url, true, nil, nil), col: col,
-		id: id, st: st, now: now,
+		id: id, st: st, now: now, cmds: cmds, exec: &fakeExecutor{},
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), mrand.New(mrand.NewPCG(1, 1))),
 	}
 }

@@ -62,6 +62,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	if first {
 		ans.Server = s.ids.serverKey
 	}
+	if ans.Commands, err = s.syncCommands(env, &req, freq, now); err != nil {
+		s.internalError(w, "sync: commands", err)
+		return
+	}
 	if req.Snapshot != nil {
 		ack, err := s.ingestSnapshot(env.ID, req.Snapshot, now)
 		if err != nil {

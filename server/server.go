@@ -27,6 +27,7 @@ type Server struct {
 	checkins    *checkins
 	snapLocks   envLocks
 	ids         *identities
+	releases    releases
 	room        *room
 	now         func() time.Time
 	url         string // public server URL, in edge keys
@@ -174,6 +175,8 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/environments/{id}", permEnvRead, s.handleGetEnvironment),
 		apiRoute("GET /api/environments/{id}/snapshot", permEnvRead, s.handleSnapshot),
 		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
+		apiRoute("POST /api/environments/{id}/commands", permEnvWrite, s.handleQueueCommand),
+		apiRoute("GET /api/environments/{id}/commands", permEnvRead, s.handleCommands),
 		apiRoute("PATCH /api/environments/{id}", permEnvWrite, s.handlePatchEnvironment),
 		apiRoute("DELETE /api/environments/{id}", permEnvWrite, s.handleDeleteEnvironment),
 		apiRoute("GET /api/settings/edge", permEnvRead, s.handleGetEdgeSettings),

@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -38,6 +38,7 @@ var migrations = []migration{
 	{3, "create the teams and audit buckets", createTeamsAudit3},
 	{4, "create the waiting_room and rejected_keys buckets", createWaitingRoom4},
 	{5, "create the tags, environment_groups and edge_groups buckets", createGroups5},
+	{6, "create the commands and command_results buckets", createCommands6},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.

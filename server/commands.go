@@ -1,0 +1,171 @@
+package server
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"outpost/protocol"
+	"outpost/server/store"
+)
+
+// Audit action of a queued command.
+const auditCommandQueue = "command.queue"
+
+// commandArgs lists, per kind an operator may queue through the API, its
+// required and optional arguments.
+var commandArgs = map[string]struct{ required, optional []string }{
+	"container.start":   {required: []string{"id"}},
+	"container.stop":    {required: []string{"id"}, optional: []string{"timeout"}},
+	"container.restart": {required: []string{"id"}, optional: []string{"timeout"}},
+	"container.kill":    {required: []string{"id"}, optional: []string{"signal"}},
+	"container.remove":  {required: []string{"id"}, optional: []string{"force", "volumes"}},
+	"image.remove":      {required: []string{"id"}, optional: []string{"force"}},
+	"volume.remove":     {required: []string{"name"}, optional: []string{"force"}},
+	"snapshot.now":      {},
+}
+
+// maxRelease bounds the commands one answer carries; the rest follow.
+const maxRelease = 100
+
+// releases remembers when each environment last had commands released, so
+// they go out only as often as its command frequency allows.
+type releases struct {
+	mu   sync.Mutex // guards last
+	last map[uint64]time.Time
+}
+
+// due reports whether env may receive commands now, and if so marks it.
+// A tenth of the interval is forgiven: the agent jitters its ticks by that.
+func (r *releases) due(env uint64, now time.Time, every time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last = map[uint64]time.Time{}
+	}
+	if last, ok := r.last[env]; ok && now.Sub(last) < every*9/10 {
+		return false
+	}
+	r.last[env] = now
+	return true
+}
+
+// syncCommands takes the acks a device sent and, when it pulls commands
+// and its command frequency allows, gives it the pending ones.
+//
+// No command kind bypasses the command frequency: an async device on a
+// metered link decides how often it pays for a pull, and snapshot.now waits
+// like the others.
+func (s *Server) syncCommands(env *store.Environment, req *protocol.SyncRequest, freq protocol.Frequencies, now time.Time) ([]protocol.Command, error) {
+	if len(req.Acks) > 0 {
+		acks := make([]store.Ack, 0, len(req.Acks))
+		for _, a := range req.Acks {
+			acks = append(acks, store.Ack{ID: a.ID, OK: a.Status == protocol.StatusOK, Error: a.Error, Finished: a.Finished})
+		}
+		if _, err := s.store.AckCommands(env.ID, acks, now.Unix()); err != nil {
+			return nil, fmt.Errorf("ack commands: %w", err)
+		}
+	}
+	if req.Include&protocol.IncludeCommands == 0 || !s.releases.due(env.ID, now, time.Duration(freq.Command)*time.Second) {
+		return nil, nil
+	}
+	pending, err := s.store.PendingCommands(env.ID, maxRelease)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]protocol.Command, 0, len(pending))
+	for _, c := range pending {
+		out = append(out, protocol.Command{ID: c.ID, Kind: c.Kind, Args: c.Args})
+	}
+	return out, nil
+}
+
+// handleQueueCommand serves POST /api/environments/{id}/commands
+// {kind, args}: a container, image or volume operation, or snapshot.now,
+// for the device to run at its next command pull.
+func (s *Server) handleQueueCommand(w http.ResponseWriter, r *http.Request, ss session) {
+	e, ok := s.envFromPath(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Kind string            `json:"kind"`
+		Args map[string]string `json:"args"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	spec, known := commandArgs[req.Kind]
+	var problems []string
+	if !known {
+		kinds := slices.Sorted(maps.Keys(commandArgs))
+		problems = append(problems, fmt.Sprintf("kind %q: want one of %s", req.Kind, strings.Join(kinds, ", ")))
+	}
+	for _, a := range spec.required {
+		if strings.TrimSpace(req.Args[a]) == "" {
+			problems = append(problems, fmt.Sprintf("args.%s: required for %s", a, req.Kind))
+		}
+	}
+	for a, v := range req.Args {
+		if known && !slices.Contains(spec.required, a) && !slices.Contains(spec.optional, a) {
+			problems = append(problems, fmt.Sprintf("args.%s: %s takes %v", a, req.Kind, append(append([]string{}, spec.required...), spec.optional...)))
+		}
+		if (a == "timeout") && v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 3600 {
+				problems = append(problems, fmt.Sprintf("args.timeout %q: seconds, 0 to 3600", v))
+			}
+		}
+		if (a == "force" || a == "volumes") && v != "" && v != "true" && v != "false" {
+			problems = append(problems, fmt.Sprintf("args.%s %q: true or false", a, v))
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
+		return
+	}
+	c := &store.Command{Env: e.ID, Kind: req.Kind, Args: req.Args, Created: s.now().Unix(), By: ss.user}
+	if err := s.store.AddCommand(c); err != nil {
+		s.log.Error("queue command", "env", e.ID, "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not queue the command")
+		return
+	}
+	s.audit(r, ss.user, auditCommandQueue, envTarget(e.ID), fmt.Sprintf("command %d: %s %v", c.ID, c.Kind, c.Args))
+	writeJSON(w, http.StatusAccepted, c)
+}
+
+// handleCommands serves GET /api/environments/{id}/commands: what waits for
+// the device, and the results of what it ran (newest first, ?limit=).
+func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request, _ session) {
+	e, ok := s.envFromPath(w, r)
+	if !ok {
+		return
+	}
+	limit, _, err := pageParams(r, 50, store.ResultsLimit)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	pending, err := s.store.PendingCommands(e.ID, store.ResultsLimit)
+	if err == nil {
+		var results []store.Command
+		if results, err = s.store.CommandResults(e.ID, limit); err == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"pending": nonNilCommands(pending), "results": nonNilCommands(results)})
+			return
+		}
+	}
+	s.log.Error("list commands", "env", e.ID, "err", err)
+	writeErr(w, http.StatusInternalServerError, "could not read the command log")
+}
+
+func nonNilCommands(c []store.Command) []store.Command {
+	if c == nil {
+		return []store.Command{}
+	}
+	return c
+}

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bCommands = []byte("commands")        // env|id -> Command, pending only
+	bResults  = []byte("command_results") // env|id -> Command, acked (kept for the API)
+)
+
+// createCommands6 makes the command log's buckets.
+func createCommands6(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bCommands, bResults} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ResultsLimit is how many acked commands are kept per environment.
+const ResultsLimit = 500
+
+// Command is one entry of an environment's command log.
+type Command struct {
+	ID       uint64            `json:"id"`
+	Env      uint64            `json:"environmentId"`
+	Kind     string            `json:"kind"`
+	Args     map[string]string `json:"args,omitempty"`
+	Created  int64             `json:"created"`
+	By       string            `json:"by,omitempty"`
+	Status   string            `json:"status"` // pending, ok, failed
+	Error    string            `json:"error,omitempty"`
+	Finished int64             `json:"finished,omitempty"`
+	Acked    int64             `json:"acked,omitempty"`
+}
+
+// AddCommand appends c to environment c.Env's log under a new ID, which it
+// sets. IDs increase across the store, so per environment too.
+func (s *Store) AddCommand(c *Command) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCommands)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		c.ID, c.Status = id, "pending"
+		return putJSON(b, key2(c.Env, id), c)
+	})
+}
+
+// PendingCommands returns up to limit commands of env not yet acked, by ID.
+func (s *Store) PendingCommands(env uint64, limit int) ([]Command, error) {
+	return s.scanCommands(bCommands, env, limit, false)
+}
+
+// CommandResults returns up to limit acked commands of env, newest first.
+func (s *Store) CommandResults(env uint64, limit int) ([]Command, error) {
+	return s.scanCommands(bResults, env, limit, true)
+}
+
+func (s *Store) scanCommands(bucket []byte, env uint64, limit int, newestFirst bool) ([]Command, error) {
+	var out []Command
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := u64(env)
+		c := tx.Bucket(bucket).Cursor()
+		var k, v []byte
+		if newestFirst {
+			// The last key of env is just before the first key of env+1.
+			if k, _ = c.Seek(u64(env + 1)); k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		} else {
+			k, v = c.Seek(prefix)
+		}
+		for k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit {
+			var cmd Command
+			if err := json.Unmarshal(v, &cmd); err != nil {
+				return err
+			}
+			out = append(out, cmd)
+			if newestFirst {
+				k, v = c.Prev()
+			} else {
+				k, v = c.Next()
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Ack is one command's outcome as the device reported it.
+type Ack struct {
+	ID       uint64
+	OK       bool
+	Error    string
+	Finished int64
+}
+
+// AckCommands moves acked commands of env from the log to its results, in
+// one transaction, and trims the results to ResultsLimit. Acks of commands
+// no longer pending (duplicates, or unknown) are ignored. It returns how
+// many were new.
+func (s *Store) AckCommands(env uint64, acks []Ack, at int64) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		cb, rb := tx.Bucket(bCommands), tx.Bucket(bResults)
+		for _, a := range acks {
+			k := key2(env, a.ID)
+			var c Command
+			if err := getJSON(cb, k, &c); err != nil {
+				continue // already acked, or never ours
+			}
+			c.Status, c.Error, c.Finished, c.Acked = "failed", a.Error, a.Finished, at
+			if a.OK {
+				c.Status = "ok"
+			}
+			if err := putJSON(rb, k, &c); err != nil {
+				return err
+			}
+			if err := cb.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		prefix := u64(env)
+		var keys [][]byte
+		c := rb.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, k)
+		}
+		for _, k := range keys[:max(0, len(keys)-ResultsLimit)] {
+			if err := rb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
