@@ -1,0 +1,176 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/rs/zerolog"
+
+	"outpost/internal/testenv"
+)
+
+// TestCommandsSurviveALinkCut: the agent reaches the server through a
+// toxiproxy proxy (the edge key's public URL points at it). With the link cut,
+// three container commands queued through the API stay pending while the
+// agent's syncs fail; once the link is back, each runs exactly once, in order,
+// and comes back as an ok result.
+func TestCommandsSurviveALinkCut(t *testing.T) {
+	cli := testenv.RequireDocker(t)
+	img := testenv.BusyboxImage(t, cli)
+	ctx := context.Background()
+	name := fmt.Sprintf("outpost-e2e-linkcut-%d", time.Now().UnixNano())
+	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name, Config: &container.Config{Image: img, Cmd: []string{"sleep", "600"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startedAt := func() (bool, time.Time) {
+		t.Helper()
+		in, err := cli.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := time.Parse(time.RFC3339Nano, in.Container.State.StartedAt)
+		if err != nil {
+			t.Fatalf("container StartedAt %q: %v", in.Container.State.StartedAt, err)
+		}
+		return in.Container.State.Running, at
+	}
+	_, firstStart := startedAt()
+
+	// The link: agent -> proxy -> server. The server binds a fixed port so
+	// the proxy can forward to it; the edge key names the proxy.
+	bind, listen := freeAddr(t), freeAddr(t)
+	tp := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	link := toxiproxy.NewProxy(tp, "agent-server", listen, bind)
+	if err := link.Start(); err != nil {
+		t.Fatalf("start proxy: %v", err)
+	}
+	t.Cleanup(link.Stop)
+	_, port, _ := net.SplitHostPort(listen)
+	srv := startServer(t, "--bind", bind, "--public-url", "https://localhost:"+port)
+	// startServer took the logged (public) URL; the API goes direct.
+	srv.URL = "https://" + bind
+
+	env := srv.createEnvironment(t, "e2e-linkcut", 1)
+	agent := startAgent(t, env.EdgeKey, t.TempDir())
+	// Online is not enough: the server counts a check-in whose answer may
+	// still be on its way. Wait until the agent has the answer (it is bound
+	// and has the 1 s frequencies).
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		var e environment
+		srv.do(t, "GET", fmt.Sprintf("/api/environments/%d", env.ID), nil, &e, http.StatusOK)
+		bound := len(agent.lines("bound to the server")) > 0
+		return e.Status == "online" && bound, fmt.Sprintf("environment %+v, agent bound: %v", e, bound)
+	})
+
+	// Cut the link: the listener closes and open connections drop. Wait
+	// for the agent to notice before queueing, so nothing can slip through.
+	failedBefore := len(agent.lines("sync failed"))
+	link.Stop()
+	cutAt := time.Now()
+	testenv.Eventually(t, 15*time.Second, func() (bool, string) {
+		return len(agent.lines("sync failed")) > failedBefore, "no sync failure logged since the cut"
+	})
+
+	kinds := []string{"container.stop", "container.start", "container.restart"}
+	ids := map[uint64]string{}
+	for _, k := range kinds {
+		args := map[string]string{"id": name}
+		if k != "container.start" {
+			args["timeout"] = "1"
+		}
+		var c struct {
+			ID uint64 `json:"id"`
+		}
+		srv.do(t, "POST", fmt.Sprintf("/api/environments/%d/commands", env.ID), map[string]any{"kind": k, "args": args}, &c, http.StatusAccepted)
+		ids[c.ID] = k
+	}
+
+	type result struct {
+		ID       uint64 `json:"id"`
+		Kind     string `json:"kind"`
+		Status   string `json:"status"`
+		Error    string `json:"error"`
+		Finished int64  `json:"finished"`
+	}
+	var log struct {
+		Pending []result `json:"pending"`
+		Results []result `json:"results"`
+	}
+	commands := func() {
+		t.Helper()
+		srv.do(t, "GET", fmt.Sprintf("/api/environments/%d/commands", env.ID), nil, &log, http.StatusOK)
+	}
+
+	// Several command periods with the link down: nothing moves.
+	time.Sleep(time.Until(cutAt.Add(6 * time.Second)))
+	commands()
+	if len(log.Pending) != 3 || len(log.Results) != 0 {
+		t.Fatalf("with the link cut, want 3 pending and no results: %+v", log)
+	}
+	for _, p := range log.Pending {
+		if ids[p.ID] != p.Kind || p.Status != "pending" {
+			t.Fatalf("pending %+v, queued %v", p, ids)
+		}
+	}
+	if running, at := startedAt(); !running || !at.Equal(firstStart) {
+		t.Fatalf("the container was touched during the cut: running %v, started %v (first %v)", running, at, firstStart)
+	}
+	failures := len(agent.lines("sync failed")) - failedBefore
+	if failures < 2 {
+		t.Errorf("%d sync failures logged in %v of cut, want several", failures, time.Since(cutAt).Round(time.Millisecond))
+	}
+
+	// Restore the link.
+	if err := link.Start(); err != nil {
+		t.Fatalf("restart proxy: %v", err)
+	}
+	restoredAt := time.Now()
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		commands()
+		return len(log.Results) == 3 && len(log.Pending) == 0, fmt.Sprintf("command log: %+v", log)
+	})
+	t.Logf("commands done %v after the link came back (cut for %v, %d sync failures)",
+		time.Since(restoredAt).Round(time.Millisecond), restoredAt.Sub(cutAt).Round(time.Millisecond), failures)
+
+	seen := map[uint64]bool{}
+	for _, r := range log.Results {
+		if seen[r.ID] {
+			t.Errorf("result %d reported twice: %+v", r.ID, log.Results)
+		}
+		seen[r.ID] = true
+		if ids[r.ID] != r.Kind || r.Status != "ok" || r.Error != "" {
+			t.Errorf("result %+v, queued %v", r, ids)
+		}
+	}
+	// Results come newest first: restart, start, stop.
+	for i, r := range log.Results {
+		if want := kinds[len(kinds)-1-i]; r.Kind != want {
+			t.Errorf("result %d is %s, want %s: %+v", i, r.Kind, want, log.Results)
+		}
+	}
+	if running, at := startedAt(); !running || !at.After(restoredAt) {
+		t.Errorf("after stop, start, restart the container should run, started after the link came back (%v): running %v, started %v",
+			restoredAt, running, at)
+	}
+	if errs := agent.lines("level=ERROR"); len(errs) > 0 {
+		t.Errorf("agent logged errors: %v", errs)
+	}
+}
