@@ -51,16 +51,17 @@ func newClient(serverURL string, insecure bool, cert *tls.Certificate, dial func
 	return &edgeClient{base: serverURL, http: &http.Client{Transport: tr, Timeout: 5 * time.Minute}}
 }
 
-// post sends req to path and decodes the answer into ans. A refusal by the
-// server comes back as *protocol.Error.
-func (c *edgeClient) post(ctx context.Context, path string, req, ans any) error {
+// post sends req to path, decodes the answer into ans and returns the
+// answer's CBOR as received, which its tag covers. A refusal by the server
+// comes back as *protocol.Error.
+func (c *edgeClient) post(ctx context.Context, path string, req, ans any) ([]byte, error) {
 	body, enc, err := protocol.WriteBody(req)
 	if err != nil {
-		return fmt.Errorf("encode: %w", err)
+		return nil, fmt.Errorf("encode: %w", err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hr.Header.Set("Content-Type", protocol.ContentType)
 	hr.Header.Set("User-Agent", "") // not sent
@@ -69,23 +70,27 @@ func (c *edgeClient) post(ctx context.Context, path string, req, ans any) error 
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, protocol.MaxCompressedBody+1))
 	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
+		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	renc := resp.Header.Get("Content-Encoding")
 	if resp.StatusCode != http.StatusOK {
 		var pe protocol.Error
 		if err := protocol.ReadBody(rb, renc, &pe); err != nil || pe.Code == "" {
-			return fmt.Errorf("server answered %s", resp.Status)
+			return nil, fmt.Errorf("server answered %s", resp.Status)
 		}
-		return &pe
+		return nil, &pe
 	}
-	if err := protocol.ReadBody(rb, renc, ans); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
+	raw, err := protocol.Inflate(rb, renc)
+	if err == nil {
+		err = protocol.Unmarshal(raw, ans)
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("decode answer: %w", err)
+	}
+	return raw, nil
 }

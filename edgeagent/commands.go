@@ -33,6 +33,7 @@ const (
 	errInterrupted = "the agent stopped while running this command; its outcome is unknown"
 	errForgotten   = "this command ran earlier and its result was already reported; the agent no longer keeps it"
 	errTextDropped = "this command ran earlier and failed; its error text was already reported and is no longer kept"
+	errUnrecorded  = "this command ran but the agent could not record its result; its outcome is unknown"
 )
 
 // journal is the persisted record of the commands the agent was given: which
@@ -53,6 +54,10 @@ type journal struct {
 	Outbox []protocol.CommandAck `cbor:"3,keyasint,omitempty"`
 
 	path string
+	// unsaved holds the results finish could not save, by command ID: the
+	// command ran, but memory and disk still say it started. reack records
+	// the result when the command comes again.
+	unsaved map[uint64]protocol.CommandAck
 }
 
 // doneCommand is one command that started. Status StatusUnknown means it
@@ -127,6 +132,17 @@ func (j *journal) pending() []protocol.CommandAck {
 	return slices.Clone(j.Outbox[:min(len(j.Outbox), maxAcksPerRequest)])
 }
 
+// saveOrUndo saves the journal; if that fails it calls undo, which puts the
+// in-memory journal back as it was before the change, so memory never holds
+// what the disk does not.
+func (j *journal) saveOrUndo(undo func()) error {
+	err := j.save()
+	if err != nil {
+		undo()
+	}
+	return err
+}
+
 // confirm drops the acks an answered request carried, and saves.
 func (j *journal) confirm(sent []protocol.CommandAck) error {
 	if len(sent) == 0 {
@@ -150,17 +166,21 @@ func (j *journal) start(id uint64) error {
 		return fmt.Errorf("command %d started already", id) // a bug: callers check seen
 	}
 	j.Done = slices.Insert(j.Done, i, doneCommand{ID: id})
-	return j.save()
+	// Unsaved, the command must not run; undone, it runs when it comes again.
+	return j.saveOrUndo(func() { j.Done = slices.Delete(j.Done, i, i+1) })
 }
 
 // finish records the result of a started command, queues its ack and saves.
-// It compacts Done to keepDone entries.
+// It compacts Done to keepDone entries. If the save fails the journal stays
+// as it was (the command started, no result) and the result is kept in
+// unsaved for reack.
 func (j *journal) finish(ack protocol.CommandAck) error {
 	i, ok := j.find(ack.ID)
 	if !ok {
 		return fmt.Errorf("command %d finished without having started", ack.ID)
 	}
 	ack.Error = cutText(ack.Error, maxAckError)
+	done, entry, mark, outbox := j.Done, j.Done[i], j.Mark, len(j.Outbox)
 	j.Done[i].Status, j.Done[i].Finished = ack.Status, ack.Finished
 	j.Outbox = append(j.Outbox, ack)
 	if over := len(j.Done) - keepDone; over > 0 {
@@ -171,9 +191,23 @@ func (j *journal) finish(ack protocol.CommandAck) error {
 			j.Mark = max(j.Mark, j.Done[k].ID)
 			k++
 		}
-		j.Done = slices.Delete(j.Done, 0, k)
+		// A copy, not slices.Delete: done must stay intact for the undo.
+		j.Done = slices.Clone(j.Done[k:])
 	}
-	return j.save()
+	err := j.saveOrUndo(func() {
+		done[i] = entry
+		j.Done, j.Mark = done, mark
+		j.Outbox = slices.Delete(j.Outbox, outbox, len(j.Outbox))
+	})
+	if err != nil {
+		if j.unsaved == nil {
+			j.unsaved = map[uint64]protocol.CommandAck{}
+		}
+		j.unsaved[ack.ID] = ack
+		return err
+	}
+	delete(j.unsaved, ack.ID)
+	return nil
 }
 
 // cutText cuts s to at most n bytes on a rune boundary, marking the cut.
@@ -200,15 +234,22 @@ func (j *journal) reack(id uint64, now time.Time) error {
 	if i, ok := j.find(id); ok {
 		d := j.Done[i]
 		if d.Status == protocol.StatusUnknown {
-			return nil // running now; its ack comes when it ends
+			// Commands run one at a time, so this one is not running: it
+			// ran and finish could not save its result. Record it now.
+			a, ok := j.unsaved[id]
+			if !ok {
+				a = protocol.CommandAck{ID: id, Status: protocol.StatusFailed, Error: errUnrecorded, Finished: now.Unix()}
+			}
+			return j.finish(a)
 		}
 		ack = protocol.CommandAck{ID: id, Status: d.Status, Finished: d.Finished}
 		if d.Status == protocol.StatusFailed {
 			ack.Error = errTextDropped
 		}
 	}
+	n := len(j.Outbox)
 	j.Outbox = append(j.Outbox, ack)
-	return j.save()
+	return j.saveOrUndo(func() { j.Outbox = slices.Delete(j.Outbox, n, len(j.Outbox)) })
 }
 
 // runCommands runs the commands of an answer in order, each at most once,

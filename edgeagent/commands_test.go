@@ -361,3 +361,139 @@ func TestDamagedJournalIsAnError(t *testing.T) {
 		t.Fatalf("damaged journal: %v", err)
 	}
 }
+
+// breakJournal makes the journal's saves fail (as on a full disk or an I/O
+// error) until the returned func is called: the test runs as root, so a
+// read-only data dir would not stop it.
+func breakJournal(t *testing.T, j *journal) (mend func()) {
+	t.Helper()
+	good := j.path
+	j.path = filepath.Join(t.TempDir(), "missing", "commands.cbor")
+	return func() { j.path = good }
+}
+
+// A command whose "started" entry cannot be saved does not run, and leaves
+// nothing behind in memory: it runs (once) when it comes again.
+func TestCommandRetriedAfterStartFailsToSave(t *testing.T) {
+	cs := &commandScript{batch: []protocol.Command{{ID: 5, Kind: KindContainerStart, Args: map[string]string{"id": "web"}}}}
+	dir := t.TempDir()
+	s, srv, ex := newCommandAgent(t, cs, dir)
+	ctx := context.Background()
+
+	mend := breakJournal(t, s.cmds)
+	if err := s.exchange(ctx, all); err == nil {
+		t.Fatal("a failed journal write did not fail the exchange")
+	}
+	mend()
+	if len(ex.ran) != 0 {
+		t.Fatalf("ran %v without having recorded its start", ex.ids())
+	}
+	if s.cmds.seen(5) || len(s.cmds.Done) != 0 {
+		t.Fatalf("the unsaved start stayed in memory: %+v", s.cmds.Done)
+	}
+
+	for range 3 {
+		if err := s.exchange(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ex.ids(); !slices.Equal(got, []uint64{5}) {
+		t.Fatalf("ran %v, want 5 exactly once", got)
+	}
+	acked := false
+	for _, r := range srv.requests {
+		for _, a := range r.Acks {
+			acked = acked || (a.ID == 5 && a.Status == protocol.StatusOK)
+		}
+	}
+	if !acked || len(cs.batch) != 0 {
+		t.Fatalf("command 5 not acked OK: server still lists %+v", cs.batch)
+	}
+	j, err := loadJournal(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !j.seen(5) || len(j.Outbox) != 0 {
+		t.Fatalf("persisted journal %+v", j)
+	}
+}
+
+// breakingExecutor breaks the journal while a command runs, so its result
+// cannot be saved.
+type breakingExecutor struct {
+	fakeExecutor
+	j    *journal
+	t    *testing.T
+	mend func()
+}
+
+func (b *breakingExecutor) Execute(ctx context.Context, c protocol.Command) error {
+	b.mend = breakJournal(b.t, b.j)
+	return b.fakeExecutor.Execute(ctx, c)
+}
+
+// A command whose result cannot be saved ran: it is not run again, and its
+// result is acked when it comes again.
+func TestCommandResultSavedWhenItComesAgain(t *testing.T) {
+	cs := &commandScript{batch: []protocol.Command{{ID: 7, Kind: KindContainerStop, Args: map[string]string{"id": "web"}}}}
+	dir := t.TempDir()
+	s, srv, _ := newCommandAgent(t, cs, dir)
+	ex := &breakingExecutor{fakeExecutor: fakeExecutor{fail: map[uint64]string{7: "boom"}}, j: s.cmds, t: t}
+	s.exec = ex
+	ctx := context.Background()
+
+	if err := s.exchange(ctx, all); err == nil {
+		t.Fatal("a failed journal write did not fail the exchange")
+	}
+	ex.mend()
+	// Memory says what the disk says: started, no result, nothing to ack.
+	if len(s.cmds.Done) != 1 || s.cmds.Done[0].Status != protocol.StatusUnknown || len(s.cmds.Outbox) != 0 {
+		t.Fatalf("in memory: done %+v outbox %+v", s.cmds.Done, s.cmds.Outbox)
+	}
+	if err := s.exchange(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.exchange(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if got := ex.ids(); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("ran %v, want 7 exactly once", got)
+	}
+	if a := ackOf(t, srv.last().Acks, 7); a.Status != protocol.StatusFailed || a.Error != "boom" {
+		t.Fatalf("ack of 7 = %+v, want its real result", a)
+	}
+}
+
+// A re-ack that cannot be saved is not kept in memory either.
+func TestReackUndoneWhenItFailsToSave(t *testing.T) {
+	j, err := loadJournal(t.TempDir(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.start(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.finish(protocol.CommandAck{ID: 3, Status: protocol.StatusOK, Finished: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.confirm(j.pending()); err != nil {
+		t.Fatal(err)
+	}
+	mend := breakJournal(t, j)
+	if err := j.reack(3, time.Now()); err == nil {
+		t.Fatal("reack saved into a missing dir")
+	}
+	if err := j.start(4); err == nil {
+		t.Fatal("start saved into a missing dir")
+	}
+	mend()
+	if len(j.Outbox) != 0 || j.seen(4) {
+		t.Fatalf("unsaved changes stayed in memory: done %+v outbox %+v", j.Done, j.Outbox)
+	}
+	if err := j.reack(3, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ackIDs(j.Outbox); !slices.Equal(got, []uint64{3}) {
+		t.Fatalf("outbox %v, want 3", got)
+	}
+}

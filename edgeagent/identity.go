@@ -62,37 +62,47 @@ func (id *identity) seal(req *protocol.SyncRequest, st *state, reserve func() er
 	return protocol.Seal(req, req.Proof, func(in []byte) []byte { return ed25519.Sign(id.key, in) })
 }
 
-// takeServerKey checks the server's key agreement key against the pinned
-// tunnel host key and derives the MAC key from it.
-func (id *identity) takeServerKey(k *protocol.ServerKey) error {
+// serverKeyFor checks the server's key agreement key against the pinned
+// tunnel host key and returns the MAC key it gives for environment env.
+// It changes nothing: the caller adopts the key once the answer it came in
+// has verified under it.
+func (id *identity) serverKeyFor(k *protocol.ServerKey, env uint64) ([]byte, error) {
 	host, err := ssh.ParsePublicKey(k.HostKey)
 	if err != nil {
-		return fmt.Errorf("server host key: %w", err)
+		return nil, fmt.Errorf("server host key: %w", err)
 	}
 	if fp := ssh.FingerprintSHA256(host); fp != id.pin {
-		return fmt.Errorf("the server's tunnel host key is %s but the edge key pins %s: this is not the server the key was made for", fp, id.pin)
+		return nil, fmt.Errorf("the server's tunnel host key is %s but the edge key pins %s: this is not the server the key was made for", fp, id.pin)
 	}
 	var sig ssh.Signature
 	if err := ssh.Unmarshal(k.Sig, &sig); err != nil {
-		return fmt.Errorf("server key signature: %w", err)
+		return nil, fmt.Errorf("server key signature: %w", err)
 	}
 	if err := host.Verify(protocol.ServerKeyMessage(k.DH), &sig); err != nil {
-		return fmt.Errorf("server key signature does not verify: %w", err)
+		return nil, fmt.Errorf("server key signature does not verify: %w", err)
 	}
-	return id.deriveMAC(k.DH)
+	return id.macFor(k.DH, env)
 }
 
 func (id *identity) deriveMAC(serverDH []byte) error {
+	k, err := id.macFor(serverDH, id.env)
+	if err == nil {
+		id.mac = k
+	}
+	return err
+}
+
+// macFor derives the MAC key shared with the server for environment env.
+func (id *identity) macFor(serverDH []byte, env uint64) ([]byte, error) {
 	pub, err := ecdh.X25519().NewPublicKey(serverDH)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	shared, err := id.dh.ECDH(pub)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	id.mac, err = protocol.MACKey(shared, id.env, id.edgeID)
-	return err
+	return protocol.MACKey(shared, env, id.edgeID)
 }
 
 // fingerprint is the identity key's SSH-style fingerprint, as the server's

@@ -110,7 +110,8 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		return err
 	}
 	var ans protocol.SyncAnswer
-	if err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans); err != nil {
+	raw, err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans)
+	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {
 			// The server restarted from a counter floor above our next
@@ -120,6 +121,12 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			s.id.counter += counterBlock
 			s.id.mac, s.st.ServerDH = nil, nil
 		}
+		return fmt.Errorf("sync: %w", err)
+	}
+	// Nothing in an answer is acted on before its tag verifies: not the
+	// environment it names, not its commands, not even its acks.
+	key, env, err := s.verifyAnswer(raw, &ans, req.Proof.Counter)
+	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	if err := s.cmds.confirm(req.Acks); err != nil {
@@ -140,16 +147,11 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		s.waiting = false
 		s.plan.SnapshotNow(now)
 	}
-	if s.id.env == 0 && ans.EnvID != 0 {
-		// Onboarded: from now on the device is this environment.
-		s.id.env, s.st.EnvID, dirty = ans.EnvID, ans.EnvID, true
-	}
-	if ans.Server != nil {
-		if err := s.id.takeServerKey(ans.Server); err != nil {
-			return fmt.Errorf("sync: %w", err)
-		}
-		s.st.Bound, s.st.ServerDH, dirty = true, ans.Server.DH, true
-		s.log.Info("bound to the server", "environment", ans.EnvID, "edge_id", s.id.edgeID)
+	if ans.Server != nil && env != 0 {
+		// Bound (or onboarded): from now on requests are MACed for env.
+		s.id.mac, s.id.env = key, env
+		s.st.Bound, s.st.ServerDH, s.st.EnvID, dirty = true, ans.Server.DH, env, true
+		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.edgeID)
 	}
 	if ans.Freq != nil {
 		s.plan.SetFrequencies(*ans.Freq, now)
@@ -224,4 +226,33 @@ func (s *syncer) agentInfo() *protocol.AgentInfo {
 		Version: Version, Hostname: host, Platform: "docker", OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Groups: s.cfg.Groups, Tags: s.cfg.Tags,
 	}
+}
+
+// errUnverified: an answer that does not prove it comes from the server the
+// edge key names.
+var errUnverified = errors.New("the answer's tag does not verify: it did not come from the server the edge key names")
+
+// verifyAnswer checks an answer's tag for the request that carried counter.
+// The key is the agent's MAC key, or, when the answer brings the server's
+// key agreement key (first contact, onboarding, waiting), the key it gives
+// for the environment: the agent's own, or the one the answer assigns (0
+// while waiting). It returns that key and environment.
+func (s *syncer) verifyAnswer(raw []byte, ans *protocol.SyncAnswer, counter uint64) (key []byte, env uint64, err error) {
+	key, env = s.id.mac, s.id.env
+	if ans.Server != nil {
+		if env == 0 {
+			env = ans.EnvID
+		}
+		if key, err = s.id.serverKeyFor(ans.Server, env); err != nil {
+			return nil, 0, err
+		}
+	}
+	if key == nil {
+		return nil, 0, errUnverified
+	}
+	in, tag, err := protocol.AnswerInput(raw, counter)
+	if err != nil || !protocol.CheckMAC(key, in, tag) {
+		return nil, 0, errUnverified
+	}
+	return key, env, nil
 }

@@ -36,6 +36,7 @@ type scriptedServer struct {
 	mac     []byte // once a device has made first contact
 	counter uint64
 	refused []string // why proofs were refused
+	noTag   bool     // answer without a tag, as a forger would
 }
 
 func newScriptedServer(t *testing.T, answer func(req *protocol.SyncRequest) (int, any)) *scriptedServer {
@@ -97,10 +98,17 @@ func (s *scriptedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status, ans := s.answer(&req)
 	if why != "" {
 		status, ans = http.StatusForbidden, &protocol.Error{Version: protocol.Version, Code: protocol.CodeIdentity, Message: why}
-	} else if a, ok := ans.(*protocol.SyncAnswer); ok && status == http.StatusOK && req.Proof.Key != nil && a.Server == nil {
-		pub := s.dh.PublicKey().Bytes()
-		sig, _ := s.host.Sign(rand.Reader, protocol.ServerKeyMessage(pub))
-		a.Server = &protocol.ServerKey{DH: pub, HostKey: s.host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)}
+	} else if a, ok := ans.(*protocol.SyncAnswer); ok && status == http.StatusOK {
+		if req.Proof.Key != nil && a.Server == nil {
+			pub := s.dh.PublicKey().Bytes()
+			sig, _ := s.host.Sign(rand.Reader, protocol.ServerKeyMessage(pub))
+			a.Server = &protocol.ServerKey{DH: pub, HostKey: s.host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)}
+		}
+		if !s.noTag {
+			s.mu.Lock()
+			_ = protocol.SealAnswer(a, s.mac, req.Proof.Counter)
+			s.mu.Unlock()
+		}
 	}
 	b, enc, _ := protocol.WriteBody(ans)
 	// The headers the real server sends on edge answers (server/edge.go).
@@ -428,5 +436,40 @@ func TestIdentitySkipsAheadOfTheServersFloor(t *testing.T) {
 	}
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil || srv.last().Proof.Key != nil {
 		t.Fatalf("after skipping ahead the agent should MAC again: %v", err)
+	}
+}
+
+// TestForgedAnswersAreNotActedOn: an answer without a valid tag (what a
+// man in the middle without the server's keys can send) changes nothing and
+// runs nothing, even when it is a 200 full of commands.
+func TestForgedAnswersAreNotActedOn(t *testing.T) {
+	srv := newScriptedServer(t, ackAll)
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	exec := s.exec.(*fakeExecutor)
+	ctx := context.Background()
+	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
+		t.Fatal(err)
+	}
+	env := s.id.env
+	srv.answer = func(req *protocol.SyncRequest) (int, any) {
+		return http.StatusOK, &protocol.SyncAnswer{Version: protocol.Version, EnvID: 99, Trust: protocol.TrustTrusted,
+			Commands: []protocol.Command{{ID: 1, Kind: "volume.remove", Args: map[string]string{"name": "db-data", "force": "true"}}}}
+	}
+	srv.noTag = true
+	if err := s.exchange(ctx, all); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("an untagged answer was taken: %v", err)
+	}
+	if len(exec.ran) != 0 || s.id.env != env {
+		t.Fatalf("a forged answer ran %v or moved the agent to environment %d", exec.ran, s.id.env)
+	}
+	// Tagged by the real key, the same commands run.
+	srv.noTag = false
+	if err := s.exchange(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if len(exec.ran) != 1 {
+		t.Fatalf("a genuine answer's command did not run: %v", exec.ran)
 	}
 }

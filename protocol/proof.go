@@ -4,6 +4,7 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 )
@@ -15,8 +16,9 @@ import (
 // extra fields are covered too), with key 4 (Proof) re-encoded without its
 // key 3 (Tag). Both SyncRequest and PollRequest keep Proof at key 4.
 const (
-	proofKey = 4
-	tagKey   = 3
+	proofKey     = 4
+	tagKey       = 3
+	answerTagKey = 9 // SyncAnswer.Tag
 	// MACSize is the length of a MAC tag.
 	MACSize = 16
 	// macInfo labels the MAC key derivation; a new version gets a new label.
@@ -94,4 +96,43 @@ func MAC(key, input []byte) []byte {
 // CheckMAC reports whether tag is input's MAC under key, in constant time.
 func CheckMAC(key, input, tag []byte) bool {
 	return len(tag) == MACSize && hmac.Equal(MAC(key, input), tag)
+}
+
+// Answer tags.
+//
+// An answer's Tag is the MAC, under the device's key, of the answer's
+// canonical CBOR without its Tag followed by the counter of the request it
+// answers (8 bytes, big-endian): an answer cannot be forged without the key,
+// nor replayed to another request.
+
+// SealAnswer sets ans.Tag for the request that carried counter.
+func SealAnswer(ans *SyncAnswer, key []byte, counter uint64) error {
+	ans.Tag = nil
+	b, err := Marshal(ans)
+	if err != nil {
+		return fmt.Errorf("seal answer: %w", err)
+	}
+	ans.Tag = MAC(key, binary.BigEndian.AppendUint64(b, counter))
+	return nil
+}
+
+// AnswerInput returns what an answer's Tag covers, given the answer's CBOR
+// as received (fields this version does not know included) and the counter
+// of the request it answers, and the Tag itself.
+func AnswerInput(raw []byte, counter uint64) (input, tag []byte, err error) {
+	var top map[uint64]RawMessage
+	if err := Unmarshal(raw, &top); err != nil {
+		return nil, nil, err
+	}
+	if t, ok := top[answerTagKey]; ok {
+		if err := Unmarshal(t, &tag); err != nil {
+			return nil, nil, err
+		}
+		delete(top, answerTagKey)
+	}
+	b, err := Marshal(top)
+	if err != nil {
+		return nil, nil, err
+	}
+	return binary.BigEndian.AppendUint64(b, counter), tag, nil
 }

@@ -127,3 +127,34 @@ func TestProofInputWithoutProof(t *testing.T) {
 		t.Fatalf("%x %+v %v", in, p, err)
 	}
 }
+
+func TestAnswerTag(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	ans := &protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted,
+		Commands: []protocol.Command{{ID: 3, Kind: "container.stop", Args: map[string]string{"id": "web"}}}}
+	if err := protocol.SealAnswer(ans, key, 42); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := protocol.Marshal(ans)
+	in, tag, err := protocol.AnswerInput(raw, 42)
+	if err != nil || !protocol.CheckMAC(key, in, tag) {
+		t.Fatalf("a sealed answer does not verify: %v", err)
+	}
+	// Bound to its request: the same answer for another counter fails.
+	if in, tag, _ := protocol.AnswerInput(raw, 43); protocol.CheckMAC(key, in, tag) {
+		t.Fatal("an answer verified for another request")
+	}
+	// A forged command does not verify.
+	forged := *ans
+	forged.Commands = []protocol.Command{{ID: 3, Kind: "volume.remove", Args: map[string]string{"name": "db"}}}
+	fb, _ := protocol.Marshal(&forged)
+	if in, tag, _ := protocol.AnswerInput(fb, 42); protocol.CheckMAC(key, in, tag) {
+		t.Fatal("a forged answer verified")
+	}
+	// An answer without a tag does not verify.
+	forged.Tag = nil
+	fb, _ = protocol.Marshal(&forged)
+	if in, tag, _ := protocol.AnswerInput(fb, 42); protocol.CheckMAC(key, in, tag) {
+		t.Fatal("an untagged answer verified")
+	}
+}

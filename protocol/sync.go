@@ -144,6 +144,9 @@ type SyncAnswer struct {
 	Blobs    []Blob       `cbor:"7,keyasint,omitempty"`
 	// Server answers a first contact with its key agreement key.
 	Server *ServerKey `cbor:"8,keyasint,omitempty"`
+	// Tag authenticates the answer to the device (proof.go SealAnswer): the
+	// agent acts on no answer whose tag does not verify.
+	Tag []byte `cbor:"9,keyasint,omitempty"`
 }
 
 // ServerKey is the server's X25519 key agreement key, signed by its tunnel

@@ -23,6 +23,10 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeUnsupportedVersion, err.Error())
 		return
 	}
+	if err := checkRequestSizes(req.EdgeID, req.Agent); err != nil {
+		s.edgeError(w, http.StatusBadRequest, protocol.CodeLimit, err.Error())
+		return
+	}
 	input, proof, err := protocol.ProofInput(raw)
 	if err != nil {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, err.Error())
@@ -80,6 +84,16 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 			s.metrics.snapshots.WithLabelValues(kind, "send_full").Inc()
 		}
 		ans.Snapshot = ack
+	}
+	// The answer is MACed for the device, bound to this request's counter:
+	// an agent acts on no answer it cannot verify.
+	key, err := s.ids.macKey(env)
+	if err == nil {
+		err = protocol.SealAnswer(&ans, key, proof.Counter)
+	}
+	if err != nil {
+		s.internalError(w, "sync: seal answer", err)
+		return
 	}
 	s.writeEdge(w, http.StatusOK, &ans)
 }

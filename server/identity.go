@@ -188,6 +188,26 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if err := s.advance(bound, p.Counter); err != nil {
 		return nil, false, err
 	}
-	s.room.bound(keyFingerprint(p.Key), bound.ID)
+	s.room.bound(keyFingerprint(p.Key), edgeID, bound.ID)
 	return bound, true, nil
+}
+
+// sealWaiting tags an answer to a device that is not an environment yet
+// (waiting, or onboarding), under the key its request's key agreement key
+// gives for environment 0, and hands it the server's key to check that with.
+func (s *Server) sealWaiting(ans *protocol.SyncAnswer, edgeID string, p *protocol.Proof) error {
+	pub, err := ecdh.X25519().NewPublicKey(p.DH)
+	if err != nil {
+		return err
+	}
+	shared, err := s.ids.dh.ECDH(pub)
+	if err != nil {
+		return err
+	}
+	key, err := protocol.MACKey(shared, 0, edgeID)
+	if err != nil {
+		return err
+	}
+	ans.Server = s.ids.serverKey
+	return protocol.SealAnswer(ans, key, p.Counter)
 }

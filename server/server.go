@@ -239,7 +239,8 @@ func (s *Server) flush() {
 	}
 	if ws := s.room.takeSeen(); len(ws) > 0 {
 		if err := s.store.FlushWaitingSeen(ws); err != nil {
-			s.log.Error("flush waiting room", "err", err) // last-seen times only; the next call refreshes them
+			s.log.Error("flush waiting room", "err", err, "pending", len(ws))
+			s.room.putBackSeen(ws)
 		}
 	}
 }

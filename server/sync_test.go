@@ -117,14 +117,39 @@ func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *pr
 	}
 	d.last = body
 	status, ans, perr := d.post(body, enc)
-	if ans != nil && ans.Server != nil {
-		d.takeServerKey(ans.Server)
+	if ans != nil {
+		d.verifyAnswer(ans, req.Proof.Counter)
 	}
 	return status, ans, perr
 }
 
-// takeServerKey checks the server's signature and derives the MAC key.
-func (d *device) takeServerKey(k *protocol.ServerKey) {
+// verifyAnswer checks an answer's tag as the agent does, and adopts the
+// server's key when the answer names an environment.
+func (d *device) verifyAnswer(ans *protocol.SyncAnswer, counter uint64) {
+	d.t.Helper()
+	key, env := d.mac, d.env
+	if ans.Server != nil {
+		if env == 0 {
+			env = ans.EnvID
+		}
+		key = d.serverKeyFor(ans.Server, env)
+	}
+	raw, err := protocol.Marshal(ans)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	in, tag, err := protocol.AnswerInput(raw, counter)
+	if err != nil || key == nil || !protocol.CheckMAC(key, in, tag) {
+		d.t.Fatalf("the server's answer does not verify (env %d): %+v", env, ans)
+	}
+	if ans.Server != nil && env != 0 {
+		d.mac, d.env = key, env
+	}
+}
+
+// serverKeyFor checks the server's signature and derives the MAC key it
+// gives for env.
+func (d *device) serverKeyFor(k *protocol.ServerKey, env uint64) []byte {
 	d.t.Helper()
 	host, err := ssh.ParsePublicKey(k.HostKey)
 	if err != nil {
@@ -142,9 +167,11 @@ func (d *device) takeServerKey(k *protocol.ServerKey) {
 		d.t.Fatal(err)
 	}
 	shared, _ := d.dh.ECDH(pub)
-	if d.mac, err = protocol.MACKey(shared, d.env, d.edgeID); err != nil {
+	key, err := protocol.MACKey(shared, env, d.edgeID)
+	if err != nil {
 		d.t.Fatal(err)
 	}
+	return key
 }
 
 // ping is an idle check-in of a bound device.

@@ -25,21 +25,31 @@ const (
 )
 
 // room is the waiting room in memory: its devices with their live last-seen
-// times, rejected keys, and which environment a trusted key became.
+// times, rejected keys, and which environment a trusted key or edge ID became.
 type room struct {
 	limiter *waitingroom.Limiter
 
-	mu       sync.Mutex // guards the maps; never held across a store call
-	devices  map[uint64]*store.WaitingDevice
-	byKey    map[string]uint64 // key fingerprint -> waiting device ID
-	envByKey map[string]uint64 // key fingerprint -> environment bound to it
-	rejected map[string]bool
-	seen     map[uint64]store.WaitingSeen // not yet flushed
+	mu        sync.Mutex // guards the maps; never held across a store call
+	devices   map[uint64]*store.WaitingDevice
+	byKey     map[string]uint64 // key fingerprint -> waiting device ID
+	envByKey  map[string]uint64 // key fingerprint -> environment bound to it
+	envByEdge map[string]uint64 // edge ID -> an environment bound to it
+	rejected  map[string]bool
+	seen      map[uint64]store.WaitingSeen // not yet flushed
+
+	// New devices between their decision and their store write, so that
+	// concurrent arrivals see each other: adding holds their key
+	// fingerprints, reserved the room slots held by those that will wait,
+	// claims the preauthorized edge IDs being trusted.
+	adding   map[string]bool
+	reserved int
+	claims   map[string]bool
 }
 
 func loadRoom(st *store.Store, limiter *waitingroom.Limiter) (*room, error) {
 	rm := &room{limiter: limiter, devices: map[uint64]*store.WaitingDevice{}, byKey: map[string]uint64{},
-		envByKey: map[string]uint64{}, rejected: map[string]bool{}, seen: map[uint64]store.WaitingSeen{}}
+		envByKey: map[string]uint64{}, envByEdge: map[string]uint64{}, rejected: map[string]bool{},
+		seen: map[uint64]store.WaitingSeen{}, adding: map[string]bool{}, claims: map[string]bool{}}
 	waiting, err := st.Waiting()
 	if err != nil {
 		return nil, err
@@ -63,6 +73,9 @@ func loadRoom(st *store.Store, limiter *waitingroom.Limiter) (*room, error) {
 		if len(e.PublicKey) == ed25519.PublicKeySize {
 			rm.envByKey[keyFingerprint(e.PublicKey)] = e.ID
 		}
+		if e.EdgeID != "" {
+			rm.envByEdge[e.EdgeID] = e.ID
+		}
 	}
 	return rm, nil
 }
@@ -83,19 +96,101 @@ func (rm *room) size() int {
 	return len(rm.devices)
 }
 
-// bound records that an environment is bound to the key with fingerprint fp.
-func (rm *room) bound(fp string, env uint64) {
+// bound records that an environment is bound to the key with fingerprint fp
+// and to edgeID.
+func (rm *room) bound(fp, edgeID string, env uint64) {
 	rm.mu.Lock()
 	rm.envByKey[fp] = env
+	if edgeID != "" {
+		rm.envByEdge[edgeID] = env
+	}
 	rm.mu.Unlock()
 }
 
+// takeSeen hands the last-seen times not yet flushed to the caller, to write
+// to the store. The devices in memory keep them meanwhile, so the waiting
+// room shows them before the write and if it fails.
 func (rm *room) takeSeen() map[uint64]store.WaitingSeen {
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	d := rm.seen
+	for id, ws := range d {
+		if dev := rm.devices[id]; dev != nil {
+			dev.LastSeen, dev.Counter = max(dev.LastSeen, ws.At), max(dev.Counter, ws.Counter)
+		}
+	}
 	rm.seen = map[uint64]store.WaitingSeen{}
 	return d
+}
+
+// putBackSeen returns last-seen times takeSeen gave out that could not be
+// written, for the next flush; those of devices gone meanwhile are dropped.
+func (rm *room) putBackSeen(ws map[uint64]store.WaitingSeen) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	for id, w := range ws {
+		if rm.devices[id] == nil {
+			continue
+		}
+		cur := rm.seen[id]
+		rm.seen[id] = store.WaitingSeen{At: max(cur.At, w.At), Counter: max(cur.Counter, w.Counter)}
+	}
+}
+
+// release ends the placement of new device fp that reserved a slot (slot)
+// or claimed edgeID, once it is stored or failed.
+func (rm *room) release(fp, edgeID string, slot bool) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	delete(rm.adding, fp)
+	if slot {
+		rm.reserved--
+	}
+	if edgeID != "" {
+		delete(rm.claims, edgeID)
+	}
+}
+
+// edgeIDTaken reports whether an environment is bound to edgeID. An entry
+// whose environment was deleted since is dropped, unless another environment
+// carries that edge ID.
+func (s *Server) edgeIDTaken(edgeID string) (bool, error) {
+	rm := s.room
+	rm.mu.Lock()
+	id, ok := rm.envByEdge[edgeID]
+	rm.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	_, err := s.store.Environment(id)
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		return err == nil, err
+	}
+	envs, err := s.store.Environments()
+	if err != nil {
+		return false, err
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if cur := rm.envByEdge[edgeID]; cur != id {
+		return cur != 0, nil // bound again meanwhile
+	}
+	delete(rm.envByEdge, edgeID)
+	for _, e := range envs {
+		if e.EdgeID == edgeID {
+			rm.envByEdge[edgeID] = e.ID
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// sourceOf is the address a request comes from, without its port.
+func sourceOf(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
 }
 
 // onboard handles a request made with the onboarding key (environment 0). It
@@ -103,7 +198,7 @@ func (rm *room) takeSeen() map[uint64]store.WaitingSeen {
 // with any sync; or it answers (waiting, refused) itself and returns nil.
 func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, input []byte, p *protocol.Proof) *store.Environment {
 	if p == nil || len(p.Key) != ed25519.PublicKeySize || len(p.DH) != 32 || req.EdgeID == "" || !ed25519.Verify(p.Key, input, p.Tag) {
-		s.refuseIdentity(w, r, req, errors.New("a device calling with the onboarding key signs its request with its identity key and sends its edge ID and keys"))
+		s.refuseUnverified(w, r, req, errors.New("a device calling with the onboarding key signs its request with its identity key and sends its edge ID and keys"))
 		return nil
 	}
 	fp := keyFingerprint(p.Key)
@@ -143,7 +238,7 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 			rm.seen[waitID] = store.WaitingSeen{At: now, Counter: max(ws.Counter, p.Counter)}
 		}
 		rm.mu.Unlock()
-		s.answerWaiting(w)
+		s.answerWaiting(w, req.EdgeID, p)
 		return nil
 	}
 
@@ -152,13 +247,50 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		TrustOnFirstConnect: es.TrustOnFirstConnect, PreauthorizedEdgeIDs: es.PreauthorizedEdgeIDs,
 		PreauthorizedKeys: es.PreauthorizedKeys, Max: es.WaitingRoomMax, PerMinute: es.NewDevicesPerMinute,
 	}
-	source := r.RemoteAddr
-	if h, _, err := net.SplitHostPort(source); err == nil {
-		source = h
+	source := sourceOf(r)
+	// A preauthorized edge ID trusts the first key claiming it, once: a
+	// second key claiming it waits for an operator like any other device.
+	preauthEdge := slices.Contains(rules.PreauthorizedEdgeIDs, req.EdgeID)
+	var taken bool
+	if preauthEdge {
+		var err error
+		if taken, err = s.edgeIDTaken(req.EdgeID); err != nil {
+			s.internalError(w, "onboard: look up edge ID", err)
+			return nil
+		}
 	}
-	// The size is read, then the device added, without one lock across the
-	// store write: two devices arriving together may overshoot Max by one.
-	switch waitingroom.Decide(rules, rm.limiter, req.EdgeID, fp, source, rm.size()) {
+	// Decide and reserve under one lock; the store write comes after it,
+	// and a Full decision counts the slots reserved by devices not yet stored.
+	rm.mu.Lock()
+	curEnv, hasEnv := rm.envByKey[fp]
+	if _, waitsNow := rm.byKey[fp]; rm.adding[fp] || waitsNow || (hasEnv && (!isEnv || curEnv != envID)) {
+		// The same key, placed by a concurrent request: it learns which
+		// on its next call.
+		rm.mu.Unlock()
+		s.answerWaiting(w, req.EdgeID, p)
+		return nil
+	}
+	if preauthEdge {
+		if _, bound := rm.envByEdge[req.EdgeID]; taken || bound || rm.claims[req.EdgeID] {
+			rules.PreauthorizedEdgeIDs, preauthEdge = nil, false // Decide checks req.EdgeID only
+		}
+	}
+	decision := waitingroom.Decide(rules, rm.limiter, req.EdgeID, fp, source, len(rm.devices)+rm.reserved)
+	var claim string // the preauthorized edge ID this device claims
+	switch decision {
+	case waitingroom.Wait:
+		rm.adding[fp] = true
+		rm.reserved++
+	case waitingroom.Trust:
+		rm.adding[fp] = true
+		if preauthEdge {
+			claim = req.EdgeID
+			rm.claims[claim] = true
+		}
+	}
+	rm.mu.Unlock()
+
+	switch decision {
 	case waitingroom.SlowDown:
 		s.edgeError(w, http.StatusTooManyRequests, protocol.CodeSlowDown,
 			fmt.Sprintf("too many new devices from %s; retry in a minute", source))
@@ -170,10 +302,12 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	case waitingroom.Trust:
 		env := newEnvironmentFor(&store.WaitingDevice{EdgeID: req.EdgeID, PublicKey: p.Key, DeviceDH: p.DH}, req.Agent, s.now().Unix())
 		if err := s.store.CreateEnvironment(env); err != nil {
+			rm.release(fp, claim, false)
 			s.internalError(w, "onboard: create environment", err)
 			return nil
 		}
-		rm.bound(fp, env.ID)
+		rm.bound(fp, req.EdgeID, env.ID)
+		rm.release(fp, claim, false)
 		s.fleetIndex().putEnv(env)
 		s.audit(r, deviceActor(env.ID), auditDeviceTrusted, envTarget(env.ID), "trusted by rule on first contact: edge ID "+req.EdgeID+", key "+fp)
 		return env
@@ -186,29 +320,51 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		nd.Hostname, nd.AgentVersion, nd.Platform, nd.OS, nd.Arch, nd.Groups, nd.Tags = a.Hostname, a.Version, a.Platform, a.OS, a.Arch, a.Groups, a.Tags
 	}
 	if err := s.store.AddWaiting(nd); err != nil {
+		rm.release(fp, "", true)
 		s.internalError(w, "onboard: add to the waiting room", err)
 		return nil
 	}
 	rm.mu.Lock()
 	rm.devices[nd.ID], rm.byKey[fp] = nd, nd.ID
+	delete(rm.adding, fp) // its slot is now a device
+	rm.reserved--
 	rm.mu.Unlock()
 	s.audit(r, "device "+req.EdgeID, auditDeviceArrived, "waiting device "+strconv.FormatUint(nd.ID, 10), "key "+fp+", hostname "+nd.Hostname)
-	s.answerWaiting(w)
+	s.answerWaiting(w, req.EdgeID, p)
 	return nil
 }
 
 // answerWaiting tells a device it waits: no environment, no commands, no
-// snapshot ack; only when to call again.
-func (s *Server) answerWaiting(w http.ResponseWriter) {
+// snapshot ack; only when to call again, tagged so the device can trust it.
+func (s *Server) answerWaiting(w http.ResponseWriter, edgeID string, p *protocol.Proof) {
 	f := s.edgeSettings().Frequencies
-	s.writeEdge(w, http.StatusOK, &protocol.SyncAnswer{Version: protocol.Version, Trust: protocol.TrustWaiting,
-		Freq: &protocol.Frequencies{Ping: f.Ping, Snapshot: f.Ping, Command: f.Ping}})
+	ans := &protocol.SyncAnswer{Version: protocol.Version, Trust: protocol.TrustWaiting,
+		Freq: &protocol.Frequencies{Ping: f.Ping, Snapshot: f.Ping, Command: f.Ping}}
+	if err := s.sealWaiting(ans, edgeID, p); err != nil {
+		s.internalError(w, "onboard: seal answer", err)
+		return
+	}
+	s.writeEdge(w, http.StatusOK, ans)
 }
 
 // refuseIdentity answers and audits an identity refusal.
 func (s *Server) refuseIdentity(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, err error) {
 	s.log.Warn("sync refused", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
 	s.audit(r, deviceActor(req.EnvID), auditIdentityRefused, envTarget(req.EnvID), "edge ID "+req.EdgeID+": "+err.Error())
+	s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
+}
+
+// unverifiedLogKey prefixes a source address in the room's limiter for the
+// log of unverified requests, apart from its new-device buckets.
+const unverifiedLogKey = "unverified-log "
+
+// refuseUnverified answers an identity refusal of a request that proves no
+// key: anyone can send those, so they write no audit entry, and are logged
+// at most once a minute per source address.
+func (s *Server) refuseUnverified(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, err error) {
+	if s.room.limiter.Allow(unverifiedLogKey+sourceOf(r), 1) {
+		s.log.Warn("sync refused, unverified (logged once a minute per address)", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
+	}
 	s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
 }
 
@@ -357,6 +513,9 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 	for _, id := range req.IDs {
 		s.room.mu.Lock()
 		seen := s.room.seen[id]
+		if d := s.room.devices[id]; d != nil {
+			seen.Counter = max(seen.Counter, d.Counter) // taken by a flush not yet written
+		}
 		s.room.mu.Unlock()
 		env, err := s.store.TrustWaiting(id, func(d *store.WaitingDevice) *store.Environment {
 			d.Counter = max(d.Counter, seen.Counter)
@@ -370,6 +529,7 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 		s.room.mu.Lock()
 		s.room.leave(id, fp)
 		s.room.envByKey[fp] = env.ID
+		s.room.envByEdge[env.EdgeID] = env.ID
 		s.room.mu.Unlock()
 		s.fleetIndex().putEnv(env)
 		if len(req.TagIDs) > 0 {

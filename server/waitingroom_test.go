@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"outpost/protocol"
+	"outpost/server/store"
 	"outpost/snapshot"
 )
 
@@ -44,14 +49,7 @@ func (d *device) callIn() (int, *protocol.SyncAnswer, *protocol.Error) {
 	if d.mac != nil {
 		req = d.ping()
 	}
-	status, ans, perr := d.sync(req)
-	if ans != nil && ans.EnvID != 0 && d.env == 0 {
-		d.env = ans.EnvID
-		if ans.Server != nil {
-			d.takeServerKey(ans.Server) // again, now bound to the environment's ID
-		}
-	}
-	return status, ans, perr
+	return d.sync(req)
 }
 
 func TestWaitingRoomTrustFlow(t *testing.T) {
@@ -71,7 +69,7 @@ func TestWaitingRoomTrustFlow(t *testing.T) {
 	dev := onboardingDevice(t, hs, "gw-17")
 	for range 2 {
 		status, ans, perr := dev.callIn()
-		if status != http.StatusOK || ans.Trust != protocol.TrustWaiting || ans.EnvID != 0 || ans.Server != nil || ans.Snapshot != nil {
+		if status != http.StatusOK || ans.Trust != protocol.TrustWaiting || ans.EnvID != 0 || len(ans.Commands) != 0 || ans.Snapshot != nil || dev.mac != nil {
 			t.Fatalf("unknown device: %d %+v %+v", status, ans, perr)
 		}
 	}
@@ -264,5 +262,159 @@ func TestWaitingRoomFlood(t *testing.T) {
 	}
 	if got := scrape(t, hs.URL, "outpost_waiting_room_devices"); got != 20 {
 		t.Fatalf("waiting room gauge: %v", got)
+	}
+}
+
+// TestWaitingRoomUnverifiedNotAudited: requests proving no key write no audit
+// entry and are logged once a minute per address; a refusal of a verified
+// key is audited.
+func TestWaitingRoomUnverifiedNotAudited(t *testing.T) {
+	s, hs := testServer(t)
+	var logged bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logged, nil))
+	before, _ := s.store.Audit(0, 1000)
+	for i := range 50 {
+		d := onboardingDevice(t, hs, fmt.Sprint("junk-", i))
+		body, enc, _ := protocol.WriteBody(&protocol.SyncRequest{Version: protocol.Version, EdgeID: "junk"})
+		if status, _, perr := d.post(body, enc); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
+			t.Fatalf("unsigned request %d: %d %+v", i, status, perr)
+		}
+	}
+	if after, _ := s.store.Audit(0, 1000); len(after) != len(before) {
+		t.Fatalf("unsigned requests wrote %d audit entries", len(after)-len(before))
+	}
+	if n := strings.Count(logged.String(), "unverified"); n != 1 {
+		t.Fatalf("50 unsigned requests from one address logged %d times, want 1:\n%s", n, logged.String())
+	}
+
+	d := onboardingDevice(t, hs, "gw-1")
+	if status, _, perr := d.callIn(); status != http.StatusOK {
+		t.Fatalf("%d %+v", status, perr)
+	}
+	d.edgeID = "gw-2" // the same key under another edge ID
+	if status, _, _ := d.sync(d.firstContact()); status != http.StatusForbidden {
+		t.Fatalf("a waiting key under another edge ID: %d", status)
+	}
+	after, _ := s.store.Audit(0, 1000)
+	var refused int
+	for _, e := range after {
+		if e.Action == auditIdentityRefused {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Fatalf("%d identity refusals audited, want the verified key's one", refused)
+	}
+}
+
+// TestWaitingRoomCapConcurrent: new devices arriving together do not
+// overshoot the room's size.
+func TestWaitingRoomCapConcurrent(t *testing.T) {
+	s, hs := testServer(t)
+	es := s.edgeSettings()
+	es.WaitingRoomMax, es.NewDevicesPerMinute = 2, 1000
+	if err := s.putEdgeSettings(es); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	statuses := make([]int, 200)
+	for i := range statuses {
+		d := onboardingDevice(t, hs, fmt.Sprint("c-", i))
+		d.remote = fmt.Sprintf("198.51.%d.%d:4000", i/100, i%100)
+		req := d.firstContact()
+		req.Proof.Counter = 1
+		if err := protocol.Seal(req, req.Proof, func(in []byte) []byte { return ed25519.Sign(d.key, in) }); err != nil {
+			t.Fatal(err)
+		}
+		body, enc, err := protocol.WriteBody(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			statuses[i], _, _ = d.post(body, enc)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var ok, full int
+	for _, st := range statuses {
+		switch st {
+		case http.StatusOK:
+			ok++
+		case http.StatusServiceUnavailable:
+			full++
+		}
+	}
+	stored, err := s.store.Waiting()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != 2 || full != 198 || len(stored) != 2 || s.room.size() != 2 || s.room.reserved != 0 || len(s.room.adding) != 0 {
+		t.Fatalf("200 devices at once into a room of 2: %d waiting, %d full, %d stored, %d in memory, %d reserved",
+			ok, full, len(stored), s.room.size(), s.room.reserved)
+	}
+}
+
+// TestWaitingRoomPreauthorizedEdgeIDOnce: a preauthorized edge ID trusts the
+// first key claiming it; another key claiming it waits. A preauthorized key
+// is trusted as before.
+func TestWaitingRoomPreauthorizedEdgeIDOnce(t *testing.T) {
+	s, hs := testServer(t)
+	es := s.edgeSettings()
+	es.PreauthorizedEdgeIDs = []string{"shop-42"}
+	first, second := onboardingDevice(t, hs, "shop-42"), onboardingDevice(t, hs, "shop-42")
+	byKey := onboardingDevice(t, hs, "shop-42")
+	es.PreauthorizedKeys = []string{keyFingerprint(byKey.key.Public().(ed25519.PublicKey))}
+	if err := s.putEdgeSettings(es); err != nil {
+		t.Fatal(err)
+	}
+	if status, ans, perr := first.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustTrusted || ans.EnvID == 0 {
+		t.Fatalf("first key claiming shop-42: %d %+v %+v", status, ans, perr)
+	}
+	if status, ans, perr := second.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustWaiting || ans.EnvID != 0 {
+		t.Fatalf("second key claiming shop-42: %d %+v %+v", status, ans, perr)
+	}
+	if w, _ := s.store.Waiting(); len(w) != 1 || w[0].EdgeID != "shop-42" {
+		t.Fatalf("waiting room: %+v", w)
+	}
+	if status, ans, perr := byKey.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustTrusted {
+		t.Fatalf("preauthorized key: %d %+v %+v", status, ans, perr)
+	}
+	// The claim survives a restart.
+	rm, err := loadRoom(s.store, s.room.limiter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.envByEdge["shop-42"] == 0 {
+		t.Fatal("a restarted room forgot that shop-42 is claimed")
+	}
+}
+
+// TestWaitingRoomSeenKeptAfterTake: last-seen times taken by a flush stay
+// shown, and go back for the next flush when the write fails.
+func TestWaitingRoomSeenKeptAfterTake(t *testing.T) {
+	s, hs := testServer(t)
+	_, admin := addUser(t, s, "admin", RoleAdmin, "correct horse battery")
+	d := onboardingDevice(t, hs, "w1")
+	if status, _, perr := d.callIn(); status != http.StatusOK {
+		t.Fatalf("%d %+v", status, perr)
+	}
+	id := listWaiting(t, hs, admin, "").Items[0].ID
+	s.room.mu.Lock()
+	s.room.seen[id] = store.WaitingSeen{At: 1 << 40, Counter: 99}
+	s.room.mu.Unlock()
+	taken := s.room.takeSeen()
+	if got := listWaiting(t, hs, admin, "").Items[0].LastSeen; got != 1<<40 {
+		t.Fatalf("last seen after take: %d, want %d", got, int64(1<<40))
+	}
+	s.room.putBackSeen(taken) // the write failed
+	s.room.putBackSeen(map[uint64]store.WaitingSeen{id + 100: {At: 1}})
+	again := s.room.takeSeen()
+	if len(again) != 1 || again[id].Counter != 99 || again[id].At != 1<<40 {
+		t.Fatalf("put back: %+v", again)
 	}
 }

@@ -108,9 +108,14 @@ func proof(env uint64) *protocol.Proof {
 	return &protocol.Proof{Counter: 526_000, Tag: tag[:protocol.MACSize]}
 }
 
-// PingAnswer is the server's answer to an idle ping.
+// PingAnswer is the server's answer to an idle ping, with its tag.
 func PingAnswer(env uint64, f protocol.Frequencies) *protocol.SyncAnswer {
-	return &protocol.SyncAnswer{Version: protocol.Version, EnvID: env, Trust: protocol.TrustTrusted, Freq: &f}
+	ans := &protocol.SyncAnswer{Version: protocol.Version, EnvID: env, Trust: protocol.TrustTrusted, Freq: &f}
+	key := sha256.Sum256([]byte(fmt.Sprint("key", env)))
+	if err := protocol.SealAnswer(ans, key[:], proof(env).Counter); err != nil {
+		panic(err)
+	}
+	return ans
 }
 
 // Clone deep-copies a snapshot through the codec.
