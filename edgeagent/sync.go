@@ -195,10 +195,7 @@ func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *
 	if err != nil {
 		return nil, nil, err
 	}
-	sum, err := snapshot.Hash(next)
-	if err != nil {
-		return nil, nil, err
-	}
+	sum := snapshot.HashEncoded(full)
 	push := &protocol.SnapshotPush{Seq: s.st.Seq + 1, Hash: sum[:snapshot.HashSize], Data: full}
 	if s.st.Acked != 0 && s.st.Base != nil {
 		var base snapshot.Docker

@@ -78,17 +78,14 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 		}
 		snapshot.Normalize(next)
 	}
-	sum, err := snapshot.Hash(next)
-	if err != nil {
-		return nil, err
-	}
-	if len(p.Hash) > 0 && !bytes.HasPrefix(sum[:], p.Hash) {
-		s.log.Info("snapshot hash mismatch; asking for a full one", "env", env, "seq", p.Seq, "kind", kind)
-		return &protocol.SnapshotAck{SendFull: true}, nil
-	}
 	data, err := protocol.Marshal(next)
 	if err != nil {
 		return nil, err
+	}
+	sum := snapshot.HashEncoded(data)
+	if len(p.Hash) > 0 && !bytes.HasPrefix(sum[:], p.Hash) {
+		s.log.Info("snapshot hash mismatch; asking for a full one", "env", env, "seq", p.Seq, "kind", kind)
+		return &protocol.SnapshotAck{SendFull: true}, nil
 	}
 	hist.Kind = kind
 	sn := &store.Snapshot{Seq: p.Seq, Hash: sum[:], Updated: now.Unix(), Kind: kind, Data: data}

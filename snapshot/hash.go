@@ -21,8 +21,12 @@ func Hash(d *Docker) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, err
 	}
-	return sha256.Sum256(b), nil
+	return HashEncoded(b), nil
 }
+
+// HashEncoded is Hash of a snapshot already encoded with protocol.Marshal,
+// for callers that need the encoding too and should not make it twice.
+func HashEncoded(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // Normalize sorts every collection by key, and each record's inner lists, so
 // that equal engines give equal snapshots. Of records sharing a key only the
