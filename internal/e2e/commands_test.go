@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"outpost/internal/testenv"
@@ -21,21 +20,8 @@ import (
 // back as a result, and the next snapshot shows the container stopped.
 func TestContainerStopThroughTheCommandLog(t *testing.T) {
 	cli := testenv.RequireDocker(t)
-	img := testenv.BusyboxImage(t, cli)
 	ctx := context.Background()
-	name := fmt.Sprintf("outpost-e2e-cmd-%d", time.Now().UnixNano())
-	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: name, Config: &container.Config{Image: img, Cmd: []string{"sleep", "600"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = cli.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
-	})
-	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createdID, name := startSleeper(t, cli, "outpost-e2e-cmd")
 
 	srv := startServer(t)
 	env := srv.createEnvironment(t, "e2e-commands", 1)
@@ -92,7 +78,7 @@ func TestContainerStopThroughTheCommandLog(t *testing.T) {
 	if r := byKind["container.start"]; r.Status != "failed" || r.Error == "" {
 		t.Fatalf("a start of a missing container should fail with the engine's error: %+v", r)
 	}
-	inspect, err := cli.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
+	inspect, err := cli.ContainerInspect(ctx, createdID, client.ContainerInspectOptions{})
 	if err != nil || inspect.Container.State.Running {
 		t.Fatalf("container still running after the stop command: %v", err)
 	}

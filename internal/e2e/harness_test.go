@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"outpost/internal/testenv"
 )
 
@@ -214,4 +216,28 @@ func (p *proc) lines(substr string) []string {
 		}
 	}
 	return out
+}
+
+// startSleeper creates and starts a busybox container running `sleep 600`,
+// named prefix plus a unique suffix, removed when the test ends. It returns
+// the container's ID and name.
+func startSleeper(t *testing.T, cli *client.Client, prefix string) (id, name string) {
+	t.Helper()
+	ctx := context.Background()
+	img := testenv.BusyboxImage(t, cli)
+	name = fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:   name,
+		Config: &container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{"outpost.test": "e2e"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = cli.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
+	})
+	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return created.ID, name
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
@@ -25,24 +24,11 @@ import (
 // and comes back as an ok result.
 func TestCommandsSurviveALinkCut(t *testing.T) {
 	cli := testenv.RequireDocker(t)
-	img := testenv.BusyboxImage(t, cli)
 	ctx := context.Background()
-	name := fmt.Sprintf("outpost-e2e-linkcut-%d", time.Now().UnixNano())
-	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: name, Config: &container.Config{Image: img, Cmd: []string{"sleep", "600"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = cli.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
-	})
-	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createdID, name := startSleeper(t, cli, "outpost-e2e-linkcut")
 	startedAt := func() (bool, time.Time) {
 		t.Helper()
-		in, err := cli.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
+		in, err := cli.ContainerInspect(ctx, createdID, client.ContainerInspectOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"outpost/internal/testenv"
@@ -49,7 +48,6 @@ type historyView struct {
 // and the stop arrives as a delta, not a new full snapshot.
 func TestAsyncSyncEndToEnd(t *testing.T) {
 	cli := testenv.RequireDocker(t)
-	img := testenv.BusyboxImage(t, cli)
 	ctx := context.Background()
 
 	srv := startServer(t)
@@ -63,20 +61,7 @@ func TestAsyncSyncEndToEnd(t *testing.T) {
 		return e.Status == "online" && e.EdgeID != "" && e.LastCheckIn > 0, fmt.Sprintf("environment %+v", e)
 	})
 
-	name := fmt.Sprintf("outpost-e2e-%d", time.Now().UnixNano())
-	created, err := cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name:   name,
-		Config: &container.Config{Image: img, Cmd: []string{"sleep", "600"}, Labels: map[string]string{"outpost.test": "e2e"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = cli.ContainerRemove(context.Background(), created.ID, client.ContainerRemoveOptions{Force: true})
-	})
-	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createdID, name := startSleeper(t, cli, "outpost-e2e")
 
 	find := func() (containerView, snapshotView, bool) {
 		var sv snapshotView
@@ -97,7 +82,7 @@ func TestAsyncSyncEndToEnd(t *testing.T) {
 	})
 
 	timeout := 1
-	if _, err := cli.ContainerStop(ctx, created.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+	if _, err := cli.ContainerStop(ctx, createdID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
 		t.Fatal(err)
 	}
 	var stoppedSeq uint64
@@ -118,7 +103,7 @@ func TestAsyncSyncEndToEnd(t *testing.T) {
 	if h.Kind != "delta" || h.Base == 0 || h.Delta == nil || h.Delta.Containers == nil {
 		t.Fatalf("the stop arrived as %+v, want a delta on containers", h)
 	}
-	short := created.ID[:12]
+	short := createdID[:12]
 	if !slices.ContainsFunc(h.Delta.Containers.Patch, func(p struct {
 		Key string `json:"key"`
 	}) bool {
