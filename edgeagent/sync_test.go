@@ -189,6 +189,16 @@ func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Colle
 	}
 }
 
+// agentAgainst is an agent on a fresh data dir, with an empty engine, talking
+// to a scripted server that answers with answer.
+func agentAgainst(t *testing.T, answer func(req *protocol.SyncRequest) (int, any)) (*syncer, *scriptedServer) {
+	t.Helper()
+	srv := newScriptedServer(t, answer)
+	hs := httptest.NewTLSServer(srv)
+	t.Cleanup(hs.Close)
+	return newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()}), srv
+}
+
 const all = protocol.IncludePing | protocol.IncludeSnapshot | protocol.IncludeCommands
 
 func TestExchangeFullThenDeltasAcrossRestart(t *testing.T) {
@@ -367,10 +377,7 @@ func TestRunLogsUnsupportedVersion(t *testing.T) {
 }
 
 func TestIdentityRefusesAServerWithAnotherHostKey(t *testing.T) {
-	srv := newScriptedServer(t, ackAll)
-	hs := httptest.NewTLSServer(srv)
-	defer hs.Close()
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s, _ := agentAgainst(t, ackAll)
 	s.id.pin = "SHA256:" + strings.Repeat("A", 43) // the edge key was made for another server
 	err := s.exchange(context.Background(), all)
 	if err == nil || !strings.Contains(err.Error(), "edge key pins") {
@@ -382,10 +389,7 @@ func TestIdentityRefusesAServerWithAnotherHostKey(t *testing.T) {
 }
 
 func TestIdentityFallsBackToSignedContact(t *testing.T) {
-	srv := newScriptedServer(t, ackAll)
-	hs := httptest.NewTLSServer(srv)
-	defer hs.Close()
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s, srv := agentAgainst(t, ackAll)
 	ctx := context.Background()
 	for range 2 {
 		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
@@ -414,10 +418,7 @@ func TestIdentityFallsBackToSignedContact(t *testing.T) {
 }
 
 func TestIdentitySkipsAheadOfTheServersFloor(t *testing.T) {
-	srv := newScriptedServer(t, ackAll)
-	hs := httptest.NewTLSServer(srv)
-	defer hs.Close()
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s, srv := agentAgainst(t, ackAll)
 	ctx := context.Background()
 	for range 2 {
 		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
@@ -443,10 +444,7 @@ func TestIdentitySkipsAheadOfTheServersFloor(t *testing.T) {
 // man in the middle without the server's keys can send) changes nothing and
 // runs nothing, even when it is a 200 full of commands.
 func TestForgedAnswersAreNotActedOn(t *testing.T) {
-	srv := newScriptedServer(t, ackAll)
-	hs := httptest.NewTLSServer(srv)
-	defer hs.Close()
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s, srv := agentAgainst(t, ackAll)
 	exec := s.exec.(*fakeExecutor)
 	ctx := context.Background()
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
