@@ -4,7 +4,8 @@
 // bounds every decoder enforces, and the edge key.
 //
 // A body is deterministic CBOR with integer map keys, optionally inside one zstd
-// frame (Content-Encoding: zstd). Durations are whole seconds and times are Unix
+// frame (Content-Encoding: zstd). Durations are whole seconds (JobResult.Duration,
+// milliseconds, says so) and times are Unix
 // seconds. Decoders ignore map keys they do not know, so a newer peer may add
 // fields; a message whose Version is not supported is answered with an Error
 // whose Code is CodeUnsupportedVersion.

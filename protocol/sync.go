@@ -109,9 +109,11 @@ type JobResult struct {
 	JobID    uint64 `cbor:"1,keyasint"`
 	Run      uint64 `cbor:"2,keyasint,omitempty"`
 	Started  int64  `cbor:"3,keyasint,omitempty"`
-	Duration uint32 `cbor:"4,keyasint,omitempty"` // seconds
+	Duration uint32 `cbor:"4,keyasint,omitempty"` // milliseconds
 	ExitCode int    `cbor:"5,keyasint,omitempty"`
-	Output   []byte `cbor:"6,keyasint,omitempty"` // tail, bounded by the agent
+	Output   []byte `cbor:"6,keyasint,omitempty"` // tail, bounded by the agent; the whole log when Full
+	Error    string `cbor:"7,keyasint,omitempty"` // why the script could not run, or was killed
+	Full     bool   `cbor:"8,keyasint,omitempty"` // Output is the run's whole log (job.collect)
 }
 
 // Trust is an environment's trust state as the server tells the agent.
@@ -172,6 +174,10 @@ type Command struct {
 	Kind string            `cbor:"2,keyasint"`
 	Args map[string]string `cbor:"3,keyasint,omitempty"`
 	Blob []byte            `cbor:"4,keyasint,omitempty"` // hash of content in Blobs or already sent
+	// Secret is what the command needs and no log may hold (registry
+	// credentials), sealed for the device (secret.go). The server seals it
+	// when it releases the command; its command history never has it.
+	Secret []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // Blob is content a command references, sent once by hash.

@@ -61,28 +61,46 @@ func (r *releases) due(env uint64, now time.Time, every time.Duration) bool {
 // No command kind bypasses the command frequency: an async device on a
 // metered link decides how often it pays for a pull, and snapshot.now waits
 // like the others.
-func (s *Server) syncCommands(env *store.Environment, req *protocol.SyncRequest, freq protocol.Frequencies, now time.Time) ([]protocol.Command, error) {
-	if len(req.Acks) > 0 {
-		acks := make([]store.Ack, 0, len(req.Acks))
-		for _, a := range req.Acks {
-			acks = append(acks, store.Ack{ID: a.ID, OK: a.Status == protocol.StatusOK, Error: a.Error, Finished: a.Finished})
-		}
-		if _, err := s.store.AckCommands(env.ID, acks, now.Unix()); err != nil {
-			return nil, fmt.Errorf("ack commands: %w", err)
-		}
+func (s *Server) syncCommands(env *store.Environment, req *protocol.SyncRequest, freq protocol.Frequencies, now time.Time, ans *protocol.SyncAnswer) error {
+	if err := s.takeReports(env.ID, req.Acks, req.StackStatuses, req.JobResults, now); err != nil {
+		return err
 	}
 	if req.Include&protocol.IncludeCommands == 0 || !s.releases.due(env.ID, now, time.Duration(freq.Command)*time.Second) {
-		return nil, nil
+		return nil
 	}
 	pending, err := s.store.PendingCommands(env.ID, maxRelease)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := make([]protocol.Command, 0, len(pending))
-	for _, c := range pending {
-		out = append(out, protocol.Command{ID: c.ID, Kind: c.Kind, Args: c.Args})
+	ans.Commands, ans.Blobs, err = s.releaseCommands(env, pending)
+	return err
+}
+
+// takeReports applies what a device reports: command acks (and what they
+// move: stack statuses, job targets), stack statuses and job runs. Each is
+// idempotent, so a report sent twice (its answer was lost) changes nothing
+// the second time.
+func (s *Server) takeReports(env uint64, in []protocol.CommandAck, stacks []protocol.StackStatus, jobs []protocol.JobResult, now time.Time) error {
+	if len(in) > 0 {
+		acks := make([]store.Ack, 0, len(in))
+		for _, a := range in {
+			acks = append(acks, store.Ack{ID: a.ID, OK: a.Status == protocol.StatusOK, Error: a.Error, Finished: a.Finished})
+		}
+		done, err := s.store.AckCommands(env, acks, now.Unix())
+		if err != nil {
+			return fmt.Errorf("ack commands: %w", err)
+		}
+		if err := s.afterAcks(env, done, now.Unix()); err != nil {
+			return fmt.Errorf("ack commands: %w", err)
+		}
 	}
-	return out, nil
+	if err := s.ingestStackStatuses(env, stacks, now.Unix()); err != nil {
+		return err
+	}
+	if err := s.ingestJobResults(env, jobs, now.Unix()); err != nil {
+		return fmt.Errorf("job results: %w", err)
+	}
+	return nil
 }
 
 // handleQueueCommand serves POST /api/environments/{id}/commands

@@ -66,7 +66,7 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	if first {
 		ans.Server = s.ids.serverKey
 	}
-	if ans.Commands, err = s.syncCommands(env, &req, freq, now); err != nil {
+	if err = s.syncCommands(env, &req, freq, now, &ans); err != nil {
 		s.internalError(w, "sync: commands", err)
 		return
 	}

@@ -57,5 +57,10 @@ func (s *Server) allow(p permission, h apiHandler) http.HandlerFunc {
 			return
 		}
 		h(w, r, ss)
+		if r.Method != http.MethodGet {
+			// Any change may move what environments should run (groups,
+			// tags, trust, stacks, jobs): the reconciler looks again.
+			s.kickReconcile()
+		}
 	}
 }

@@ -37,6 +37,8 @@ type Server struct {
 	setup       setupLink     // first-start link when no admin password was given; setup.go
 	settings    settingsCache // edge settings in memory; settings.go
 	fleet       fleet         // environment summaries, tags and groups in memory; fleet.go
+	vault       *vault        // seals registry credentials in the store; secrets.go
+	kick        chan struct{} // wakes the reconciler; reconcile.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -70,8 +72,12 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	if err != nil {
 		return fmt.Errorf("identity keys: %w", err)
 	}
+	v, err := loadOrCreateVault(cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, store: st, now: time.Now, ids: ids,
+		cfg: cfg, log: cfg.Logger, store: st, now: time.Now, ids: ids, vault: v, kick: make(chan struct{}, 1),
 		checkins: newCheckins(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
@@ -114,6 +120,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); s.flushLoop(flushCtx) }()
+	reconcileDone := make(chan struct{})
+	go func() { defer close(reconcileDone); s.reconcileLoop(flushCtx) }()
 
 	s.log.Info("outpost server listening", "url", s.url, "addr", ln.Addr().String(), "data", cfg.DataDir, "tunnel_fingerprint", s.fingerprint)
 	if needSetup {
@@ -132,6 +140,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	_ = srv.Shutdown(shutCtx)
 	stopFlush()
 	<-flushDone
+	<-reconcileDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -195,6 +204,20 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/edge-groups/{id}", permEnvRead, s.handleGetEdgeGroup),
 		apiRoute("PUT /api/edge-groups/{id}", permEnvWrite, s.handleUpdateEdgeGroup),
 		apiRoute("DELETE /api/edge-groups/{id}", permEnvWrite, s.handleDeleteEdgeGroup),
+
+		apiRoute("GET /api/edge-stacks", permEnvRead, s.handleListStacks),
+		apiRoute("POST /api/edge-stacks", permEnvWrite, s.handleCreateStack),
+		apiRoute("GET /api/edge-stacks/{id}", permEnvRead, s.handleGetStack),
+		apiRoute("PUT /api/edge-stacks/{id}", permEnvWrite, s.handleUpdateStack),
+		apiRoute("DELETE /api/edge-stacks/{id}", permEnvWrite, s.handleDeleteStack),
+		apiRoute("GET /api/edge-stacks/{id}/status", permEnvRead, s.handleStackStatus),
+		apiRoute("GET /api/edge-jobs", permEnvRead, s.handleListJobs),
+		apiRoute("POST /api/edge-jobs", permEnvWrite, s.handleCreateJob),
+		apiRoute("GET /api/edge-jobs/{id}", permEnvRead, s.handleGetJob),
+		apiRoute("PUT /api/edge-jobs/{id}", permEnvWrite, s.handleUpdateJob),
+		apiRoute("DELETE /api/edge-jobs/{id}", permEnvWrite, s.handleDeleteJob),
+		apiRoute("GET /api/edge-jobs/{id}/results", permEnvRead, s.handleJobResults),
+		apiRoute("POST /api/edge-jobs/{id}/collect", permEnvWrite, s.handleJobCollect),
 
 		apiRoute("GET /api/users", permUsersManage, s.handleListUsers),
 		apiRoute("POST /api/users", permUsersManage, s.handleCreateUser),

@@ -45,9 +45,13 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v, err := loadOrCreateVault(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &Server{
 		cfg: Config{FlushInterval: time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		store: st, now: time.Now, checkins: newCheckins(), ids: ids,
+		store: st, now: time.Now, checkins: newCheckins(), ids: ids, vault: v,
 		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: ssh.FingerprintSHA256(host.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)

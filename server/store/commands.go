@@ -37,6 +37,10 @@ type Command struct {
 	Error    string            `json:"error,omitempty"`
 	Finished int64             `json:"finished,omitempty"`
 	Acked    int64             `json:"acked,omitempty"`
+	// Blob is the hex SHA-256 of the content the command references (a
+	// stack's files, a job's script), sent with the command until the
+	// device has acked one command carrying it (blobs_sent).
+	Blob string `json:"blob,omitempty"`
 }
 
 // AddCommand appends c to environment c.Env's log under a new ID, which it
@@ -106,12 +110,15 @@ type Ack struct {
 
 // AckCommands moves acked commands of env from the log to its results, in
 // one transaction, and trims the results to ResultsLimit. Acks of commands
-// no longer pending (duplicates, or unknown) are ignored. It returns how
-// many were new.
-func (s *Store) AckCommands(env uint64, acks []Ack, at int64) (int, error) {
-	n := 0
+// no longer pending (duplicates, or unknown) are ignored. A command acked ok
+// that carried a blob marks the blob as held by the device. It returns the
+// commands the acks were new for, as acked.
+func (s *Store) AckCommands(env uint64, acks []Ack, at int64) ([]Command, error) {
+	var done []Command
 	err := s.update(func(tx *bolt.Tx) error {
-		cb, rb := tx.Bucket(bCommands), tx.Bucket(bResults)
+		done = done[:0]
+		n := 0
+		cb, rb, sent := tx.Bucket(bCommands), tx.Bucket(bResults), tx.Bucket(bBlobsSent)
 		for _, a := range acks {
 			k := key2(env, a.ID)
 			var c Command
@@ -128,6 +135,12 @@ func (s *Store) AckCommands(env uint64, acks []Ack, at int64) (int, error) {
 			if err := cb.Delete(k); err != nil {
 				return err
 			}
+			if c.Blob != "" && a.OK {
+				if err := sent.Put(blobSentKey(env, c.Blob), nil); err != nil {
+					return err
+				}
+			}
+			done = append(done, c)
 			n++
 		}
 		if n == 0 {
@@ -146,5 +159,5 @@ func (s *Store) AckCommands(env uint64, acks []Ack, at int64) (int, error) {
 		}
 		return nil
 	})
-	return n, err
+	return done, err
 }

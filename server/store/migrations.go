@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 6
+const SchemaVersion = 7
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -39,6 +39,7 @@ var migrations = []migration{
 	{4, "create the waiting_room and rejected_keys buckets", createWaitingRoom4},
 	{5, "create the tags, environment_groups and edge_groups buckets", createGroups5},
 	{6, "create the commands and command_results buckets", createCommands6},
+	{7, "create the buckets of edge stacks, edge jobs and their content", createEdgeWork7},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.

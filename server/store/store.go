@@ -138,3 +138,6 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	}
 	return b.Put(k, raw)
 }
+
+// Path is the store's file.
+func (s *Store) Path() string { return s.db.Path() }

@@ -1,0 +1,433 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"outpost/protocol"
+	"outpost/server/store"
+)
+
+// Edge stacks: /api/edge-stacks. A stack is a compose file (and optional
+// interpolation variables) deployed to every environment of its edge groups;
+// the reconciler (reconcile.go) turns that into stack.deploy and
+// stack.remove commands.
+
+// Audit actions of edge stacks.
+const (
+	auditStackCreate = "edge_stack.create"
+	auditStackUpdate = "edge_stack.update"
+	auditStackDelete = "edge_stack.delete"
+)
+
+// Bounds of a stack's content.
+const (
+	maxComposeFile = 256 << 10
+	maxStackEnv    = 256
+)
+
+// projectName is what Compose accepts as a project name.
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+func stackTarget(id uint64) string { return "edge stack " + strconv.FormatUint(id, 10) }
+
+// registryRequest is one registry's credentials as the API takes them. The
+// password is never returned, logged, audited or stored in the clear.
+type registryRequest struct {
+	URL      string `json:"url"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type stackRequest struct {
+	Name         string             `json:"name"`
+	ComposeFile  *string            `json:"composeFile"`
+	Env          map[string]string  `json:"env"`
+	EdgeGroupIDs *[]uint64          `json:"edgeGroupIds"`
+	Registries   *[]registryRequest `json:"registries"`
+}
+
+// stackView is a stack as the API shows it: its record, its content, and
+// the summary of its statuses.
+type stackView struct {
+	store.EdgeStack
+	Registries  []byte            `json:"-"` // hides the sealed credentials
+	ComposeFile string            `json:"composeFile,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Summary     map[string]int    `json:"summary,omitempty"`
+}
+
+// stackContent encodes a stack's content blob and returns it with its hash.
+func stackContent(compose string, env map[string]string) ([]byte, string, error) {
+	b, err := protocol.Marshal(&protocol.StackContent{Compose: []byte(compose), Env: env})
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:]), nil
+}
+
+// checkCompose loads the compose file as Compose would on the device, so
+// a mistake is refused here with the loader's words rather than found on
+// a thousand devices.
+func checkCompose(name, compose string, env map[string]string) error {
+	details := types.ConfigDetails{
+		WorkingDir:  "/",
+		ConfigFiles: []types.ConfigFile{{Filename: "compose.yaml", Content: []byte(compose)}},
+		Environment: maps.Clone(env), // the loader adds its own variables
+	}
+	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
+		o.SetProjectName(name, true)
+		o.SkipResolveEnvironment = true
+		o.SkipInclude = true // an include would read files from the server
+		o.ResolvePaths = false
+	})
+	if err != nil {
+		return err
+	}
+	if len(p.Services) == 0 {
+		return fmt.Errorf("no services")
+	}
+	return nil
+}
+
+// validateStack checks a create (old nil) or update request and returns
+// every problem at once.
+func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string {
+	var problems []string
+	name := req.Name
+	if old != nil {
+		if req.Name != "" && req.Name != old.Name {
+			problems = append(problems, "name: a stack's name is its compose project on every device and cannot change; create a new stack instead")
+		}
+		name = old.Name
+	} else if !projectName.MatchString(name) {
+		problems = append(problems, fmt.Sprintf("name %q: lower-case letters, digits, '-' and '_', starting with a letter or digit, at most 63 characters (it is the compose project name)", name))
+	}
+	if old == nil && req.ComposeFile == nil {
+		problems = append(problems, "composeFile: required")
+	}
+	if req.ComposeFile != nil {
+		switch {
+		case len(*req.ComposeFile) > maxComposeFile:
+			problems = append(problems, fmt.Sprintf("composeFile: %d bytes, at most %d", len(*req.ComposeFile), maxComposeFile))
+		default:
+			if err := checkCompose(cmpName(name), *req.ComposeFile, req.Env); err != nil {
+				problems = append(problems, "composeFile: "+err.Error())
+			}
+		}
+	}
+	if len(req.Env) > maxStackEnv {
+		problems = append(problems, fmt.Sprintf("env: %d variables, at most %d", len(req.Env), maxStackEnv))
+	}
+	for k := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00 ") {
+			problems = append(problems, fmt.Sprintf("env: variable name %q: no '=', space or NUL", k))
+		}
+	}
+	if old == nil && (req.EdgeGroupIDs == nil || len(*req.EdgeGroupIDs) == 0) {
+		problems = append(problems, "edgeGroupIds: at least one edge group")
+	}
+	if req.EdgeGroupIDs != nil {
+		f := s.fleetIndex()
+		f.mu.RLock()
+		problems = append(problems, unknownIDs("edgeGroupIds", "edge group", *req.EdgeGroupIDs, f.edgeGroups)...)
+		f.mu.RUnlock()
+	}
+	if req.Registries != nil {
+		for i, r := range *req.Registries {
+			if r.URL == "" || strings.ContainsAny(r.URL, " \t\n") || strings.Contains(r.URL, "://") {
+				problems = append(problems, fmt.Sprintf("registries[%d].url %q: a registry host such as registry.example.com:5000", i, r.URL))
+			}
+			if r.Username == "" || r.Password == "" {
+				problems = append(problems, fmt.Sprintf("registries[%d]: username and password required", i))
+			}
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// cmpName is the project name the compose loader checks: the stack's name,
+// or a placeholder when the name itself is the problem.
+func cmpName(name string) string {
+	if projectName.MatchString(name) {
+		return name
+	}
+	return "stack"
+}
+
+// sealRegistries seals the credentials for the store.
+func (s *Server) sealRegistries(rs []registryRequest) ([]byte, []string, error) {
+	if len(rs) == 0 {
+		return nil, nil, nil
+	}
+	auths := make([]protocol.RegistryAuth, 0, len(rs))
+	names := make([]string, 0, len(rs))
+	for _, r := range rs {
+		auths = append(auths, protocol.RegistryAuth{Server: r.URL, Username: r.Username, Password: r.Password})
+		names = append(names, r.URL)
+	}
+	plain, err := protocol.Marshal(auths)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := s.vault.seal(plain)
+	return sealed, names, err
+}
+
+func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss session) {
+	var req stackRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if refuse(w, s.validateStack(&req, nil)) {
+		return
+	}
+	if existing, err := s.store.Stacks(); err == nil {
+		for _, st := range existing {
+			if st.Name == req.Name {
+				writeErr(w, http.StatusConflict, "an edge stack named %q exists (id %d)", req.Name, st.ID)
+				return
+			}
+		}
+	}
+	content, hash, err := stackContent(*req.ComposeFile, req.Env)
+	if err != nil {
+		s.writeFailed(w, err, "create", "edge stack", 0)
+		return
+	}
+	st := &store.EdgeStack{Name: req.Name, Hash: hash, EdgeGroupIDs: sortedIDs(*req.EdgeGroupIDs), Created: s.now().Unix(), By: ss.user}
+	st.Updated = st.Created
+	if req.Registries != nil {
+		if st.Registries, st.RegistryNames, err = s.sealRegistries(*req.Registries); err != nil {
+			s.writeFailed(w, err, "create", "edge stack", 0)
+			return
+		}
+	}
+	if s.writeFailed(w, s.store.CreateStack(st, content), "create", "edge stack", 0) {
+		return
+	}
+	s.audit(r, ss.user, auditStackCreate, stackTarget(st.ID), fmt.Sprintf("name %q, edge groups %v, content %s", st.Name, st.EdgeGroupIDs, st.Hash[:12]))
+	s.kickReconcile()
+	writeJSON(w, http.StatusCreated, stackView{EdgeStack: *st, ComposeFile: *req.ComposeFile, Env: req.Env})
+}
+
+func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss session) {
+	var req stackRequest
+	id, ok := idAndBody(w, r, "edge stack", &req)
+	if !ok {
+		return
+	}
+	old, err := s.store.Stack(id)
+	if s.writeFailed(w, err, "update", "edge stack", id) {
+		return
+	}
+	if refuse(w, s.validateStack(&req, old)) {
+		return
+	}
+	cur, err := s.stackContentOf(old)
+	if s.writeFailed(w, err, "update", "edge stack", id) {
+		return
+	}
+	compose, env := string(cur.Compose), cur.Env
+	if req.ComposeFile != nil {
+		compose = *req.ComposeFile
+	}
+	if req.Env != nil {
+		env = req.Env
+	}
+	content, hash, err := stackContent(compose, env)
+	if s.writeFailed(w, err, "update", "edge stack", id) {
+		return
+	}
+	var sealed []byte
+	var names []string
+	if req.Registries != nil {
+		if sealed, names, err = s.sealRegistries(*req.Registries); s.writeFailed(w, err, "update", "edge stack", id) {
+			return
+		}
+	}
+	var changes []string
+	st, err := s.store.UpdateStack(id, content, func(st *store.EdgeStack) error {
+		bump := false
+		if st.Hash != hash {
+			changes = append(changes, fmt.Sprintf("content %s -> %s", st.Hash[:12], hash[:12]))
+			st.Hash, bump = hash, true
+		}
+		if req.Registries != nil {
+			changes = append(changes, fmt.Sprintf("registries %v", names))
+			st.Registries, st.RegistryNames, bump = sealed, names, true
+		}
+		if req.EdgeGroupIDs != nil && !slices.Equal(st.EdgeGroupIDs, sortedIDs(*req.EdgeGroupIDs)) {
+			changes = append(changes, fmt.Sprintf("edge groups %v -> %v", st.EdgeGroupIDs, sortedIDs(*req.EdgeGroupIDs)))
+			st.EdgeGroupIDs = sortedIDs(*req.EdgeGroupIDs)
+		}
+		if bump {
+			st.Version++
+		}
+		st.Updated = s.now().Unix()
+		return nil
+	})
+	if s.writeFailed(w, err, "update", "edge stack", id) {
+		return
+	}
+	s.audit(r, ss.user, auditStackUpdate, stackTarget(id), fmt.Sprintf("version %d: %s", st.Version, strings.Join(changes, ", ")))
+	s.kickReconcile()
+	writeJSON(w, http.StatusOK, stackView{EdgeStack: *st, ComposeFile: compose, Env: env})
+}
+
+func (s *Server) handleDeleteStack(w http.ResponseWriter, r *http.Request, ss session) {
+	id, ok := idFromPath(w, r, "edge stack")
+	if !ok {
+		return
+	}
+	if s.writeFailed(w, s.store.DeleteStack(id), "delete", "edge stack", id) {
+		return
+	}
+	s.audit(r, ss.user, auditStackDelete, stackTarget(id), "removed from every environment")
+	s.kickReconcile()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) stackContentOf(st *store.EdgeStack) (*protocol.StackContent, error) {
+	b, err := s.store.Blob(st.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("stack %d content %s: %w", st.ID, st.Hash, err)
+	}
+	var c protocol.StackContent
+	if err := protocol.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("stack %d content %s: %w", st.ID, st.Hash, err)
+	}
+	return &c, nil
+}
+
+func (s *Server) handleListStacks(w http.ResponseWriter, _ *http.Request, _ session) {
+	stacks, err := s.store.Stacks()
+	if err == nil {
+		var statuses []store.StackStatus
+		if statuses, err = s.store.StackStatuses(0); err == nil {
+			sums := map[uint64]map[string]int{}
+			for _, st := range statuses {
+				if sums[st.Stack] == nil {
+					sums[st.Stack] = map[string]int{}
+				}
+				sums[st.Stack][st.Status]++
+			}
+			out := make([]stackView, 0, len(stacks))
+			for _, st := range stacks {
+				out = append(out, stackView{EdgeStack: st, Summary: sums[st.ID]})
+			}
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+	}
+	s.log.Error("list edge stacks", "err", err)
+	writeErr(w, http.StatusInternalServerError, "could not read the edge stacks")
+}
+
+func (s *Server) handleGetStack(w http.ResponseWriter, r *http.Request, _ session) {
+	id, ok := idFromPath(w, r, "edge stack")
+	if !ok {
+		return
+	}
+	st, err := s.store.Stack(id)
+	if s.writeFailed(w, err, "read", "edge stack", id) {
+		return
+	}
+	c, err := s.stackContentOf(st)
+	if s.writeFailed(w, err, "read", "edge stack", id) {
+		return
+	}
+	writeJSON(w, http.StatusOK, stackView{EdgeStack: *st, ComposeFile: string(c.Compose), Env: c.Env})
+}
+
+// stackStatusRow is one environment's line of a stack's status matrix.
+type stackStatusRow struct {
+	store.StackStatus
+	Name string `json:"environmentName"`
+}
+
+// handleStackStatus serves GET /api/edge-stacks/{id}/status: the status of
+// the stack on each environment it targets or is being removed from, and a
+// summary by status.
+func (s *Server) handleStackStatus(w http.ResponseWriter, r *http.Request, _ session) {
+	id, ok := idFromPath(w, r, "edge stack")
+	if !ok {
+		return
+	}
+	st, err := s.store.Stack(id)
+	if s.writeFailed(w, err, "read", "edge stack", id) {
+		return
+	}
+	statuses, err := s.store.StackStatuses(id)
+	if s.writeFailed(w, err, "read", "edge stack status", id) {
+		return
+	}
+	summary := map[string]int{}
+	rows := make([]stackStatusRow, 0, len(statuses))
+	have := map[uint64]bool{}
+	f := s.fleetIndex()
+	f.mu.RLock()
+	for _, x := range statuses {
+		have[x.Env] = true
+		summary[x.Status]++
+		row := stackStatusRow{StackStatus: x}
+		if e := f.envs[x.Env]; e != nil {
+			row.Name = e.name
+		}
+		rows = append(rows, row)
+	}
+	f.mu.RUnlock()
+	// Targets the reconciler has not reached yet show as pending.
+	for _, env := range s.stackTargets(st) {
+		if !have[env] {
+			summary["pending"]++
+			rows = append(rows, stackStatusRow{StackStatus: store.StackStatus{Stack: id, Env: env, Version: st.Version, Status: "pending"}})
+		}
+	}
+	slices.SortFunc(rows, func(a, b stackStatusRow) int { return int(a.Env) - int(b.Env) })
+	writeJSON(w, http.StatusOK, map[string]any{"stackId": id, "version": st.Version, "summary": summary, "environments": rows})
+}
+
+// stackTargets returns the trusted environments of st's edge groups, by ID.
+func (s *Server) stackTargets(st *store.EdgeStack) []uint64 {
+	return s.targets(nil, st.EdgeGroupIDs)
+}
+
+// targets returns the trusted environments among envIDs and the members of
+// groupIDs, by ID, without duplicates.
+func (s *Server) targets(envIDs, groupIDs []uint64) []uint64 {
+	out := slices.Clone(envIDs)
+	for _, g := range groupIDs {
+		out = append(out, s.edgeGroupMembers(g)...)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	f := s.fleetIndex()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.DeleteFunc(out, func(id uint64) bool {
+		e := f.envs[id]
+		return e == nil || !e.trusted
+	})
+}
+
+// registryAuths opens a stack's sealed credentials.
+func (s *Server) registryAuths(st *store.EdgeStack) ([]byte, error) {
+	if len(st.Registries) == 0 {
+		return nil, nil
+	}
+	return s.vault.open(st.Registries)
+}
