@@ -297,6 +297,8 @@ func (s *syncer) execute(ctx context.Context, c protocol.Command) error {
 	case c.Kind == KindSnapshotNow:
 		s.plan.SnapshotNow(s.now())
 		return nil
+	case workKinds[c.Kind] && s.work != nil:
+		return s.work.execute(c)
 	case !engineKinds[c.Kind]:
 		return unknownKind(c.Kind)
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"outpost/protocol"
 )
@@ -22,9 +24,23 @@ type Config struct {
 	InsecurePoll bool             // accept the server's self-signed certificate
 	ClientCert   *tls.Certificate // EDGE_CLIENT_CERT and EDGE_CLIENT_KEY, for a server with --client-ca
 	DataDir      string
+	// HostRoot is where the device's root file system is, for edge jobs:
+	// EDGE_HOST_ROOT, else /host when it exists (the agent's container
+	// mounts it there), else / (the agent runs on the host).
+	HostRoot string
+	// StackPrefix is put before every edge stack's compose project name
+	// (EDGE_STACK_PREFIX), so that several agents can share one engine.
+	StackPrefix string
+	// Inactivity closes a standard agent's tunnel after that long without
+	// a request (EDGE_INACTIVITY_TIMEOUT, a Go duration or seconds).
+	Inactivity   time.Duration
 	Groups, Tags []string
 	Logger       *slog.Logger
 }
+
+// DefaultInactivity is how long a standard agent's tunnel stays open
+// without a request.
+const DefaultInactivity = 5 * time.Minute
 
 // DefaultDataDir is where the agent keeps its state when OUTPOST_DATA_DIR is unset.
 const DefaultDataDir = "/data"
@@ -38,17 +54,39 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Async:        getenv("EDGE_ASYNC") == "1",
 		InsecurePoll: getenv("EDGE_INSECURE_POLL") == "1",
 		DataDir:      getenv("OUTPOST_DATA_DIR"),
+		HostRoot:     getenv("EDGE_HOST_ROOT"),
+		StackPrefix:  getenv("EDGE_STACK_PREFIX"),
 		Groups:       splitList(getenv("EDGE_GROUPS")),
 		Tags:         splitList(getenv("EDGE_TAGS")),
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
+	if c.HostRoot == "" {
+		c.HostRoot = "/"
+		if fi, err := os.Stat("/host"); err == nil && fi.IsDir() {
+			c.HostRoot = "/host"
+		}
+	} else if fi, err := os.Stat(c.HostRoot); err != nil || !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("EDGE_HOST_ROOT=%q: not a directory; mount the device's root there (-v /:/host) or unset it", c.HostRoot))
+	}
 	if v := getenv("EDGE"); v != "1" {
 		errs = append(errs, fmt.Errorf("EDGE=%q: set EDGE=1; the agent only runs in edge mode", v))
 	}
-	if !c.Async {
-		errs = append(errs, fmt.Errorf("EDGE_ASYNC=%q: this build runs async agents only; set EDGE_ASYNC=1", getenv("EDGE_ASYNC")))
+	if v := getenv("EDGE_ASYNC"); v != "" && v != "0" && v != "1" {
+		errs = append(errs, fmt.Errorf("EDGE_ASYNC=%q: 1 for an async agent, unset or 0 for a standard one", v))
+	}
+	c.Inactivity = DefaultInactivity
+	if v := strings.TrimSpace(getenv("EDGE_INACTIVITY_TIMEOUT")); v != "" {
+		d, err := time.ParseDuration(v)
+		if n, nerr := strconv.Atoi(v); nerr == nil {
+			d, err = time.Duration(n)*time.Second, nil
+		}
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf("EDGE_INACTIVITY_TIMEOUT=%q: a duration such as 5m or 300 (seconds), at least 1s", v))
+		} else {
+			c.Inactivity = d
+		}
 	}
 	key := getenv("EDGE_KEY")
 	if key == "" {

@@ -6,10 +6,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/moby/moby/client"
 
+	"outpost/edgeagent/agentapi"
+	"outpost/edgeagent/jobs"
+	"outpost/edgeagent/stacks"
 	"outpost/scheduler"
 	"outpost/snapshot"
 )
@@ -20,6 +24,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg.Logger = log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -57,14 +62,57 @@ func Run(ctx context.Context, cfg Config) error {
 	defer docker.Close()
 
 	now := time.Now
+	runner, err := stacks.New(log)
+	if err != nil {
+		return fmt.Errorf("compose: %w", err)
+	}
+	defer func() { _ = runner.Close() }()
+	w, err := newWork(cfg.DataDir, log, runner, now)
+	if err != nil {
+		return err
+	}
+	w.prefix = cfg.StackPrefix
+	hostRoot := cfg.HostRoot
+	if hostRoot == "" {
+		hostRoot = "/"
+	}
+	jr, err := jobs.New(jobs.Config{Dir: filepath.Join(cfg.DataDir, "jobs"), HostRoot: hostRoot, OnResult: w.onResult, Log: log})
+	if err != nil {
+		return fmt.Errorf("edge jobs: %w", err)
+	}
+	defer func() { _ = jr.Close() }()
+	w.jobs = jr
 	s := &syncer{
 		cfg: cfg, log: log, id: id, st: st, now: now,
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
-		cmds: cmds, exec: NewDockerExecutor(docker),
+		cmds: cmds, exec: NewDockerExecutor(docker), work: w,
 		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
-	log.Info("outpost agent started", "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
+	mode := "async"
+	if !cfg.Async {
+		mode = "standard"
+	}
+	log.Info("outpost agent started", "mode", mode, "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
 		"key", id.fingerprint(), "data", cfg.DataDir, "version", Version)
+	if !cfg.Async {
+		// In the agent's container the engine's volumes are under the
+		// host root; on the host itself, where they are.
+		api, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot)})
+		if err != nil {
+			return fmt.Errorf("agent API: %w", err)
+		}
+		defer func() { _ = api.Close() }()
+		if s.tun, err = newTunnelKeeper(ctx, cfg, key, api); err != nil {
+			return fmt.Errorf("tunnel: %w", err)
+		}
+		defer s.tun.wait()
+		s.standard = true
+	}
+	s.shareKey()
+	workCtx, stopWork := context.WithCancel(ctx)
+	workDone := make(chan struct{})
+	go func() { defer close(workDone); w.run(workCtx) }()
+	defer func() { stopWork(); <-workDone }()
 	return s.run(ctx)
 }

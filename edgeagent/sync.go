@@ -32,9 +32,20 @@ type syncer struct {
 	// cmds is the command journal and ack outbox; exec runs the commands.
 	cmds *journal
 	exec Executor
+	// work runs edge stacks and jobs and holds their reports; nil in
+	// tests that do not need it.
+	work *work
 	// waiting is set while the server holds the device in its waiting room.
 	waiting bool
+	// standard: poll at the poll interval instead of syncing; the server
+	// may ask for the tunnel, which openTunnel keeps up (tunnel.go).
+	standard bool
+	tun      *tunnelKeeper
 }
+
+// standardSnapshot stands in for a standard device's snapshot frequency in
+// its plan: it snapshots on first contact only, so that tick never comes.
+const standardSnapshot = 365 * 24 * 3600
 
 // slowCollect is how long a collection may take before the agent logs it.
 const slowCollect = 10 * time.Second
@@ -85,6 +96,15 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		// no snapshot leaves it until an operator trusts it.
 		inc &^= protocol.IncludeSnapshot
 	}
+	if s.standard {
+		// A standard device pulls its commands at every poll, and sends a
+		// snapshot on first contact only: the server reads it live through
+		// the tunnel, and snapshots through it before it closes.
+		inc |= protocol.IncludeCommands
+		if s.st.Acked != 0 {
+			inc &^= protocol.IncludeSnapshot
+		}
+	}
 	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc}
 	if s.id.mac == nil {
 		req.EdgeID = s.id.edgeID
@@ -106,11 +126,18 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	// Acks go with every request, due commands or not, until one that
 	// carried them is answered.
 	req.Acks = s.cmds.pending()
+	if s.work != nil {
+		req.StackStatuses, req.JobResults = s.work.reports()
+	}
 	if err := s.id.seal(&req, s.st, func() error { return s.st.save(s.cfg.DataDir) }); err != nil {
 		return err
 	}
 	var ans protocol.SyncAnswer
-	raw, err := s.cl.post(ctx, "/edge/v1/sync", &req, &ans)
+	path := "/edge/v1/sync"
+	if s.standard {
+		path = "/edge/v1/poll"
+	}
+	raw, err := s.cl.post(ctx, path, &req, &ans)
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {
@@ -134,6 +161,11 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		// these acks again, and the server ignores duplicates.
 		s.log.Warn("could not record that the server has the acks", "err", err)
 	}
+	if s.work != nil {
+		if err := s.work.confirm(req.StackStatuses, req.JobResults); err != nil {
+			s.log.Warn("could not record that the server has the stack statuses and job results", "err", err)
+		}
+	}
 	now := s.now()
 	s.plan.Done(inc, now)
 	dirty := false
@@ -152,9 +184,17 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		s.id.mac, s.id.env = key, env
 		s.st.Bound, s.st.ServerDH, s.st.EnvID, dirty = true, ans.Server.DH, env, true
 		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.edgeID)
+		s.shareKey()
 	}
 	if ans.Freq != nil {
-		s.plan.SetFrequencies(*ans.Freq, now)
+		f := *ans.Freq
+		if s.standard {
+			f.Snapshot = standardSnapshot
+		}
+		s.plan.SetFrequencies(f, now)
+	}
+	if s.standard && ans.Tunnel == protocol.TunnelRequired && s.tun != nil {
+		s.tun.open(s.id.env)
 	}
 	if pending != nil && ans.Snapshot != nil && ans.Snapshot.Stored == pending.seq {
 		s.st.Acked, s.st.Base, dirty = pending.seq, pending.data, true
@@ -170,7 +210,12 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		}
 	}
 	// Commands run last and synchronously (they are rare); their acks go
-	// with the next request.
+	// with the next request. The content they need is kept first.
+	if s.work != nil && len(ans.Blobs) > 0 {
+		if err := s.work.keepBlobs(ans.Blobs); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
 	if err := s.runCommands(ctx, ans.Commands); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -215,6 +260,14 @@ func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *
 	}
 	s.st.Seq = push.Seq
 	return push, &pendingSnapshot{seq: push.Seq, data: full}, nil
+}
+
+// shareKey gives the work runner the MAC key, which opens sealed secrets.
+func (s *syncer) shareKey() {
+	if s.work != nil && s.id.mac != nil {
+		k := s.id.mac
+		s.work.mac.Store(&k)
+	}
 }
 
 func (s *syncer) agentInfo() *protocol.AgentInfo {

@@ -328,12 +328,12 @@ func TestExchangeSendFullAndLostAck(t *testing.T) {
 }
 
 func TestConfigFromEnvReportsEveryProblem(t *testing.T) {
-	env := map[string]string{"EDGE": "0", "EDGE_KEY": "not-a-key!"}
+	env := map[string]string{"EDGE": "0", "EDGE_KEY": "not-a-key!", "EDGE_ASYNC": "yes", "EDGE_INACTIVITY_TIMEOUT": "soon", "EDGE_HOST_ROOT": "/no/such/dir"}
 	_, err := ConfigFromEnv(func(k string) string { return env[k] })
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"EDGE=", "EDGE_ASYNC", "EDGE_KEY"} {
+	for _, want := range []string{"EDGE=", "EDGE_ASYNC", "EDGE_KEY", "EDGE_INACTIVITY_TIMEOUT", "EDGE_HOST_ROOT"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

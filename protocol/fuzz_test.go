@@ -97,8 +97,6 @@ func fuzzMessage[T any](f *testing.F, typeName string) {
 
 func FuzzSyncRequest(f *testing.F) { fuzzMessage[protocol.SyncRequest](f, "SyncRequest") }
 func FuzzSyncAnswer(f *testing.F)  { fuzzMessage[protocol.SyncAnswer](f, "SyncAnswer") }
-func FuzzPollRequest(f *testing.F) { fuzzMessage[protocol.PollRequest](f, "PollRequest") }
-func FuzzPollAnswer(f *testing.F)  { fuzzMessage[protocol.PollAnswer](f, "PollAnswer") }
 func FuzzError(f *testing.F)       { fuzzMessage[protocol.Error](f, "Error") }
 
 func FuzzDecompress(f *testing.F) {

@@ -32,8 +32,6 @@ const goldenDir = "../testdata/protocol"
 var newMessage = map[string]func() any{
 	"SyncRequest": func() any { return new(protocol.SyncRequest) },
 	"SyncAnswer":  func() any { return new(protocol.SyncAnswer) },
-	"PollRequest": func() any { return new(protocol.PollRequest) },
-	"PollAnswer":  func() any { return new(protocol.PollAnswer) },
 	"Error":       func() any { return new(protocol.Error) },
 	"Frequencies": func() any { return new(protocol.Frequencies) },
 }
@@ -55,7 +53,6 @@ var (
 	snapHash   = seqBytes(0x10, 8)  // leading bytes of a snapshot hash
 	blobData   = []byte("services:\n  web:\n    image: nginx:1.27\n")
 	blobHash   = sha256Of(blobData)
-	scriptHash = seqBytes(0xc0, 32)
 
 	// Snapshot payloads are opaque CBOR to this package; these stand in for
 	// package snapshot's Docker and Delta.
@@ -129,22 +126,24 @@ var goldenVectors = []goldenVector{
 			},
 			Blobs: []protocol.Blob{{Hash: blobHash, Data: blobData}},
 		}},
-	{"poll_request_first_contact", "standard agent's first poll",
+	{"poll_request_first_contact", "standard agent's first poll: signed, with its first snapshot",
 		&protocol.PollRequest{Version: protocol.Version, EdgeID: "3f2a9c1e-7b4d-4e8a-9c61-0d5e2f7a8b90",
-			Proof: &protocol.Proof{Key: edgePubKey},
-			Agent: &protocol.AgentInfo{Version: "0.1.0", Hostname: "depot-1", Platform: "docker", OS: "linux", Arch: "amd64"},
+			Proof:    &protocol.Proof{Key: edgePubKey, Counter: 1, DH: dhPubKey, Tag: signature},
+			Include:  protocol.IncludePing | protocol.IncludeSnapshot | protocol.IncludeCommands,
+			Agent:    &protocol.AgentInfo{Version: "0.1.0", Hostname: "depot-1", Platform: "docker", OS: "linux", Arch: "amd64"},
+			Snapshot: &protocol.SnapshotPush{Seq: 1, Hash: snapHash, Data: snapshotFull},
 		}},
-	{"poll_request", "poll with known state and a command ack",
-		&protocol.PollRequest{Version: protocol.Version, EnvID: 3, StateSeq: 12,
-			Acks: []protocol.CommandAck{{ID: 21, Status: protocol.StatusOK, Finished: 1767225600}}}},
-	{"poll_answer_idle", "nothing to do: tunnel idle, state unchanged",
-		&protocol.PollAnswer{Version: protocol.Version, EnvID: 3, Trust: protocol.TrustTrusted, Interval: 5, StateSeq: 12}},
-	{"poll_answer_required", "tunnel required, with stacks, jobs and commands",
+	{"poll_request", "poll with a command ack",
+		&protocol.PollRequest{Version: protocol.Version, EnvID: 3, Proof: &protocol.Proof{Counter: 12, Tag: proofTag},
+			Include: protocol.IncludePing | protocol.IncludeCommands,
+			Acks:    []protocol.CommandAck{{ID: 21, Status: protocol.StatusOK, Finished: 1767225600}}}},
+	{"poll_answer_idle", "nothing to do: tunnel idle",
 		&protocol.PollAnswer{Version: protocol.Version, EnvID: 3, Trust: protocol.TrustTrusted,
-			Tunnel: protocol.TunnelRequired, Interval: 5, StateSeq: 13,
-			Stacks:   []protocol.StackRef{{ID: 3, Version: 2}, {ID: 4, Version: 1}},
-			Jobs:     []protocol.JobSchedule{{ID: 9, Cron: "0 3 * * *", Version: 1, Script: scriptHash, Collect: true}},
-			Commands: []protocol.Command{{ID: 22, Kind: "container.logs", Args: map[string]string{"id": "c1", "tail": "100"}}},
+			Freq: &protocol.Frequencies{Ping: 5, Command: 5}, Tag: proofTag}},
+	{"poll_answer_required", "open the tunnel; a command",
+		&protocol.PollAnswer{Version: protocol.Version, EnvID: 3, Trust: protocol.TrustTrusted,
+			Freq: &protocol.Frequencies{Ping: 5, Command: 5}, Tunnel: protocol.TunnelRequired, Tag: proofTag,
+			Commands: []protocol.Command{{ID: 22, Kind: "container.restart", Args: map[string]string{"id": "c1"}}},
 		}},
 	{"error_unsupported_version", "refusal of a version 2 request",
 		&protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,

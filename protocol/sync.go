@@ -149,6 +149,8 @@ type SyncAnswer struct {
 	// Tag authenticates the answer to the device (proof.go SealAnswer): the
 	// agent acts on no answer whose tag does not verify.
 	Tag []byte `cbor:"9,keyasint,omitempty"`
+	// Tunnel answers a standard agent's poll (poll.go).
+	Tunnel TunnelStatus `cbor:"10,keyasint,omitempty"`
 }
 
 // ServerKey is the server's X25519 key agreement key, signed by its tunnel

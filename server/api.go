@@ -68,6 +68,7 @@ type environmentView struct {
 	LastCheckIn int64                `json:"lastCheckIn,omitempty"`
 	EdgeKey     string               `json:"edgeKey"`
 	PublicKey   []byte               `json:"publicKey,omitempty"`
+	Tunnel      string               `json:"tunnel,omitempty"` // standard mode: idle, required, active
 }
 
 // view builds the API form of e; global is the server's default frequencies,
@@ -79,8 +80,17 @@ func (s *Server) view(e *store.Environment, global protocol.Frequencies) environ
 	if t, ok := s.checkins.get(e.ID); ok {
 		v.LastCheckIn = t
 	}
+	if e.Mode == store.ModeStandard {
+		v.Effective = s.pollFrequencies(e)
+		v.Tunnel = tunnelNames[s.tunnelStatus(e.ID)]
+	}
 	v.Status = onlineStatus(v.LastCheckIn, v.Effective, s.now().Unix())
 	return v
+}
+
+// tunnelNames is how the API shows a standard environment's tunnel.
+var tunnelNames = map[protocol.TunnelStatus]string{
+	protocol.TunnelIdle: "idle", protocol.TunnelRequired: "required", protocol.TunnelActive: "active",
 }
 
 // onlineStatus judges an environment by its own ping frequency: it is online

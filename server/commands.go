@@ -61,11 +61,14 @@ func (r *releases) due(env uint64, now time.Time, every time.Duration) bool {
 // No command kind bypasses the command frequency: an async device on a
 // metered link decides how often it pays for a pull, and snapshot.now waits
 // like the others.
-func (s *Server) syncCommands(env *store.Environment, req *protocol.SyncRequest, freq protocol.Frequencies, now time.Time, ans *protocol.SyncAnswer) error {
+//
+// A standard device (poll) gets its pending commands at every poll: its poll
+// interval is its command frequency.
+func (s *Server) syncCommands(env *store.Environment, req *protocol.SyncRequest, freq protocol.Frequencies, now time.Time, ans *protocol.SyncAnswer, poll bool) error {
 	if err := s.takeReports(env.ID, req.Acks, req.StackStatuses, req.JobResults, now); err != nil {
 		return err
 	}
-	if req.Include&protocol.IncludeCommands == 0 || !s.releases.due(env.ID, now, time.Duration(freq.Command)*time.Second) {
+	if req.Include&protocol.IncludeCommands == 0 || (!poll && !s.releases.due(env.ID, now, time.Duration(freq.Command)*time.Second)) {
 		return nil
 	}
 	pending, err := s.store.PendingCommands(env.ID, maxRelease)

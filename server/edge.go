@@ -13,7 +13,14 @@ import (
 
 // handleSync serves POST /edge/v1/sync, the async agent's one exchange per
 // tick: check-in, snapshot push and command pull.
-func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) { s.exchange(w, r, false) }
+
+// handlePoll serves POST /edge/v1/poll, the standard agent's poll: the same
+// exchange, its commands released at every poll, and the tunnel status.
+func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) { s.exchange(w, r, true) }
+
+// exchange serves one sync or poll request.
+func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	var req protocol.SyncRequest
 	raw, ok := s.readEdge(w, r, &req)
 	if !ok {
@@ -60,13 +67,19 @@ func (s *Server) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
+	if poll {
+		freq = s.pollFrequencies(env)
+	}
 	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
 
 	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Freq: &freq}
 	if first {
 		ans.Server = s.ids.serverKey
 	}
-	if err = s.syncCommands(env, &req, freq, now, &ans); err != nil {
+	if poll {
+		ans.Tunnel = s.tunnelStatus(env.ID)
+	}
+	if err = s.syncCommands(env, &req, freq, now, &ans, poll); err != nil {
 		s.internalError(w, "sync: commands", err)
 		return
 	}

@@ -17,13 +17,14 @@ import (
 const agentImage = "outpost/agent:local"
 
 // dockerRun is the command that starts the agent for an environment of mode
-// with edgeKey. EDGE_INSECURE_POLL=1 lets the agent accept the server's
+// with edgeKey. The host's root is mounted at /host: edge jobs run there,
+// and the agent API browses the volumes under it. EDGE_INSECURE_POLL=1 lets the agent accept the server's
 // self-signed certificate; an operator whose server has a real certificate
 // drops it (see README).
 func dockerRun(mode, edgeKey string) string {
 	var b strings.Builder
 	b.WriteString("docker run -d --name outpost-agent --restart always" +
-		" -v /var/run/docker.sock:/var/run/docker.sock -v outpost_agent_data:/data -e EDGE=1")
+		" -v /var/run/docker.sock:/var/run/docker.sock -v /:/host -v outpost_agent_data:/data -e EDGE=1")
 	if mode == store.ModeAsync {
 		b.WriteString(" -e EDGE_ASYNC=1")
 	}

@@ -34,7 +34,7 @@ func TestCreateEnvironmentPrintsDockerRun(t *testing.T) {
 	for _, mode := range []string{store.ModeAsync, store.ModeStandard} {
 		var e createdEnvironment
 		apiJSON(t, hs, "POST", "/api/environments", tok, map[string]any{"name": "d-" + mode, "mode": mode}, &e, http.StatusCreated)
-		want := "docker run -d --name outpost-agent --restart always -v /var/run/docker.sock:/var/run/docker.sock -v outpost_agent_data:/data -e EDGE=1"
+		want := "docker run -d --name outpost-agent --restart always -v /var/run/docker.sock:/var/run/docker.sock -v /:/host -v outpost_agent_data:/data -e EDGE=1"
 		if mode == store.ModeAsync {
 			want += " -e EDGE_ASYNC=1"
 		}

@@ -251,7 +251,8 @@ func (s *Server) afterAcks(env uint64, done []store.Command, now int64) error {
 				case c.Status != "ok":
 					st.Status, st.Error = stackError, c.Error
 				case c.Kind == kindStackRemove:
-					return false // removed: the stack is gone from the device
+					// Taken: the device reports removed once Compose
+					// has taken the project down.
 				case st.Status == stackPending:
 					st.Status = stackAcknowledged
 				}
@@ -305,10 +306,7 @@ func (s *Server) ingestStackStatuses(env uint64, in []protocol.StackStatus, now 
 		}
 		err := s.store.UpdateStackStatus(x.StackID, env, func(st *store.StackStatus) bool {
 			if st.Remove {
-				if x.Status == protocol.StatusRemoved {
-					return false
-				}
-				return true
+				return x.Status != protocol.StatusRemoved // removed: the status goes
 			}
 			if x.Version != st.Version || x.Status == protocol.StatusRemoved || x.Status == protocol.StatusRemoving {
 				return true

@@ -39,6 +39,7 @@ type Server struct {
 	fleet       fleet         // environment summaries, tags and groups in memory; fleet.go
 	vault       *vault        // seals registry credentials in the store; secrets.go
 	kick        chan struct{} // wakes the reconciler; reconcile.go
+	tunnels     *tunnels      // standard agents' reverse tunnels; tunnels.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -81,6 +82,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		checkins: newCheckins(), fingerprint: ssh.FingerprintSHA256(hostKey.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
+	s.tunnels = s.newTunnels(hostKey)
+	defer func() { _ = s.tunnels.srv.Close() }()
 	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
 		return fmt.Errorf("waiting room: %w", err)
 	}
@@ -109,8 +112,20 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		IdleTimeout: 15 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
+	tln, err := net.Listen("tcp", cfg.TunnelAddr)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("listen %s (tunnels): %w", cfg.TunnelAddr, err)
+	}
+	tunnelMux := http.NewServeMux()
+	tunnelMux.Handle("GET /tunnel", s.tunnels.srv)
+	tsrv := &http.Server{
+		Handler: tunnelMux, TLSConfig: tlsConfig(cert, nil), ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	go func() { errc <- tsrv.Serve(tls.NewListener(tln, tsrv.TLSConfig)) }()
 	stopControl, err := s.serveControl(ctx)
 	if err != nil {
 		_ = srv.Close()
@@ -137,6 +152,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_ = s.tunnels.srv.Close() // hijacked connections: Shutdown does not wait for them
+	_ = tsrv.Shutdown(shutCtx)
 	_ = srv.Shutdown(shutCtx)
 	stopFlush()
 	<-flushDone
@@ -173,6 +190,7 @@ func (s *Server) routeTable() []route {
 	return []route{
 		publicRoute("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })),
 		publicRoute("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync)),
+		publicRoute("POST /edge/v1/poll", s.metrics.edge("poll", s.handlePoll)),
 		publicRoute("GET /metrics", s.metrics.handler()),
 		publicRoute("POST /api/auth", http.HandlerFunc(s.handleAuth)),
 		publicRoute("GET /setup", http.HandlerFunc(s.handleSetupForm)),
@@ -186,6 +204,9 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
 		apiRoute("POST /api/environments/{id}/commands", permEnvWrite, s.handleQueueCommand),
 		apiRoute("GET /api/environments/{id}/commands", permEnvRead, s.handleCommands),
+		apiRoute("POST /api/environments/{id}/tunnel", permEnvWrite, s.handleOpenTunnel),
+		apiRoute("/api/environments/{id}/docker/{path...}", permEnvWrite, s.handleTunnelProxy("/")),
+		apiRoute("/api/environments/{id}/agent/{path...}", permEnvWrite, s.handleTunnelProxy("/v2/")),
 		apiRoute("PATCH /api/environments/{id}", permEnvWrite, s.handlePatchEnvironment),
 		apiRoute("DELETE /api/environments/{id}", permEnvWrite, s.handleDeleteEnvironment),
 		apiRoute("GET /api/settings/edge", permEnvRead, s.handleGetEdgeSettings),

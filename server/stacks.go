@@ -118,14 +118,13 @@ func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string
 	if old == nil && req.ComposeFile == nil {
 		problems = append(problems, "composeFile: required")
 	}
-	if req.ComposeFile != nil {
-		switch {
-		case len(*req.ComposeFile) > maxComposeFile:
-			problems = append(problems, fmt.Sprintf("composeFile: %d bytes, at most %d", len(*req.ComposeFile), maxComposeFile))
-		default:
-			if err := checkCompose(cmpName(name), *req.ComposeFile, req.Env); err != nil {
-				problems = append(problems, "composeFile: "+err.Error())
-			}
+	if req.ComposeFile != nil && len(*req.ComposeFile) > maxComposeFile {
+		problems = append(problems, fmt.Sprintf("composeFile: %d bytes, at most %d", len(*req.ComposeFile), maxComposeFile))
+	} else if req.ComposeFile != nil && old == nil {
+		// An update is checked with the variables it will run with, once
+		// the handler has merged them (handleUpdateStack).
+		if err := checkCompose(cmpName(name), *req.ComposeFile, req.Env); err != nil {
+			problems = append(problems, "composeFile: "+err.Error())
 		}
 	}
 	if len(req.Env) > maxStackEnv {
@@ -247,6 +246,12 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 	}
 	if req.Env != nil {
 		env = req.Env
+	}
+	if req.ComposeFile != nil || req.Env != nil {
+		if err := checkCompose(old.Name, compose, env); err != nil {
+			writeErr(w, http.StatusBadRequest, "composeFile: %v", err)
+			return
+		}
 	}
 	content, hash, err := stackContent(compose, env)
 	if s.writeFailed(w, err, "update", "edge stack", id) {

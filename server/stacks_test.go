@@ -240,7 +240,13 @@ func TestEdgeStackLifecycle(t *testing.T) {
 	if len(ans.Commands) != 1 || ans.Commands[0].Kind != kindStackRemove || ans.Commands[0].Args["project"] != "web" {
 		t.Fatalf("after delete: %+v", ans.Commands)
 	}
+	// The ack alone leaves it removing: only the device's report that
+	// Compose took it down removes the status.
 	a.pull(s, okAcks(ans.Commands), nil, nil)
+	if left, _ := s.store.StackStatuses(st.ID); len(left) != 1 || left[0].Status != stackRemoving {
+		t.Fatalf("after the remove's ack: %+v", left)
+	}
+	a.pull(s, nil, []protocol.StackStatus{{StackID: st.ID, Version: 2, Status: protocol.StatusRemoved}}, nil)
 	if left, _ := s.store.StackStatuses(st.ID); len(left) != 0 {
 		t.Fatalf("statuses left after removal: %+v", left)
 	}
@@ -336,4 +342,3 @@ func TestEdgeJobLifecycle(t *testing.T) {
 		t.Fatalf("targets left: %+v", left)
 	}
 }
-

@@ -55,6 +55,8 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: ssh.FingerprintSHA256(host.PublicKey()),
 	}
 	s.sessions = newSessions(s.now)
+	s.tunnels = s.newTunnels(host)
+	t.Cleanup(func() { _ = s.tunnels.srv.Close() })
 	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
 		t.Fatal(err)
 	}

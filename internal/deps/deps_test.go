@@ -23,6 +23,10 @@ var rules = []struct {
 	{pkg: "edgeagent", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "web", forbidden: []string{"server", "server/store"}},
 	{pkg: "scheduler", forbidden: []string{"server", "server/store", "edgeagent", "web"}},
+	{pkg: "tunnel", allowedOnly: []string{}},
+	{pkg: "edgeagent/stacks", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
+	{pkg: "edgeagent/jobs", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
+	{pkg: "edgeagent/agentapi", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 }
 
 // deps returns the project packages pkg imports, transitively.

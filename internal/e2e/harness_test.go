@@ -34,7 +34,7 @@ var (
 )
 
 // binaries builds outpost-server and outpost-agent once per test process.
-func binaries(t *testing.T) (server, agent string) {
+func binaries(t testing.TB) (server, agent string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "outpost-e2e-bin")
@@ -62,7 +62,7 @@ type proc struct {
 	out *testenv.Buffer
 }
 
-func start(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), out: &testenv.Buffer{}}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -95,7 +95,7 @@ func (p *proc) stop() {
 }
 
 // freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,6 +110,7 @@ type server struct {
 	URL   string
 	token string
 	http  *http.Client
+	proc  *proc
 }
 
 const adminPassword = "e2e-password-1"
@@ -118,12 +119,12 @@ var listeningRE = regexp.MustCompile(`msg="outpost server listening" url=(\S+)`)
 
 // startServer starts outpost-server; flags are added to its command line
 // (e.g. "--client-ca", file).
-func startServer(t *testing.T, flags ...string) *server {
+func startServer(t testing.TB, flags ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	p := start(t, "server", []string{"OUTPOST_ADMIN_PASSWORD=" + adminPassword}, bin,
 		append([]string{"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t)}, flags...)...)
-	s := &server{http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	s := &server{proc: p, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server's self-signed certificate
 	}}}
 	deadline := time.Now().Add(20 * time.Second)
@@ -145,7 +146,7 @@ func startServer(t *testing.T, flags ...string) *server {
 
 // do calls the JSON API and decodes the answer into out, failing the test on
 // any status but want.
-func (s *server) do(t *testing.T, method, path string, body, out any, want int) {
+func (s *server) do(t testing.TB, method, path string, body, out any, want int) {
 	t.Helper()
 	status, raw := s.call(t, method, path, body)
 	if status != want {
@@ -158,7 +159,7 @@ func (s *server) do(t *testing.T, method, path string, body, out any, want int) 
 	}
 }
 
-func (s *server) call(t *testing.T, method, path string, body any) (int, []byte) {
+func (s *server) call(t testing.TB, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -186,7 +187,7 @@ type environment struct {
 	LastCheckIn int64  `json:"lastCheckIn"`
 }
 
-func (s *server) createEnvironment(t *testing.T, name string, freq int) environment {
+func (s *server) createEnvironment(t testing.TB, name string, freq int) environment {
 	t.Helper()
 	var e environment
 	s.do(t, "POST", "/api/environments", map[string]any{
@@ -198,7 +199,7 @@ func (s *server) createEnvironment(t *testing.T, name string, freq int) environm
 
 // startAgent starts outpost-agent; env adds variables (e.g.
 // "EDGE_CLIENT_CERT=file").
-func startAgent(t *testing.T, key, dataDir string, env ...string) *proc {
+func startAgent(t testing.TB, key, dataDir string, env ...string) *proc {
 	t.Helper()
 	_, bin := binaries(t)
 	return start(t, "agent", append([]string{
@@ -221,7 +222,7 @@ func (p *proc) lines(substr string) []string {
 // startSleeper creates and starts a busybox container running `sleep 600`,
 // named prefix plus a unique suffix, removed when the test ends. It returns
 // the container's ID and name.
-func startSleeper(t *testing.T, cli *client.Client, prefix string) (id, name string) {
+func startSleeper(t testing.TB, cli *client.Client, prefix string) (id, name string) {
 	t.Helper()
 	ctx := context.Background()
 	img := testenv.BusyboxImage(t, cli)
