@@ -170,6 +170,9 @@ func (s *server) call(t testing.TB, method, path string, body any) (int, []byte)
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json") // the Docker API behind a tunnel insists
+	}
 	resp, err := s.http.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -3,14 +3,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -127,6 +129,12 @@ func TestStandardAgentLiveAccess(t *testing.T) {
 		t.Fatalf("exec echo: output %q, close %q", out.String(), closeText)
 	}
 
+	// Docker's own hijacked exec through the API and the tunnel, with a
+	// half-close: stdin ends, and cat's output still comes back.
+	if got := hijackedCat(t, srv, env.ID, name, "half-closed stdin\n"); !strings.Contains(got, "half-closed stdin") {
+		t.Fatalf("hijacked exec through the tunnel: %q", got)
+	}
+
 	// A file into a volume, and back.
 	vol := fmt.Sprintf("outpost-e2e-vol-%d", time.Now().UnixNano())
 	if _, err := cli.VolumeCreate(context.Background(), client.VolumeCreateOptions{Name: vol}); err != nil {
@@ -197,7 +205,6 @@ func TestTunnelSurvivesServerRestart(t *testing.T) {
 	}
 }
 
-
 // BenchmarkTunnelFirstByte measures, with real binaries and a 1 s poll
 // interval, the time from POST .../tunnel to the first byte of a Docker
 // call proxied through the new tunnel; between rounds the tunnel closes for
@@ -228,4 +235,48 @@ func BenchmarkTunnelFirstByte(b *testing.B) {
 	slices.Sort(took)
 	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "median-ms")
 	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
+}
+
+// hijackedCat runs cat in container through the Docker API behind the
+// tunnel, as the docker CLI does (POST /exec/{id}/start, Upgrade: tcp),
+// writes input, closes its write side and returns everything read back.
+func hijackedCat(t *testing.T, srv *server, env uint64, container, input string) string {
+	t.Helper()
+	var created struct {
+		ID string `json:"Id"`
+	}
+	srv.do(t, "POST", fmt.Sprintf("/api/environments/%d/docker/containers/%s/exec", env, container), map[string]any{
+		"Cmd": []string{"cat"}, "AttachStdin": true, "AttachStdout": true, "AttachStderr": true,
+	}, &created, http.StatusCreated)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"Detach":false,"Tty":false}`
+	fmt.Fprintf(conn, "POST /api/environments/%d/docker/exec/%s/start HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %d\r\n\r\n%s",
+		env, created.ID, host, srv.token, len(body), body)
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("exec start: %s %s", resp.Status, b)
+	}
+	if _, err := io.WriteString(conn, input); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(br)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("read after half-close: %v (got %q)", err, out)
+	}
+	return string(out)
 }
