@@ -180,16 +180,17 @@ func (s *Server) reconcileJobs() error {
 		want := map[uint64]bool{}
 		for _, env := range s.targets(j.EnvironmentIDs, j.EdgeGroupIDs) {
 			want[env] = true
-			if cur, ok := known[j.ID][env]; ok && !cur.Remove && cur.Version >= j.Version {
+			cur, ok := known[j.ID][env]
+			if ok && !cur.Remove && cur.Version >= j.Version {
 				continue
 			}
-			if err := s.queueJob(j.ID, env, j, now); err != nil {
+			if err := s.queueJob(j.ID, env, j, cur.Hash, now); err != nil {
 				return err
 			}
 		}
 		for env, cur := range known[j.ID] {
 			if !want[env] && !cur.Remove {
-				if err := s.queueJob(j.ID, env, nil, now); err != nil {
+				if err := s.queueJob(j.ID, env, nil, cur.Hash, now); err != nil {
 					return err
 				}
 			}
@@ -201,7 +202,7 @@ func (s *Server) reconcileJobs() error {
 		}
 		for env, cur := range envs {
 			if !cur.Remove {
-				if err := s.queueJob(id, env, nil, now); err != nil {
+				if err := s.queueJob(id, env, nil, cur.Hash, now); err != nil {
 					return err
 				}
 			}
@@ -211,9 +212,9 @@ func (s *Server) reconcileJobs() error {
 }
 
 // queueJob queues job.upsert of j (or job.remove when j is nil) for env.
-// The script blob a device held for an older version is not unmarked: a
-// script is small, and the agent keeps the scripts of its jobs.
-func (s *Server) queueJob(id, env uint64, j *store.EdgeJob, now int64) error {
+// prev is the script the device held for the job: the device drops it when
+// the job moves on, so it is unmarked unless the script stays the same.
+func (s *Server) queueJob(id, env uint64, j *store.EdgeJob, prev string, now int64) error {
 	sid := strconv.FormatUint(id, 10)
 	c := &store.Command{Env: env, Kind: kindJobRemove, Created: now, By: "reconciler", Args: map[string]string{"job": sid}}
 	t := &store.JobTarget{Job: id, Env: env, Status: stackRemoving, Remove: true, Updated: now}
@@ -222,12 +223,16 @@ func (s *Server) queueJob(id, env uint64, j *store.EdgeJob, now int64) error {
 		c.Args["version"] = strconv.FormatUint(j.Version, 10)
 		c.Args["cron"] = j.Cron
 		c.Args["collect"] = strconv.FormatBool(j.Collect)
-		t.Version, t.Status, t.Remove = j.Version, stackPending, false
+		t.Version, t.Status, t.Remove, t.Hash = j.Version, stackPending, false, j.Hash
+	}
+	unsent := prev
+	if j != nil && prev == j.Hash {
+		unsent = ""
 	}
 	supersedes := func(old store.Command) bool {
 		return (old.Kind == kindJobUpsert || old.Kind == kindJobRemove) && old.Args["job"] == sid
 	}
-	if err := s.store.QueueTargetCommand(c, supersedes, store.Target{Job: t}); err != nil {
+	if err := s.store.QueueTargetCommand(c, supersedes, store.Target{Job: t, Unsent: unsent}); err != nil {
 		return fmt.Errorf("queue %s of job %d for environment %d: %w", c.Kind, id, env, err)
 	}
 	return nil

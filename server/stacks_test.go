@@ -342,3 +342,27 @@ func TestEdgeJobLifecycle(t *testing.T) {
 		t.Fatalf("targets left: %+v", left)
 	}
 }
+
+// A script the device dropped (its job moved to another one) is sent again
+// when a later version goes back to it: the server forgets it was sent when
+// the device is told to drop it.
+func TestJobScriptSentAgainAfterTheDeviceDroppedIt(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	a := bound(t, s, hs.Config.Handler, "a")
+	var j jobView
+	apiJSON(t, hs, "POST", "/api/edge-jobs", tok, map[string]any{"name": "j", "cron": "@hourly", "script": "echo one\n", "environmentIds": []uint64{a.env}}, &j, http.StatusCreated)
+	for i, script := range []string{"echo one\n", "echo two\n", "echo one\n"} {
+		if i > 0 {
+			apiJSON(t, hs, "PUT", fmt.Sprintf("/api/edge-jobs/%d", j.ID), tok, map[string]any{"script": script}, nil, http.StatusOK)
+		}
+		if err := s.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		ans := a.pull(s, nil, nil, nil)
+		if len(ans.Commands) != 1 || len(ans.Blobs) != 1 || string(ans.Blobs[0].Data) != script {
+			t.Fatalf("version %d: %d commands, blobs %+v", i+1, len(ans.Commands), ans.Blobs)
+		}
+		a.pull(s, okAcks(ans.Commands), nil, nil)
+	}
+}

@@ -91,6 +91,7 @@ type JobTarget struct {
 	Error   string `json:"error,omitempty"`
 	Remove  bool   `json:"remove,omitempty"`
 	Updated int64  `json:"updated"`
+	Hash    string `json:"hash,omitempty"` // the script last sent
 }
 
 // JobRun is one run of a job on one environment, as the device reported it.
