@@ -19,9 +19,11 @@ import (
 
 // TestCommandsSurviveALinkCut: the agent reaches the server through a
 // toxiproxy proxy (the edge key's public URL points at it). With the link cut,
-// three container commands queued through the API stay pending while the
-// agent's syncs fail; once the link is back, each runs exactly once, in order,
-// and comes back as an ok result.
+// three container commands queued through the API, an edge stack and an edge
+// job stay pending while the agent's syncs fail; once the link is back, each
+// command runs exactly once (the container ones in order) and comes back as
+// an ok result, the stack's status reaches running and the job's results
+// arrive.
 func TestCommandsSurviveALinkCut(t *testing.T) {
 	cli := testenv.RequireDocker(t)
 	ctx := context.Background()
@@ -88,6 +90,23 @@ func TestCommandsSurviveALinkCut(t *testing.T) {
 		srv.do(t, "POST", fmt.Sprintf("/api/environments/%d/commands", env.ID), map[string]any{"kind": k, "args": args}, &c, http.StatusAccepted)
 		ids[c.ID] = k
 	}
+	// A stack and a job for the environment too: their commands wait with
+	// the others, and their statuses and results must arrive afterwards.
+	image := stackImage(t, cli)
+	project := fmt.Sprintf("lc%d", time.Now().UnixNano()%1_000_000)
+	cleanProject(t, cli, project)
+	var group, stack, job struct {
+		ID uint64 `json:"id"`
+	}
+	srv.do(t, "POST", "/api/edge-groups", map[string]any{"name": "cut", "environmentIds": []uint64{env.ID}}, &group, http.StatusCreated)
+	srv.do(t, "POST", "/api/edge-stacks", map[string]any{
+		"name": project, "edgeGroupIds": []uint64{group.ID},
+		"composeFile": stackCompose(image, "echo up > /tmp/greeting; exec sleep 3600"),
+	}, &stack, http.StatusCreated)
+	srv.do(t, "POST", "/api/edge-jobs", map[string]any{
+		"name": "cut", "cron": "*/2 * * * * *", "script": "echo linkcut job\n", "environmentIds": []uint64{env.ID}, "collectLogs": true,
+	}, &job, http.StatusCreated)
+	isWork := map[string]bool{"stack.deploy": true, "job.upsert": true}
 
 	type result struct {
 		ID       uint64 `json:"id"`
@@ -108,10 +127,13 @@ func TestCommandsSurviveALinkCut(t *testing.T) {
 	// Several command periods with the link down: nothing moves.
 	time.Sleep(time.Until(cutAt.Add(6 * time.Second)))
 	commands()
-	if len(log.Pending) != 3 || len(log.Results) != 0 {
-		t.Fatalf("with the link cut, want 3 pending and no results: %+v", log)
+	if len(log.Pending) != 5 || len(log.Results) != 0 {
+		t.Fatalf("with the link cut, want 5 pending (3 container commands, a stack deploy, a job) and no results: %+v", log)
 	}
 	for _, p := range log.Pending {
+		if isWork[p.Kind] {
+			ids[p.ID] = p.Kind
+		}
 		if ids[p.ID] != p.Kind || p.Status != "pending" {
 			t.Fatalf("pending %+v, queued %v", p, ids)
 		}
@@ -131,7 +153,7 @@ func TestCommandsSurviveALinkCut(t *testing.T) {
 	restoredAt := time.Now()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		commands()
-		return len(log.Results) == 3 && len(log.Pending) == 0, fmt.Sprintf("command log: %+v", log)
+		return len(log.Results) == 5 && len(log.Pending) == 0, fmt.Sprintf("command log: %+v", log)
 	})
 	t.Logf("commands done %v after the link came back (cut for %v, %d sync failures)",
 		time.Since(restoredAt).Round(time.Millisecond), restoredAt.Sub(cutAt).Round(time.Millisecond), failures)
@@ -147,11 +169,32 @@ func TestCommandsSurviveALinkCut(t *testing.T) {
 		}
 	}
 	// Results come newest first: restart, start, stop.
-	for i, r := range log.Results {
-		if want := kinds[len(kinds)-1-i]; r.Kind != want {
-			t.Errorf("result %d is %s, want %s: %+v", i, r.Kind, want, log.Results)
+	var container []result
+	for _, r := range log.Results {
+		if !isWork[r.Kind] {
+			container = append(container, r)
 		}
 	}
+	for i, r := range container {
+		if want := kinds[len(kinds)-1-i]; r.Kind != want {
+			t.Errorf("result %d is %s, want %s: %+v", i, r.Kind, want, container)
+		}
+	}
+	// The stack's status and the job's results arrive too.
+	testenv.Eventually(t, 90*time.Second, func() (bool, string) {
+		var v stackStatusView
+		srv.do(t, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", stack.ID), nil, &v, http.StatusOK)
+		var res struct {
+			Runs []struct {
+				ExitCode int    `json:"exitCode"`
+				Output   string `json:"output"`
+			} `json:"runs"`
+		}
+		srv.do(t, "GET", fmt.Sprintf("/api/edge-jobs/%d/results", job.ID), nil, &res, http.StatusOK)
+		st, _ := v.of(env.ID)
+		ran := len(res.Runs) > 0 && res.Runs[0].ExitCode == 0 && res.Runs[0].Output == "linkcut job\n"
+		return st == "running" && ran, fmt.Sprintf("stack %s, job runs %+v", st, res.Runs)
+	})
 	if running, at := startedAt(); !running || !at.After(restoredAt) {
 		t.Errorf("after stop, start, restart the container should run, started after the link came back (%v): running %v, started %v",
 			restoredAt, running, at)
