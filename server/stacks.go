@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -323,16 +324,17 @@ func (s *Server) handleListStacks(w http.ResponseWriter, _ *http.Request, _ sess
 	if err == nil {
 		var statuses []store.StackStatus
 		if statuses, err = s.store.StackStatuses(0); err == nil {
-			sums := map[uint64]map[string]int{}
-			for _, st := range statuses {
-				if sums[st.Stack] == nil {
-					sums[st.Stack] = map[string]int{}
-				}
-				sums[st.Stack][st.Status]++
+			byStack := map[uint64][]store.StackStatus{}
+			for _, x := range statuses {
+				byStack[x.Stack] = append(byStack[x.Stack], x)
 			}
 			out := make([]stackView, 0, len(stacks))
-			for _, st := range stacks {
-				out = append(out, stackView{EdgeStack: st, Summary: sums[st.ID]})
+			for i := range stacks {
+				sum := map[string]int{}
+				for _, x := range s.stackMatrix(&stacks[i], byStack[stacks[i].ID]) {
+					sum[x.Status]++
+				}
+				out = append(out, stackView{EdgeStack: stacks[i], Summary: sum})
 			}
 			writeJSON(w, http.StatusOK, out)
 			return
@@ -381,12 +383,10 @@ func (s *Server) handleStackStatus(w http.ResponseWriter, r *http.Request, _ ses
 		return
 	}
 	summary := map[string]int{}
-	rows := make([]stackStatusRow, 0, len(statuses))
-	have := map[uint64]bool{}
+	rows := []stackStatusRow{}
 	f := s.fleetIndex()
 	f.mu.RLock()
-	for _, x := range statuses {
-		have[x.Env] = true
+	for _, x := range s.stackMatrix(st, statuses) {
 		summary[x.Status]++
 		row := stackStatusRow{StackStatus: x}
 		if e := f.envs[x.Env]; e != nil {
@@ -395,15 +395,25 @@ func (s *Server) handleStackStatus(w http.ResponseWriter, r *http.Request, _ ses
 		rows = append(rows, row)
 	}
 	f.mu.RUnlock()
-	// Targets the reconciler has not reached yet show as pending.
+	slices.SortFunc(rows, func(a, b stackStatusRow) int { return cmp.Compare(a.Env, b.Env) })
+	writeJSON(w, http.StatusOK, map[string]any{"stackId": id, "version": st.Version, "summary": summary, "environments": rows})
+}
+
+// stackMatrix is st's state on each environment: the stored statuses, and
+// the targets the reconciler has not reached yet as pending. The API's
+// status matrix, its list summaries and the UI all count this way.
+func (s *Server) stackMatrix(st *store.EdgeStack, statuses []store.StackStatus) []store.StackStatus {
+	out := slices.Clone(statuses)
+	have := map[uint64]bool{}
+	for _, x := range statuses {
+		have[x.Env] = true
+	}
 	for _, env := range s.stackTargets(st) {
 		if !have[env] {
-			summary["pending"]++
-			rows = append(rows, stackStatusRow{StackStatus: store.StackStatus{Stack: id, Env: env, Version: st.Version, Status: "pending"}})
+			out = append(out, store.StackStatus{Stack: st.ID, Env: env, Version: st.Version, Status: stackPending})
 		}
 	}
-	slices.SortFunc(rows, func(a, b stackStatusRow) int { return int(a.Env) - int(b.Env) })
-	writeJSON(w, http.StatusOK, map[string]any{"stackId": id, "version": st.Version, "summary": summary, "environments": rows})
+	return out
 }
 
 // stackTargets returns the trusted environments of st's edge groups, by ID.

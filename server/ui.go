@@ -110,6 +110,96 @@ func (b uiBackend) History(id uint64) ([]web.HistoryEntry, error) {
 	return out, nil
 }
 
+func (b uiBackend) Stacks() ([]web.Stack, error) {
+	stacks, err := b.s.store.Stacks()
+	if err != nil {
+		return nil, fmt.Errorf("edge stacks: %w", err)
+	}
+	statuses, err := b.s.store.StackStatuses(0)
+	if err != nil {
+		return nil, fmt.Errorf("edge stack statuses: %w", err)
+	}
+	byStack := map[uint64][]store.StackStatus{}
+	for _, x := range statuses {
+		byStack[x.Stack] = append(byStack[x.Stack], x)
+	}
+	out := make([]web.Stack, 0, len(stacks))
+	for i := range stacks {
+		st := b.stack(&stacks[i])
+		st.Statuses = map[string]int{}
+		for _, t := range b.stackTargets(&stacks[i], byStack[stacks[i].ID]) {
+			st.Statuses[t.Status]++
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func (b uiBackend) Stack(id uint64) (web.Stack, []web.StackTarget, error) {
+	st, err := b.s.store.Stack(id)
+	if err != nil {
+		return web.Stack{}, nil, fmt.Errorf("edge stack %d: %w", id, uiErr(err))
+	}
+	statuses, err := b.s.store.StackStatuses(id)
+	if err != nil {
+		return web.Stack{}, nil, fmt.Errorf("edge stack %d statuses: %w", id, err)
+	}
+	out := b.stack(st)
+	targets := b.stackTargets(st, statuses)
+	out.Statuses = map[string]int{}
+	for _, t := range targets {
+		out.Statuses[t.Status]++
+	}
+	return out, targets, nil
+}
+
+// stack is st without its statuses, its edge groups named from the fleet
+// index.
+func (b uiBackend) stack(st *store.EdgeStack) web.Stack {
+	out := web.Stack{ID: st.ID, Name: st.Name, Version: st.Version, Registries: st.RegistryNames,
+		Created: unixTime(st.Created), Updated: unixTime(st.Updated), By: st.By}
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, g := range st.EdgeGroupIDs {
+		name := fmt.Sprintf("edge group %d", g)
+		if eg, ok := f.edgeGroups[g]; ok {
+			name = eg.Name
+		}
+		out.EdgeGroups = append(out.EdgeGroups, name)
+	}
+	return out
+}
+
+// stackTargets is st's state on each environment, as the API's status
+// matrix has it (handleStackStatus): the stored statuses, and the targets
+// the reconciler has not reached yet as pending.
+func (b uiBackend) stackTargets(st *store.EdgeStack, statuses []store.StackStatus) []web.StackTarget {
+	matrix := b.s.stackMatrix(st, statuses)
+	out := make([]web.StackTarget, 0, len(matrix))
+	for _, x := range matrix {
+		out = append(out, web.StackTarget{EnvID: x.Env, Version: x.Version, Status: x.Status, Error: x.Error,
+			Remove: x.Remove, Updated: unixTime(x.Updated)})
+	}
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for i := range out {
+		if e := f.envs[out[i].EnvID]; e != nil {
+			out[i].EnvName = e.name
+		}
+	}
+	return out
+}
+
+// unixTime is t as a time; 0, never set, is the zero time.
+func unixTime(t int64) time.Time {
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t, 0)
+}
+
 // uiErr maps the store's not-found to web's, keeping the rest as they are.
 func uiErr(err error) error {
 	if errors.Is(err, store.ErrNotFound) {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
+	"outpost/web"
 )
 
 func TestUIOverRealServer(t *testing.T) {
@@ -94,5 +97,108 @@ func TestUIOverRealServer(t *testing.T) {
 	}
 	if _, ok := s.sessions.lookup(tok); ok {
 		t.Error("session survives logout")
+	}
+}
+
+// TestUIStacksFromStore checks that the UI's backend reads edge stacks and
+// their statuses as the store and the fleet index hold them: statuses the
+// devices reported, and a target the reconciler has not reached yet.
+func TestUIStacksFromStore(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	var ids []uint64
+	for _, name := range []string{"shop-1", "shop-2", "shop-<3>"} {
+		e := &store.Environment{Name: name, Mode: store.ModeAsync, Trusted: true}
+		if err := s.store.CreateEnvironment(e); err != nil {
+			t.Fatal(err)
+		}
+		s.indexEnvironment(e)
+		ids = append(ids, e.ID)
+	}
+	var g store.EdgeGroup
+	apiJSON(t, hs, "POST", "/api/edge-groups", tok, map[string]any{"name": "shops", "environmentIds": ids[:2]}, &g, http.StatusCreated)
+	var st stackView
+	apiJSON(t, hs, "POST", "/api/edge-stacks", tok, map[string]any{
+		"name": "web", "composeFile": testCompose, "edgeGroupIds": []uint64{g.ID},
+		"registries": []map[string]string{{"url": "registry.example.com", "username": "bot", "password": "pw"}},
+	}, &st, http.StatusCreated)
+	if err := s.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	const failure = `web: pull <registry.example.com/web>: denied`
+	if err := s.ingestStackStatuses(ids[0], []protocol.StackStatus{{StackID: st.ID, Version: 1, Status: protocol.StatusRunning}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ingestStackStatuses(ids[1], []protocol.StackStatus{{StackID: st.ID, Version: 1, Status: protocol.StatusFailed, Error: failure}}, now); err != nil {
+		t.Fatal(err)
+	}
+	// The third joins the group; the reconciler has not run since.
+	apiJSON(t, hs, "PUT", fmt.Sprintf("/api/edge-groups/%d", g.ID), tok, map[string]any{"name": "shops", "environmentIds": ids}, nil, http.StatusOK)
+
+	b := uiBackend{s}
+	list, err := b.Stacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{stackRunning: 1, stackError: 1, stackPending: 1}
+	if len(list) != 1 || list[0].ID != st.ID || list[0].Name != "web" || list[0].Version != 1 || list[0].By != "admin" ||
+		fmt.Sprint(list[0].EdgeGroups) != "[shops]" || fmt.Sprint(list[0].Registries) != "[registry.example.com]" ||
+		list[0].Created.IsZero() || fmt.Sprint(list[0].Statuses) != fmt.Sprint(want) {
+		t.Fatalf("Stacks() = %+v", list)
+	}
+	one, targets, err := b.Stack(st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Name != "web" || fmt.Sprint(one.Statuses) != fmt.Sprint(want) || len(targets) != 3 {
+		t.Fatalf("Stack(%d) = %+v, %+v", st.ID, one, targets)
+	}
+	got := map[uint64]web.StackTarget{}
+	for _, x := range targets {
+		got[x.EnvID] = x
+	}
+	for i, w := range []web.StackTarget{
+		{EnvID: ids[0], EnvName: "shop-1", Version: 1, Status: stackRunning},
+		{EnvID: ids[1], EnvName: "shop-2", Version: 1, Status: stackError, Error: failure},
+		{EnvID: ids[2], EnvName: "shop-<3>", Version: 1, Status: stackPending},
+	} {
+		x := got[w.EnvID]
+		if x.EnvName != w.EnvName || x.Version != w.Version || x.Status != w.Status || x.Error != w.Error || x.Remove {
+			t.Errorf("target %d = %+v, want %+v", i, x, w)
+		}
+		if i < 2 && x.Updated.Unix() != now {
+			t.Errorf("target %d updated %v, want %d", i, x.Updated, now)
+		}
+	}
+	if _, _, err := b.Stack(st.ID + 1); !errors.Is(err, web.ErrNotFound) {
+		t.Errorf("missing stack: %v, want web.ErrNotFound", err)
+	}
+
+	// And the pages show it.
+	h := s.uiHandler()
+	get := func(path string) (int, string) {
+		r := httptest.NewRequest("GET", path, nil)
+		r.AddCookie(&http.Cookie{Name: "outpost_token", Value: tok})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	code, body := get("/stacks")
+	if code != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`<a class="strong" href="/stacks/%d">web</a>`, st.ID)) ||
+		!strings.Contains(body, "3 environments: 1 running, 1 pending, 1 error") {
+		t.Errorf("/stacks: %d\n%s", code, body)
+	}
+	code, body = get(fmt.Sprintf("/stacks/%d", st.ID))
+	for _, w := range []string{
+		fmt.Sprintf(`<a class="strong" href="/environments/%d">shop-2</a>`, ids[1]), "shop-&lt;3&gt;",
+		"web: pull &lt;registry.example.com/web&gt;: denied", `<rect class="ss-error"`, "shops", "registry.example.com",
+	} {
+		if code != http.StatusOK || !strings.Contains(body, w) {
+			t.Errorf("/stacks/%d: %d, lacks %q", st.ID, code, w)
+		}
+	}
+	if code, _ := get(fmt.Sprintf("/stacks/%d", st.ID+1)); code != http.StatusNotFound {
+		t.Errorf("missing stack page: %d, want 404", code)
 	}
 }

@@ -24,7 +24,10 @@ type fakeBackend struct {
 	envs  []web.Environment
 	snaps map[uint64]*web.Snapshot
 	hist  map[uint64][]web.HistoryEntry
-	err   error // when set, every read fails with it
+	// stacks and their targets, by stack ID
+	stacks  []web.Stack
+	targets map[uint64][]web.StackTarget
+	err     error // when set, every read fails with it
 }
 
 func (f *fakeBackend) Login(username, password string) (string, error) {
@@ -89,6 +92,25 @@ func (f *fakeBackend) History(id uint64) ([]web.HistoryEntry, error) {
 	return f.hist[id], nil
 }
 
+func (f *fakeBackend) Stacks() ([]web.Stack, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.stacks, nil
+}
+
+func (f *fakeBackend) Stack(id uint64) (web.Stack, []web.StackTarget, error) {
+	if f.err != nil {
+		return web.Stack{}, nil, f.err
+	}
+	for _, st := range f.stacks {
+		if st.ID == id {
+			return st, f.targets[id], nil
+		}
+	}
+	return web.Stack{}, nil, fmt.Errorf("edge stack %d: %w", id, web.ErrNotFound)
+}
+
 // Environment IDs of the fake fleet.
 const (
 	envShop     = 1 // hand-built snapshot the tests assert on
@@ -102,7 +124,7 @@ const (
 func newFake(t testing.TB, now time.Time) *fakeBackend {
 	f := &fakeBackend{
 		user: "admin", password: "correct horse", tokens: map[string]bool{},
-		snaps: map[uint64]*web.Snapshot{}, hist: map[uint64][]web.HistoryEntry{},
+		snaps: map[uint64]*web.Snapshot{}, hist: map[uint64][]web.HistoryEntry{}, targets: map[uint64][]web.StackTarget{},
 	}
 	f.envs = []web.Environment{
 		{ID: envShop, Name: "shop-042", Mode: "async", Status: "online", LastCheckIn: now.Add(-12 * time.Second),
@@ -123,6 +145,7 @@ func newFake(t testing.TB, now time.Time) *fakeBackend {
 	}
 	f.snaps[envShop] = &web.Snapshot{Seq: 42, Updated: now.Add(-3 * time.Minute), Kind: "delta", Docker: shopSnapshot(now)}
 	f.hist[envShop] = shopHistory(now, 42)
+	f.addStacks(now)
 	if d := loadCapture(t); d != nil {
 		f.snaps[envVessel] = &web.Snapshot{Seq: 7, Updated: now.Add(-3*time.Hour - 5*time.Minute), Kind: "full", Docker: d}
 		f.hist[envVessel] = []web.HistoryEntry{{Seq: 7, Kind: "full", Bytes: 24_817, At: now.Add(-3*time.Hour - 5*time.Minute)}}
@@ -260,4 +283,46 @@ func shopHistory(now time.Time, last uint64) []web.HistoryEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// Edge stack IDs of the fake fleet.
+const (
+	stackTelemetry = 1 // over the whole fleet, in every status
+	stackPOS       = 2 // two running, one still pending
+	stackEmpty     = 3 // its group has no environment yet
+)
+
+// addStacks deploys three stacks over the fleet. Each stack's Statuses
+// count its targets, as the server's do.
+func (f *fakeBackend) addStacks(now time.Time) {
+	at := func(d time.Duration) time.Time { return now.Add(-d) }
+	f.targets[stackTelemetry] = []web.StackTarget{
+		{EnvID: envShop, EnvName: "shop-042", Version: 3, Status: "running", Updated: at(2 * time.Minute)},
+		{EnvID: envVessel, EnvName: "vessel-north-star", Version: 3, Status: "error", Updated: at(3 * time.Hour),
+			Error: "service \"grafana\": pull grafana/grafana:10.4.2: <html>503 Service Unavailable</html>"},
+		{EnvID: envTruck, EnvName: "truck-1187", Version: 3, Status: "pending", Updated: at(20 * time.Minute)},
+		{EnvID: envLab, EnvName: "lab-pi", Version: 3, Status: "deploying", Updated: at(40 * time.Second)},
+		{EnvID: envWindmill, EnvName: "windfarm-07-t12", Version: 3, Status: "running", Updated: at(5 * time.Second)},
+		{EnvID: 6, EnvName: "kiosk-<b>9</b>", Version: 2, Status: "acknowledged", Updated: at(9 * time.Second)},
+		{EnvID: 7, Version: 2, Status: "removing", Remove: true, Updated: at(time.Hour)},
+		{EnvID: 8, EnvName: "shop-043", Version: 3, Status: "running", Updated: at(4 * time.Minute)},
+	}
+	f.targets[stackPOS] = []web.StackTarget{
+		{EnvID: envShop, EnvName: "shop-042", Version: 1, Status: "running", Updated: at(2 * 24 * time.Hour)},
+		{EnvID: 8, EnvName: "shop-043", Version: 1, Status: "running", Updated: at(2 * 24 * time.Hour)},
+		{EnvID: envLab, EnvName: "lab-pi", Version: 1, Status: "pending", Updated: at(time.Minute)},
+	}
+	f.stacks = []web.Stack{
+		{ID: stackTelemetry, Name: "telemetry", Version: 3, EdgeGroups: []string{"shops", "vessels", "wind"},
+			Registries: []string{"registry.example.com"}, Created: at(9 * 24 * time.Hour), Updated: at(25 * time.Minute), By: "admin"},
+		{ID: stackPOS, Name: "pos", Version: 1, EdgeGroups: []string{"shops"}, Created: at(2 * 24 * time.Hour), Updated: at(2 * 24 * time.Hour), By: "ops"},
+		{ID: stackEmpty, Name: "camera-bridge", Version: 1, EdgeGroups: []string{"cameras"}, Created: at(time.Hour), Updated: at(time.Hour), By: "admin"},
+	}
+	for i := range f.stacks {
+		by := map[string]int{}
+		for _, t := range f.targets[f.stacks[i].ID] {
+			by[t.Status]++
+		}
+		f.stacks[i].Statuses = by
+	}
 }

@@ -23,20 +23,29 @@ type bar struct {
 func num(f float64) string { return fmt.Sprintf("%.2f", f) }
 
 // stateBar is one horizontal bar split by container state.
-func stateBar(states []stateCount) chart {
+func stateBar(states []stateCount) chart { return splitBar(states, "st-") }
+
+// splitBar is one horizontal bar split into parts as wide as their share of
+// the total; a part's class is prefix and its state. Parts of zero draw
+// nothing. The widths stay exactly proportional: one error among ten
+// thousand is a sliver, and the legend's counts are what name it.
+func splitBar(parts []stateCount, prefix string) chart {
 	c := chart{W: 1000, H: 10}
 	total := 0
-	for _, s := range states {
+	for _, s := range parts {
 		total += s.N
 	}
 	if total == 0 {
 		return c
 	}
 	x := 0.0
-	for _, s := range states {
+	for _, s := range parts {
+		if s.N == 0 {
+			continue
+		}
 		w := float64(c.W) * float64(s.N) / float64(total)
 		c.Bars = append(c.Bars, bar{X: num(x), Y: "0", W: num(w), H: num(float64(c.H)),
-			Class: "st-" + s.State, Title: fmt.Sprintf("%d %s", s.N, s.State)})
+			Class: prefix + s.State, Title: fmt.Sprintf("%d %s", s.N, s.State)})
 		x += w
 	}
 	return c

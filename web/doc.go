@@ -1,6 +1,7 @@
 // Package web is Outpost's server-rendered user interface: a login page, the
-// list of environments, and one page per environment showing its latest
-// snapshot and the history of snapshot pushes.
+// list of environments, one page per environment showing its latest
+// snapshot and the history of snapshot pushes, and the edge stacks with
+// their status on each environment (/stacks, /stacks/{id}).
 //
 // Pages are html/template files and a stylesheet embedded in the binary; there
 // is no build step and no JavaScript framework (one small script copies the

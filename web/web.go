@@ -16,8 +16,8 @@ import (
 	"outpost/snapshot"
 )
 
-// ErrNotFound is what a Backend wraps when an environment, or its snapshot,
-// does not exist. It is the package's only sentinel error.
+// ErrNotFound is what a Backend wraps when an environment, its snapshot, or
+// an edge stack does not exist. It is the package's only sentinel error.
 var ErrNotFound = errors.New("not found")
 
 // Environment is one edge environment as the UI shows it.
@@ -51,6 +51,33 @@ type HistoryEntry struct {
 	At        time.Time
 }
 
+// Stack is one edge stack: a compose project deployed to every environment
+// of its edge groups.
+type Stack struct {
+	ID         uint64
+	Name       string
+	Version    uint64
+	EdgeGroups []string // names, in the stack's order
+	Registries []string // names of the registries it pulls from
+	Created    time.Time
+	Updated    time.Time
+	By         string // who last changed it
+	// Statuses counts the stack's environments by status (pending,
+	// acknowledged, deploying, running, error, removing).
+	Statuses map[string]int
+}
+
+// StackTarget is an edge stack's state on one environment.
+type StackTarget struct {
+	EnvID   uint64
+	EnvName string // empty when the environment no longer exists
+	Version uint64 // the stack version the environment should run
+	Status  string // pending, acknowledged, deploying, running, error, removing
+	Error   string // what the device reported, when Status is error
+	Remove  bool   // the environment left the stack's groups
+	Updated time.Time
+}
+
 // Backend is what the UI needs from the server.
 type Backend interface {
 	// Login checks a username and password and returns a session token.
@@ -65,6 +92,12 @@ type Backend interface {
 	Snapshot(id uint64) (*Snapshot, error)
 	// History returns the snapshot pushes, oldest first.
 	History(id uint64) ([]HistoryEntry, error)
+	// Stacks returns every edge stack with its status counts.
+	Stacks() ([]Stack, error)
+	// Stack returns an edge stack and its state on each environment it
+	// targets or is being removed from; an error wrapping ErrNotFound when
+	// id is unknown.
+	Stack(id uint64) (Stack, []StackTarget, error)
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging
@@ -121,6 +154,8 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("POST /logout", h.handleLogout)
 	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
 	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
+	mux.HandleFunc("GET /stacks", h.authed(h.handleStacks))
+	mux.HandleFunc("GET /stacks/{id}", h.authed(h.handleStack))
 	mux.HandleFunc("/", h.authed(h.handleNotFound))
 	// Mounted at the site root, the UI also receives whatever the API's
 	// routes did not match; an API client gets a plain 404, not a login page.
@@ -236,12 +271,20 @@ func (h *handler) render(w http.ResponseWriter, status int, page string, data an
 
 type errorPage struct {
 	base
-	Status  int
-	Message string
+	Status   int
+	Message  string
+	Back     string // the list to go back to
+	BackText string
 }
 
 func (h *handler) renderError(w http.ResponseWriter, user string, status int, title, msg string) {
-	h.render(w, status, "error", errorPage{base: h.base(title, user, ""), Status: status, Message: msg})
+	h.renderErrorBack(w, user, status, title, msg, "/environments", "the environments")
+}
+
+// renderErrorBack is renderError with a link back to another list than the
+// environments.
+func (h *handler) renderErrorBack(w http.ResponseWriter, user string, status int, title, msg, back, backText string) {
+	h.render(w, status, "error", errorPage{base: h.base(title, user, ""), Status: status, Message: msg, Back: back, BackText: backText})
 }
 
 // internalError logs err and shows a page that says what failed, not why.

@@ -188,6 +188,8 @@ func TestUnauthenticatedRedirects(t *testing.T) {
 		{"/environments/1", "/login?next=%2Fenvironments%2F1"},
 		{"/environments/999", "/login?next=%2Fenvironments%2F999"},
 		{"/no/such/page", "/login?next=%2Fno%2Fsuch%2Fpage"},
+		{"/stacks", "/login?next=%2Fstacks"},
+		{"/stacks/1", "/login?next=%2Fstacks%2F1"},
 	} {
 		for _, tok := range []string{"", "forged-token"} {
 			res := s.do(http.MethodGet, tc.path, tok, nil, nil)
@@ -361,7 +363,7 @@ func TestNotFound(t *testing.T) {
 func TestBackendErrorIsNotShown(t *testing.T) {
 	s := newSite(t)
 	s.b.err = errors.New("bolt: database file /secret/path is locked")
-	for _, p := range []string{"/environments", "/environments/1"} {
+	for _, p := range []string{"/environments", "/environments/1", "/stacks", "/stacks/1"} {
 		code, body := s.get(p)
 		if code != http.StatusInternalServerError {
 			t.Errorf("GET %s: status %d, want 500", p, code)
@@ -441,7 +443,7 @@ func TestEscaping(t *testing.T) {
 // unstyled in a browser while every other test passed.
 func TestContentSecurityPolicy(t *testing.T) {
 	s := newSite(t)
-	for _, p := range []string{"/login", "/environments", "/environments/1?tab=history"} {
+	for _, p := range []string{"/login", "/environments", "/environments/1?tab=history", "/stacks", "/stacks/1"} {
 		tok := s.token
 		if p == "/login" {
 			tok = ""
