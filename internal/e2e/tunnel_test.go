@@ -253,7 +253,7 @@ func hijackedCat(t *testing.T, srv *server, env uint64, container, input string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	body := `{"Detach":false,"Tty":false}`
 	fmt.Fprintf(conn, "POST /api/environments/%d/docker/exec/%s/start HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %d\r\n\r\n%s",
