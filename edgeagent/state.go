@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"outpost/internal/atomicfile"
 	"outpost/protocol"
 )
 
@@ -118,48 +119,8 @@ func (s *state) save(dir string) error {
 	return writeFileAtomic(statePath(dir), b, 0o600)
 }
 
-// writeFileAtomic writes by rename so a crash leaves the old file or the new.
-// It syncs the file before the rename and the directory after it, so the new
-// file survives a power loss once it returns.
+// writeFileAtomic replaces path with b: the old file or the new survives a
+// crash, never a torn one.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir flushes a directory, making a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.Write(path, b, mode)
 }

@@ -83,13 +83,7 @@ func (s *Server) reconcileStacks() error {
 	if err != nil {
 		return err
 	}
-	known := map[uint64]map[uint64]store.StackStatus{}
-	for _, st := range statuses {
-		if known[st.Stack] == nil {
-			known[st.Stack] = map[uint64]store.StackStatus{}
-		}
-		known[st.Stack][st.Env] = st
-	}
+	known := byTarget(statuses, func(x store.StackStatus) (uint64, uint64) { return x.Stack, x.Env })
 	now := s.now().Unix()
 	live := map[uint64]bool{}
 	for i := range stacks {
@@ -135,6 +129,19 @@ func (s *Server) reconcileStacks() error {
 	return nil
 }
 
+// byTarget indexes records by their stack or job, then their environment.
+func byTarget[T any](rs []T, key func(T) (uint64, uint64)) map[uint64]map[uint64]T {
+	out := map[uint64]map[uint64]T{}
+	for _, r := range rs {
+		of, env := key(r)
+		if out[of] == nil {
+			out[of] = map[uint64]T{}
+		}
+		out[of][env] = r
+	}
+	return out
+}
+
 // queueStack queues a deploy or remove of stack for env and sets its status.
 func (s *Server) queueStack(stack, env uint64, kind string, version uint64, project, hash, unsent string, now int64) error {
 	id := strconv.FormatUint(stack, 10)
@@ -165,13 +172,7 @@ func (s *Server) reconcileJobs() error {
 	if err != nil {
 		return err
 	}
-	known := map[uint64]map[uint64]store.JobTarget{}
-	for _, t := range targets {
-		if known[t.Job] == nil {
-			known[t.Job] = map[uint64]store.JobTarget{}
-		}
-		known[t.Job][t.Env] = t
-	}
+	known := byTarget(targets, func(x store.JobTarget) (uint64, uint64) { return x.Job, x.Env })
 	now := s.now().Unix()
 	live := map[uint64]bool{}
 	for i := range jobs {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"outpost/internal/atomicfile"
 )
 
 // ringLog streams a run's output to a file that never grows past limit
@@ -65,7 +67,7 @@ func (w *ringLog) finish(path string) error {
 	}
 	if w.total <= w.limit {
 		// Never wrapped: the ring file is the log.
-		if err := commit(w.f, path); err != nil {
+		if err := atomicfile.Commit(w.f, path); err != nil {
 			return fmt.Errorf("save log: %w", err)
 		}
 		return nil
@@ -85,7 +87,7 @@ func (w *ringLog) finish(path string) error {
 		out.Close()
 		return fmt.Errorf("save log: %w", err)
 	}
-	if err := commit(out, path); err != nil {
+	if err := atomicfile.Commit(out, path); err != nil {
 		return fmt.Errorf("save log: %w", err)
 	}
 	return nil

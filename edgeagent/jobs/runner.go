@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 	"github.com/google/uuid"
+
+	"outpost/internal/atomicfile"
 )
 
 // Causes a run's context is cancelled with; run turns them into Result.Error.
@@ -247,7 +249,7 @@ func (r *Runner) Remove(id uint64) error {
 	if err := os.RemoveAll(r.jobDir(id)); err != nil {
 		return fmt.Errorf("remove job %d: %w", id, err)
 	}
-	if err := syncDir(filepath.Join(r.cfg.Dir, "jobs")); err != nil {
+	if err := atomicfile.SyncDir(filepath.Join(r.cfg.Dir, "jobs")); err != nil {
 		return fmt.Errorf("remove job %d: %w", id, err)
 	}
 	return nil

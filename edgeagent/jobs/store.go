@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"outpost/internal/atomicfile"
 )
 
 // Layout of Config.Dir:
@@ -206,46 +208,6 @@ func readTail(path string, n int64) ([]byte, error) {
 	return b, nil
 }
 
-// writeFileAtomic writes by rename, mode 0600, so a crash leaves the old
-// file or the new, never a torn one. It syncs the file before the rename and
-// the directory after it, so the new file survives a power loss.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	return commit(tmp, path)
-}
-
-// commit syncs and closes f, renames it to path and syncs the directory.
-func commit(f *os.File, path string) error {
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir flushes a directory, making a rename or removal in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return d.Close()
-}
+// writeFileAtomic replaces path with b, mode 0600; a crash leaves the old
+// file or the new, never a torn one.
+func writeFileAtomic(path string, b []byte) error { return atomicfile.Write(path, b, 0o600) }

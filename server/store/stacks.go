@@ -159,43 +159,13 @@ func (s *Store) BlobsSent(env uint64, hashes []string) (map[string]bool, error) 
 
 // CreateStack stores st (version 1) and its content.
 func (s *Store) CreateStack(st *EdgeStack, content []byte) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bStacks)
-		id, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		st.ID, st.Version = id, 1
-		if err := putBlob(tx, st.Hash, content); err != nil {
-			return err
-		}
-		return putJSON(b, u64(id), st)
-	})
+	return s.createWithBlob(bStacks, func(id uint64) { st.ID, st.Version = id, 1 }, st, st.Hash, content)
 }
 
 // UpdateStack applies fn to stack id and stores content (nil: unchanged)
 // in one transaction.
 func (s *Store) UpdateStack(id uint64, content []byte, fn func(*EdgeStack) error) (*EdgeStack, error) {
-	var st EdgeStack
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bStacks)
-		if err := getJSON(b, u64(id), &st); err != nil {
-			return err
-		}
-		if err := fn(&st); err != nil {
-			return err
-		}
-		if content != nil {
-			if err := putBlob(tx, st.Hash, content); err != nil {
-				return err
-			}
-		}
-		return putJSON(b, u64(id), &st)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return updateWithBlob(s, bStacks, id, content, func(st *EdgeStack) string { return st.Hash }, fn)
 }
 
 // Stack returns stack id.
@@ -238,42 +208,12 @@ func (s *Store) Jobs() ([]EdgeJob, error) { return listRecords[EdgeJob](s, bJobs
 
 // CreateJob stores j (version 1) and its script.
 func (s *Store) CreateJob(j *EdgeJob, script []byte) error {
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bJobs)
-		id, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		j.ID, j.Version = id, 1
-		if err := putBlob(tx, j.Hash, script); err != nil {
-			return err
-		}
-		return putJSON(b, u64(id), j)
-	})
+	return s.createWithBlob(bJobs, func(id uint64) { j.ID, j.Version = id, 1 }, j, j.Hash, script)
 }
 
 // UpdateJob applies fn to job id and stores script (nil: unchanged).
 func (s *Store) UpdateJob(id uint64, script []byte, fn func(*EdgeJob) error) (*EdgeJob, error) {
-	var j EdgeJob
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bJobs)
-		if err := getJSON(b, u64(id), &j); err != nil {
-			return err
-		}
-		if err := fn(&j); err != nil {
-			return err
-		}
-		if script != nil {
-			if err := putBlob(tx, j.Hash, script); err != nil {
-				return err
-			}
-		}
-		return putJSON(b, u64(id), &j)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &j, nil
+	return updateWithBlob(s, bJobs, id, script, func(j *EdgeJob) string { return j.Hash }, fn)
 }
 
 // DeleteJob deletes job id. Its targets stay until each device removed it;
@@ -425,6 +365,49 @@ func (s *Store) QueueTargetCommand(c *Command, supersedes func(Command) bool, t 
 		}
 		return nil
 	})
+}
+
+// createWithBlob stores v in bucket under a new ID, set through setID
+// first, and content under hash, in one transaction.
+func (s *Store) createWithBlob(bucket []byte, setID func(uint64), v any, hash string, content []byte) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		setID(id)
+		if err := putBlob(tx, hash, content); err != nil {
+			return err
+		}
+		return putJSON(b, u64(id), v)
+	})
+}
+
+// updateWithBlob applies fn to record id of bucket and stores content
+// (nil: unchanged) under the hash the record has after fn, in one
+// transaction.
+func updateWithBlob[T any](s *Store, bucket []byte, id uint64, content []byte, hash func(*T) string, fn func(*T) error) (*T, error) {
+	var r T
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if err := getJSON(b, u64(id), &r); err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		if content != nil {
+			if err := putBlob(tx, hash(&r), content); err != nil {
+				return err
+			}
+		}
+		return putJSON(b, u64(id), &r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // getRecord decodes record id of bucket.
