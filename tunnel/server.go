@@ -68,12 +68,13 @@ type Server struct {
 	// or a callback: connections are closed, and OnClose called, after it
 	// is released.
 	mu      sync.Mutex
-	conns   map[uint64]*Conn
+	conns   map[uint64]*Conn     // the tunnel of each environment
+	live    map[*Conn]struct{}   // every tunnel not yet ended, listed or not
 	pending map[*wsConn]struct{} // connections still in their handshake
 	waiters map[uint64]*waiter
 	closed  bool
 
-	wg sync.WaitGroup // ServeHTTP calls in progress
+	wg sync.WaitGroup // ServeHTTP calls and tunnels in progress
 }
 
 // waiter wakes the Wait calls for one environment when its tunnel comes up.
@@ -92,6 +93,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg:     cfg.withDefaults(),
 		done:    make(chan struct{}),
 		conns:   make(map[uint64]*Conn),
+		live:    make(map[*Conn]struct{}),
 		pending: make(map[*wsConn]struct{}),
 		waiters: make(map[uint64]*waiter),
 	}
@@ -123,8 +125,9 @@ func (s *Server) authorize(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permi
 }
 
 // ServeHTTP is the /tunnel endpoint: it upgrades to a WebSocket, runs the
-// SSH server handshake over it and, once the agent is authorized, serves
-// the tunnel until it ends. A tunnel for an environment that already has
+// SSH server handshake over it and, once the agent is authorized, returns,
+// leaving the tunnel to a goroutine of its own (so the HTTP server's state
+// for the request is freed). A tunnel for an environment that already has
 // one replaces it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
@@ -133,9 +136,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tunnel server closed", http.StatusServiceUnavailable)
 		return
 	}
-	s.wg.Add(1)
+	s.wg.Add(1) // done here, or by run once the tunnel is up
 	s.mu.Unlock()
-	defer s.wg.Done()
+	up := false
+	defer func() {
+		if !up {
+			s.wg.Done()
+		}
+	}()
 
 	ws, err := s.up.Upgrade(w, r, nil)
 	if err != nil {
@@ -160,7 +168,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		old.close("replaced")
 	}
 	s.cfg.Log.Info("tunnel up", "env", id, "remote", r.RemoteAddr)
-	ka := startKeepAlive(s.cfg.KeepAlive, sc, nc, func() { c.close("keepalive timeout") })
+	up = true
+	go s.run(c, chans, reqs)
+}
+
+// run serves a tunnel until it ends, then reports it.
+func (s *Server) run(c *Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	defer s.wg.Done()
+	ka := startKeepAlive(s.cfg.KeepAlive, c.ssh, c.ws, func() { c.close("keepalive timeout") })
 
 	s.serve(c, chans, reqs)
 
@@ -168,15 +183,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reason := "agent disconnected"
 	if c.idle.Load() {
 		reason = "inactive"
-	} else if err := sc.Wait(); err != nil {
+	} else if err := c.ssh.Wait(); err != nil {
 		reason += ": " + err.Error()
 	}
 	c.close(reason)
 	c.idles.Wait()
 	s.unregister(c)
-	s.cfg.Log.Info("tunnel down", "env", id, "reason", c.reason)
+	s.mu.Lock()
+	delete(s.live, c)
+	s.mu.Unlock()
+	s.cfg.Log.Info("tunnel down", "env", c.id, "reason", c.reason)
 	if s.cfg.OnClose != nil {
-		s.cfg.OnClose(id, c.reason)
+		s.cfg.OnClose(c.id, c.reason)
 	}
 }
 
@@ -274,6 +292,7 @@ func (s *Server) register(c *Conn) (old *Conn, ok bool) {
 	}
 	old = s.conns[c.id]
 	s.conns[c.id] = c
+	s.live[c] = struct{}{}
 	if w := s.waiters[c.id]; w != nil {
 		close(w.up)
 		delete(s.waiters, c.id)
@@ -341,7 +360,7 @@ func (s *Server) Count() int {
 }
 
 // Close closes every tunnel and handshake in progress, refuses new ones and
-// returns when every ServeHTTP call has returned.
+// returns when they have all ended (OnClose included).
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -350,8 +369,8 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	conns := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
+	conns := make([]*Conn, 0, len(s.live))
+	for c := range s.live {
 		conns = append(conns, c)
 	}
 	pending := make([]*wsConn, 0, len(s.pending))

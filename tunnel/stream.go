@@ -42,8 +42,8 @@ type stream struct {
 	done chan struct{} // closed by Close
 	once sync.Once
 
-	// mu guards the fields below. It is never held while waiting for data
-	// or on the network.
+	// mu guards pumped, started, direct, rest, rerr and rtimedOut. It is
+	// never held while waiting for data or on the network.
 	mu        sync.Mutex
 	pumped    bool   // a read deadline was set: Reads go through the pump
 	started   bool   // the pump runs (or has run)

@@ -362,11 +362,11 @@ func TestInactivity(t *testing.T) {
 		t.Fatalf("closed during a request: %v", err)
 	case <-time.After(3 * inactivity):
 	}
+	released := time.Now() // the agent's last activity is after this
 	close(api.release)
 	if got := <-slow; got != "slow" {
 		t.Fatalf("slow request: %q", got)
 	}
-	released := time.Now()
 
 	select {
 	case err := <-agentEnd:

@@ -132,6 +132,7 @@ func (c *wsConn) send() {
 		if c.queue != nil {
 			*c.queue = (*c.queue)[:0]
 		}
+		c.room.Broadcast() // writers fill the next message while this one goes
 		c.mu.Unlock()
 		err := c.ws.WriteMessage(websocket.BinaryMessage, *buf)
 		c.mu.Lock()
