@@ -129,8 +129,11 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	f.removeEnv(id)
+	if c := s.tunnels.srv.Conn(id); c != nil {
+		_ = c.Close() // the device is no longer ours to reach
+	}
 	s.log.Info("environment deleted", "id", id)
-	s.audit(r, ss.user, auditEnvDelete, envTarget(id), "with its snapshot and history")
+	s.audit(r, ss.user, auditEnvDelete, envTarget(id), "with its snapshot, history, commands and edge stack and job records")
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -364,5 +365,49 @@ func TestJobScriptSentAgainAfterTheDeviceDroppedIt(t *testing.T) {
 			t.Fatalf("version %d: %d commands, blobs %+v", i+1, len(ans.Commands), ans.Blobs)
 		}
 		a.pull(s, okAcks(ans.Commands), nil, nil)
+	}
+}
+
+// A deleted environment leaves nothing for the reconciler: no statuses, job
+// targets, runs or commands, and it is off the jobs' target lists.
+func TestDeletedEnvironmentLeavesNoEdgeWork(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	a, b := bound(t, s, hs.Config.Handler, "a"), bound(t, s, hs.Config.Handler, "b")
+	var g store.EdgeGroup
+	apiJSON(t, hs, "POST", "/api/edge-groups", tok, map[string]any{"name": "g", "environmentIds": []uint64{a.env, b.env}}, &g, http.StatusCreated)
+	apiJSON(t, hs, "POST", "/api/edge-stacks", tok, map[string]any{"name": "web", "composeFile": testCompose, "edgeGroupIds": []uint64{g.ID}}, nil, http.StatusCreated)
+	var j jobView
+	apiJSON(t, hs, "POST", "/api/edge-jobs", tok, map[string]any{"name": "j", "cron": "@hourly", "script": "true\n", "environmentIds": []uint64{a.env, b.env}}, &j, http.StatusCreated)
+	if err := s.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	ans := a.pull(s, nil, nil, nil)
+	a.pull(s, okAcks(ans.Commands), nil, []protocol.JobResult{{JobID: j.ID, Run: 1, Started: 1_800_000_000}})
+
+	apiJSON(t, hs, "DELETE", fmt.Sprintf("/api/environments/%d", a.env), tok, nil, nil, http.StatusNoContent)
+	if err := s.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	statuses, _ := s.store.StackStatuses(0)
+	targets, _ := s.store.JobTargets(0)
+	runs, _ := s.store.JobRuns(j.ID, 10)
+	pending, _ := s.store.PendingCommands(a.env, 10)
+	job, _ := s.store.Job(j.ID)
+	for _, x := range statuses {
+		if x.Env == a.env {
+			t.Errorf("stack status left: %+v", x)
+		}
+	}
+	for _, x := range targets {
+		if x.Env == a.env {
+			t.Errorf("job target left: %+v", x)
+		}
+	}
+	if len(runs) != 0 || len(pending) != 0 || slices.Contains(job.EnvironmentIDs, a.env) {
+		t.Errorf("left: runs %+v, pending %+v, job targets %v", runs, pending, job.EnvironmentIDs)
+	}
+	if len(statuses) != 1 || len(targets) != 1 {
+		t.Errorf("b's records went too: %+v %+v", statuses, targets)
 	}
 }

@@ -168,11 +168,40 @@ func (s *Store) DeleteEnvironment(id uint64) error {
 				return err
 			}
 		}
-		return updateAll(tx.Bucket(bEdgeGroups), func(g *EdgeGroup) bool {
+		if err := updateAll(tx.Bucket(bEdgeGroups), func(g *EdgeGroup) bool {
 			n := len(g.EnvironmentIDs)
 			g.EnvironmentIDs = slices.DeleteFunc(g.EnvironmentIDs, func(e uint64) bool { return e == id })
 			return len(g.EnvironmentIDs) != n
-		})
+		}); err != nil {
+			return err
+		}
+		return forgetEdgeWork(tx, id)
+	})
+}
+
+// forgetEdgeWork deletes, in tx, what environment id had of commands, edge
+// stacks and jobs: its command log and results, the content marks, its
+// stack statuses, job targets and runs, and its place in jobs' target
+// lists. Nothing is left for the reconciler to act on.
+func forgetEdgeWork(tx *bolt.Tx, id uint64) error {
+	for _, b := range [][]byte{bCommands, bResults, bBlobsSent} {
+		if err := deletePrefix(tx.Bucket(b), u64(id)); err != nil {
+			return err
+		}
+	}
+	// Keyed stack|env, job|env and job|env|run: the environment is the
+	// second 8 bytes.
+	for _, b := range [][]byte{bStackStatus, bJobTargets, bJobRuns} {
+		if err := deleteWhere(tx.Bucket(b), func(k []byte) bool {
+			return len(k) >= 16 && bytes.Equal(k[8:16], u64(id))
+		}); err != nil {
+			return err
+		}
+	}
+	return updateAll(tx.Bucket(bJobs), func(j *EdgeJob) bool {
+		n := len(j.EnvironmentIDs)
+		j.EnvironmentIDs = slices.DeleteFunc(j.EnvironmentIDs, func(e uint64) bool { return e == id })
+		return len(j.EnvironmentIDs) != n
 	})
 }
 

@@ -468,6 +468,23 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	return nil
 }
 
+// deleteWhere deletes every key of b that match says to.
+func deleteWhere(b *bolt.Bucket, match func(k []byte) bool) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if match(k) {
+			keys = append(keys, bytes.Clone(k))
+		}
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // trimPrefix keeps the last keep keys of b that start with prefix.
 func trimPrefix(b *bolt.Bucket, prefix []byte, keep int) error {
 	var keys [][]byte
