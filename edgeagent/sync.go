@@ -216,7 +216,11 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			return fmt.Errorf("sync: %w", err)
 		}
 	}
-	if err := s.runCommands(ctx, ans.Commands); err != nil {
+	err = s.runCommands(ctx, ans.Commands)
+	if s.work != nil {
+		s.work.sweep()
+	}
+	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil

@@ -109,8 +109,10 @@ type work struct {
 	mac    atomic.Pointer[[]byte] // the device's MAC key, to open secrets; set by the syncer once bound
 	kick   chan struct{}
 
-	mu sync.Mutex // guards st and the files it is saved to; never held across Compose or a job
+	mu sync.Mutex // guards st, unused and the files they stand for; never held across Compose or a job
 	st workState
+	// unused holds content hashes that may have no reference left (sweep).
+	unused map[string]bool
 	// reported is the status each stack last reported, to report changes
 	// only; retry says when a failed deploy is tried again. Both belong to
 	// the converge goroutine.
@@ -120,8 +122,9 @@ type work struct {
 
 // retryAt is when a failed deploy is tried again, and the wait after that.
 type retryAt struct {
-	at   time.Time
-	wait time.Duration
+	at     time.Time
+	wait   time.Duration
+	remove bool // a failed removal's, not a deploy's
 }
 
 // Backoff of failed deploys: a transient failure (the engine busy, a
@@ -133,7 +136,7 @@ const (
 )
 
 func newWork(dir string, log *slog.Logger, sr StackRunner, now func() time.Time) (*work, error) {
-	w := &work{dir: dir, log: log, stacks: sr, now: now, kick: make(chan struct{}, 1),
+	w := &work{dir: dir, log: log, stacks: sr, now: now, kick: make(chan struct{}, 1), unused: map[string]bool{},
 		reported: map[uint64]protocol.StackStatus{}, retry: map[uint64]retryAt{}}
 	b, err := os.ReadFile(workPath(dir))
 	switch {
@@ -184,6 +187,11 @@ func (w *work) keepBlobs(bs []protocol.Blob) error {
 		if err := writeFileAtomic(filepath.Join(blobDir(w.dir), hex.EncodeToString(b.Hash)), b.Data, 0o600); err != nil {
 			return fmt.Errorf("keep content %x: %w", b.Hash, err)
 		}
+		// Carried with a command that then fails, or one already run,
+		// it would stay for good: sweep looks at it after the commands.
+		w.mu.Lock()
+		w.unused[hex.EncodeToString(b.Hash)] = true
+		w.mu.Unlock()
 	}
 	return nil
 }
@@ -196,24 +204,45 @@ func (w *work) blob(hash []byte) ([]byte, error) {
 	return b, err
 }
 
-// dropBlobLocked deletes content no stack or job refers to any more.
+// dropBlobLocked notes content that nothing may refer to any more. It is
+// deleted by sweep, once the commands of the answer at hand have all run: a
+// later command of the same answer may need it (a stack removed and another
+// deployed with the same content).
 func (w *work) dropBlobLocked(hash string) {
-	if hash == "" {
-		return
+	if hash != "" {
+		w.unused[hash] = true
 	}
+}
+
+// sweep deletes the content noted by dropBlobLocked, and the content an
+// answer carried, that no stack or job refers to. The syncer calls it after
+// an answer's commands ran; nothing else deletes content.
+func (w *work) sweep() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for hash := range w.unused {
+		if w.referencedLocked(hash) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(blobDir(w.dir), hash)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			w.log.Warn("could not delete unused content", "hash", hash, "err", err)
+		}
+	}
+	clear(w.unused)
+}
+
+func (w *work) referencedLocked(hash string) bool {
 	for _, s := range w.st.Stacks {
 		if s.Hash == hash {
-			return
+			return true
 		}
 	}
 	for _, h := range w.st.Jobs {
 		if h == hash {
-			return
+			return true
 		}
 	}
-	if err := os.Remove(filepath.Join(blobDir(w.dir), hash)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		w.log.Warn("could not delete unused content", "hash", hash, "err", err)
-	}
+	return false
 }
 
 func argID(c protocol.Command, name string) (uint64, error) {
@@ -462,11 +491,16 @@ func (w *work) converge(ctx context.Context) {
 
 func (w *work) convergeOne(ctx context.Context, id uint64, want stackWant) {
 	if want.Remove {
+		if r, waiting := w.retry[id]; waiting && r.remove && w.now().Before(r.at) {
+			return // its error stands until the retry
+		}
 		w.report(id, want.Version, protocol.StatusRemoving, "")
 		if err := w.stacks.Remove(ctx, want.Project); err != nil {
+			w.backoff(id, true)
 			w.report(id, want.Version, protocol.StatusFailed, err.Error())
 			return
 		}
+		delete(w.retry, id)
 		w.mu.Lock()
 		if cur := w.st.Stacks[id]; cur != nil && cur.Remove && cur.Version == want.Version {
 			delete(w.st.Stacks, id)
@@ -478,6 +512,7 @@ func (w *work) convergeOne(ctx context.Context, id uint64, want stackWant) {
 		return
 	}
 	r, waiting := w.retry[id]
+	waiting = waiting && !r.remove
 	if want.Failed == want.Version && waiting && w.now().Before(r.at) {
 		return // its error stands until the retry
 	}
@@ -501,13 +536,11 @@ func (w *work) convergeOne(ctx context.Context, id uint64, want stackWant) {
 			if ctx.Err() != nil {
 				return // shutting down: the next start deploys again
 			}
-			next := retryAt{wait: retryFirst}
-			if waiting && want.Failed == want.Version {
-				next.wait = min(2*r.wait, retryMax)
+			if !waiting || want.Failed != want.Version {
+				delete(w.retry, id) // a new version starts the backoff afresh
 			}
-			next.at = w.now().Add(next.wait)
-			w.retry[id] = next
-			w.log.Warn("stack deploy failed", "stack", id, "project", want.Project, "version", want.Version, "retry_in", next.wait, "err", err)
+			next := w.backoff(id, false)
+			w.log.Warn("stack deploy failed", "stack", id, "project", want.Project, "version", want.Version, "retry_in", next, "err", err)
 			w.report(id, want.Version, protocol.StatusFailed, err.Error())
 			return
 		}
@@ -529,6 +562,19 @@ func (w *work) convergeOne(ctx context.Context, id uint64, want stackWant) {
 	default:
 		w.report(id, want.Version, protocol.StatusDeploying, st.Message)
 	}
+}
+
+// backoff schedules the next try of stack id after a failed deploy or
+// removal: retryFirst, doubling up to retryMax while the same kind keeps
+// failing. It returns the wait.
+func (w *work) backoff(id uint64, remove bool) time.Duration {
+	next := retryAt{wait: retryFirst, remove: remove}
+	if r, ok := w.retry[id]; ok && r.remove == remove {
+		next.wait = min(2*r.wait, retryMax)
+	}
+	next.at = w.now().Add(next.wait)
+	w.retry[id] = next
+	return next.wait
 }
 
 func (w *work) deploy(ctx context.Context, want stackWant) error {

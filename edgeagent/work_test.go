@@ -152,6 +152,7 @@ func TestWorkStackLifecycle(t *testing.T) {
 	if len(fs.deploys) != 2 || len(sts) != 1 || sts[0].Status != protocol.StatusFailed || sts[0].Error != fs.fail.Error() {
 		t.Fatalf("failed update: %d deploys, statuses %+v", len(fs.deploys), sts)
 	}
+	w2.sweep() // as the syncer does after an answer's commands
 	if _, err := w2.blob(content.Hash); err == nil {
 		t.Fatal("the content of version 1 is kept after the update")
 	}
@@ -172,6 +173,7 @@ func TestWorkStackLifecycle(t *testing.T) {
 	if len(fs.removed) != 1 || len(sts) != 1 || sts[0].Status != protocol.StatusRemoved {
 		t.Fatalf("remove: %v %+v", fs.removed, sts)
 	}
+	w2.sweep()
 	if _, err := w2.blob(v2.Hash); err == nil {
 		t.Fatal("content kept after the stack was removed")
 	}
@@ -252,7 +254,47 @@ func TestWorkJobs(t *testing.T) {
 	if len(fj.removed) != 1 {
 		t.Fatalf("removed: %v", fj.removed)
 	}
+	w.sweep()
 	if _, err := w.blob(script.Hash); err == nil {
 		t.Fatal("script kept after its job was removed")
+	}
+}
+
+// One answer removes a stack and deploys another with the same content:
+// the content it carries is still there for the deploy, and goes only once
+// nothing refers to it.
+func TestWorkKeepsContentALaterCommandNeeds(t *testing.T) {
+	fs := &fakeStacks{phase: stacks.Running}
+	w := newTestWork(t, t.TempDir(), fs, &fakeJobs{})
+	content := blobOf(t, &protocol.StackContent{Compose: []byte("services: {web: {image: x}}")})
+	if err := w.keepBlobs([]protocol.Blob{content}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.execute(deployCmd(1, 1, 1, "a", content)); err != nil {
+		t.Fatal(err)
+	}
+	w.sweep()
+	// The next answer: remove stack 1, deploy stack 2 with the same
+	// content, which the server sends again.
+	if err := w.keepBlobs([]protocol.Blob{content}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.execute(protocol.Command{ID: 2, Kind: KindStackRemove, Args: map[string]string{"stack": "1", "version": "1", "project": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.execute(deployCmd(3, 2, 1, "b", content)); err != nil {
+		t.Fatalf("deploy after a remove of the same content in one answer: %v", err)
+	}
+	w.sweep()
+	if _, err := w.blob(content.Hash); err != nil {
+		t.Fatalf("content in use was deleted: %v", err)
+	}
+	if err := w.execute(protocol.Command{ID: 4, Kind: KindStackRemove, Args: map[string]string{"stack": "2", "version": "1", "project": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.converge(context.Background())
+	w.sweep()
+	if _, err := w.blob(content.Hash); err == nil {
+		t.Fatal("content nothing refers to is kept")
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeUnsupportedVersion, err.Error())
 		return
 	}
-	if err := checkRequestSizes(req.EdgeID, req.Agent); err != nil {
+	if err := cmp.Or(checkRequestSizes(req.EdgeID, req.Agent), checkReports(&req)); err != nil {
 		s.edgeError(w, http.StatusBadRequest, protocol.CodeLimit, err.Error())
 		return
 	}

@@ -18,6 +18,57 @@ const (
 	maxAgentEntryBytes = 64  // one edge group or tag
 )
 
+// Bounds on the reports one request carries. The agent sends at most 256
+// acks, every stack's status and 64 job results a request (edgeagent), so
+// these refuse only a device that is not the agent.
+const (
+	maxReportAcks    = 1024
+	maxReportStacks  = 1024
+	maxReportJobs    = 256
+	maxReportError   = 4 << 10 // an ack's, a stack's or a run's error text
+	maxReportTail    = 16 << 10
+	maxReportFullLog = 1<<20 + 4<<10 // a run's whole log (job.collect), as the agent bounds it
+)
+
+// checkReports bounds the acks, stack statuses and job results of a request.
+func checkReports(req *protocol.SyncRequest) error {
+	for _, n := range []struct {
+		field, limit string
+		got, most    int
+	}{
+		{"acks", "maxReportAcks", len(req.Acks), maxReportAcks},
+		{"stack statuses", "maxReportStacks", len(req.StackStatuses), maxReportStacks},
+		{"job results", "maxReportJobs", len(req.JobResults), maxReportJobs},
+	} {
+		if n.got > n.most {
+			return fmt.Errorf("%s: %d entries: %w", n.field, n.got, &protocol.LimitError{Limit: n.limit, Max: n.most})
+		}
+	}
+	for i, a := range req.Acks {
+		if err := checkLen(fmt.Sprintf("acks[%d].error", i), "maxReportError", a.Error, maxReportError); err != nil {
+			return err
+		}
+	}
+	for i, x := range req.StackStatuses {
+		if err := checkLen(fmt.Sprintf("stackStatuses[%d].error", i), "maxReportError", x.Error, maxReportError); err != nil {
+			return err
+		}
+	}
+	for i, r := range req.JobResults {
+		if err := checkLen(fmt.Sprintf("jobResults[%d].error", i), "maxReportError", r.Error, maxReportError); err != nil {
+			return err
+		}
+		limit, most := "maxReportTail", maxReportTail
+		if r.Full {
+			limit, most = "maxReportFullLog", maxReportFullLog
+		}
+		if len(r.Output) > most {
+			return fmt.Errorf("jobResults[%d].output: %d bytes: %w", i, len(r.Output), &protocol.LimitError{Limit: limit, Max: most})
+		}
+	}
+	return nil
+}
+
 // checkRequestSizes checks a sync request's edge ID and agent information
 // against the bounds above. The error names the field and matches
 // protocol.ErrLimit: answer it 400 with protocol.CodeLimit.

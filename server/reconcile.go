@@ -301,31 +301,40 @@ var stackStatusNames = map[protocol.Status]string{
 	protocol.StatusRemoved:      "removed",
 }
 
-// ingestStackStatuses applies what a device says of its stacks. A report
-// about another version than the one the environment should run is stale
-// and ignored; removed deletes the status.
+// ingestStackStatuses applies what a device says of its stacks, in one
+// transaction. A report about another version than the one the
+// environment should run is stale and ignored; removed deletes the status;
+// a failed removal keeps it removing, with the error.
 func (s *Server) ingestStackStatuses(env uint64, in []protocol.StackStatus, now int64) error {
-	for _, x := range in {
+	if len(in) == 0 {
+		return nil
+	}
+	ids := make([]uint64, len(in))
+	for i, x := range in {
+		ids[i] = x.StackID
+	}
+	err := s.store.UpdateStackStatuses(env, ids, func(i int, st *store.StackStatus) bool {
+		x := in[i]
 		name, ok := stackStatusNames[x.Status]
-		if !ok {
-			continue
-		}
-		err := s.store.UpdateStackStatus(x.StackID, env, func(st *store.StackStatus) bool {
-			if st.Remove {
-				return x.Status != protocol.StatusRemoved // removed: the status goes
+		switch {
+		case !ok:
+		case st.Remove && x.Status == protocol.StatusRemoved:
+			return false
+		case st.Remove:
+			if x.Status == protocol.StatusFailed {
+				st.Error, st.Updated = x.Error, now
 			}
-			if x.Version != st.Version || x.Status == protocol.StatusRemoved || x.Status == protocol.StatusRemoving {
-				return true
-			}
+		case x.Version != st.Version || x.Status == protocol.StatusRemoved || x.Status == protocol.StatusRemoving:
+		default:
 			st.Status, st.Error, st.Updated = name, x.Error, now
 			if x.Status != protocol.StatusFailed {
 				st.Error = ""
 			}
-			return true
-		})
-		if err != nil {
-			return fmt.Errorf("stack %d status: %w", x.StackID, err)
 		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("stack statuses: %w", err)
 	}
 	return nil
 }

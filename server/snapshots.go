@@ -40,6 +40,14 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	mu := s.snapLocks.get(env)
 	mu.Lock()
 	defer mu.Unlock()
+	if p.Seq == 0 && !p.IsDelta() {
+		// A snapshot the server took itself (through a tunnel): the next
+		// sequence number after the stored one.
+		p.Seq = 1
+		if cur, err := s.store.Snapshot(env); err == nil {
+			p.Seq = cur.Seq + 1
+		}
+	}
 
 	var (
 		next *snapshot.Docker

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	pathpkg "path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,11 +54,6 @@ func (s *Server) newTunnels(host ssh.Signer) *tunnels {
 		Authorize: s.authorizeTunnel,
 		OnIdle:    s.snapshotThroughTunnel,
 		OnClose: func(id uint64, reason string) {
-			if reason == "inactive" {
-				t.mu.Lock()
-				delete(t.wanted, id)
-				t.mu.Unlock()
-			}
 			s.log.Info("tunnel closed", "env", id, "reason", reason)
 		},
 		Log: s.log,
@@ -100,12 +97,16 @@ func (s *Server) tunnelStatus(env uint64) protocol.TunnelStatus {
 	if s.tunnels == nil {
 		return protocol.TunnelIdle
 	}
-	if s.tunnels.srv.Conn(env) != nil {
-		return protocol.TunnelActive
-	}
 	t := s.tunnels
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.srv.Conn(env) != nil {
+		// Up: whatever request there was is met. One made while the
+		// tunnel is closing for inactivity (no Conn then) stays, and
+		// brings the tunnel back after the close.
+		delete(t.wanted, env)
+		return protocol.TunnelActive
+	}
 	until, ok := t.wanted[env]
 	if !ok {
 		return protocol.TunnelIdle
@@ -140,9 +141,11 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request, ss ses
 		return
 	}
 	t := s.tunnels
+	var until time.Time
 	if t.srv.Conn(e.ID) == nil {
+		until = s.now().Add(tunnelWant)
 		t.mu.Lock()
-		t.wanted[e.ID] = s.now().Add(tunnelWant)
+		t.wanted[e.ID] = until
 		t.mu.Unlock()
 		s.audit(r, ss.user, auditTunnelOpen, envTarget(e.ID), "requested")
 	}
@@ -150,7 +153,15 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request, ss ses
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Duration(freq.Ping)*time.Second+15*time.Second)
 	defer cancel()
 	start := s.now()
-	if _, err := t.srv.Wait(ctx, e.ID); err != nil {
+	_, err := t.srv.Wait(ctx, e.ID)
+	if err == nil && !until.IsZero() {
+		t.mu.Lock()
+		if t.wanted[e.ID].Equal(until) { // ours, not a later request's
+			delete(t.wanted, e.ID)
+		}
+		t.mu.Unlock()
+	}
+	if err != nil {
 		writeErr(w, http.StatusGatewayTimeout, "the device did not open its tunnel within %v (poll interval %d s): is it online? see its last check-in", s.now().Sub(start).Round(time.Second), freq.Ping)
 		return
 	}
@@ -173,12 +184,32 @@ func (s *Server) handleTunnelProxy(prefix string) apiHandler {
 			writeErr(w, http.StatusConflict, "environment %d has no tunnel open: POST /api/environments/%d/tunnel first", e.ID, e.ID)
 			return
 		}
-		path := prefix + r.PathValue("path")
+		path := pathpkg.Clean(prefix + r.PathValue("path"))
+		if prefix == "/" && (path == "/v2" || strings.HasPrefix(path, "/v2/")) {
+			writeErr(w, http.StatusNotFound, "the agent API is under /api/environments/%d/agent/, not the Docker API", e.ID)
+			return
+		}
+		if !strings.HasPrefix(path+"/", prefix) {
+			writeErr(w, http.StatusBadRequest, "path %q leaves %s", r.PathValue("path"), prefix)
+			return
+		}
 		p := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: path, RawQuery: pr.In.URL.RawQuery}
 				pr.Out.Host = "agent"
-				pr.Out.Header.Del("Authorization") // the operator's token stays here
+				// The operator's credentials stay here: a device never
+				// sees a token it could replay against the server.
+				for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+					pr.Out.Header.Del(h)
+				}
+			},
+			ModifyResponse: func(resp *http.Response) error {
+				// What a device answers is data, never a page or a cookie
+				// of the server's origin.
+				resp.Header.Del("Set-Cookie")
+				resp.Header.Set("Content-Security-Policy", "sandbox")
+				resp.Header.Set("X-Content-Type-Options", "nosniff")
+				return nil
 			},
 			Transport:     c.Transport(),
 			FlushInterval: -1,
@@ -208,13 +239,10 @@ func (s *Server) snapshotThroughTunnel(ctx context.Context, c *tunnel.Conn) {
 	if err != nil {
 		return
 	}
-	seq := uint64(1)
-	if cur, err := s.store.Snapshot(c.ID()); err == nil {
-		seq = cur.Seq + 1
-	}
-	if _, err := s.ingestSnapshot(c.ID(), &protocol.SnapshotPush{Seq: seq, Data: data}, s.now()); err != nil {
+	push := &protocol.SnapshotPush{Data: data} // Seq 0: the next one, under the snapshot lock
+	if _, err := s.ingestSnapshot(c.ID(), push, s.now()); err != nil {
 		s.log.Warn("tunnel snapshot: store", "env", c.ID(), "err", err)
 		return
 	}
-	s.log.Info("snapshot taken through the tunnel before it closed", "env", c.ID(), "seq", seq, "containers", len(d.Containers))
+	s.log.Info("snapshot taken through the tunnel before it closed", "env", c.ID(), "seq", push.Seq, "containers", len(d.Containers))
 }

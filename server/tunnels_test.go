@@ -103,6 +103,8 @@ func TestTunnelAuthorizationAndProxy(t *testing.T) {
 			URL: url, User: user, Signer: key, HostKeyFingerprint: s.fingerprint,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-Path", r.URL.Path)
+				w.Header().Set("X-Credentials", r.Header.Get("Cookie")+r.Header.Get("Authorization"))
+				http.SetCookie(w, &http.Cookie{Name: "planted", Value: "by the device"})
 				_, _ = io.WriteString(w, "agent says hi")
 			}),
 		})
@@ -157,6 +159,7 @@ func TestTunnelAuthorizationAndProxy(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", hs.URL+fmt.Sprintf("/api/environments/%d/agent/host/info", dev.env), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Cookie", "outpost_token="+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +167,25 @@ func TestTunnelAuthorizationAndProxy(t *testing.T) {
 	resp.Body.Close()
 	if got := resp.Header.Get("X-Path"); got != "/v2/host/info" {
 		t.Fatalf("agent proxy reached %q", got)
+	}
+	// The operator's credentials never reach the device, and what the
+	// device answers sets no cookie on the server's origin.
+	if got := resp.Header.Get("X-Credentials"); got != "" {
+		t.Fatalf("the device saw the operator's credentials: %q", got)
+	}
+	if resp.Header.Get("Set-Cookie") != "" || resp.Header.Get("Content-Security-Policy") != "sandbox" {
+		t.Fatalf("proxied answer headers: %v", resp.Header)
+	}
+	// The Docker route does not reach the agent API, and no path leaves
+	// the agent API's prefix.
+	for path, want := range map[string]int{
+		fmt.Sprintf("/api/environments/%d/docker/v2/browse/ls", dev.env):               http.StatusNotFound,
+		fmt.Sprintf("/api/environments/%d/docker/x/..%%2F..%%2Fv2/host/info", dev.env): http.StatusNotFound,
+		fmt.Sprintf("/api/environments/%d/agent/..%%2Fcontainers/json", dev.env):       http.StatusBadRequest,
+	} {
+		if status, body := call(t, hs, "GET", path, tok, nil); status != want {
+			t.Errorf("%s: %d %s, want %d", path, status, body, want)
+		}
 	}
 	if status, _ := call(t, hs, "GET", fmt.Sprintf("/api/environments/%d/docker/_ping", async.env), tok, nil); status != http.StatusConflict {
 		t.Fatalf("proxy without a tunnel: %d", status)

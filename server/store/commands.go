@@ -41,6 +41,8 @@ type Command struct {
 	// stack's files, a job's script), sent with the command until the
 	// device has acked one command carrying it (blobs_sent).
 	Blob string `json:"blob,omitempty"`
+	// Dup marks a command AckCommands returns that was acked before.
+	Dup bool `json:"-"`
 }
 
 // AddCommand appends c to environment c.Env's log under a new ID, which it
@@ -112,7 +114,7 @@ type Ack struct {
 // one transaction, and trims the results to ResultsLimit. Acks of commands
 // no longer pending (duplicates, or unknown) are ignored. A command acked ok
 // that carried a blob marks the blob as held by the device. It returns the
-// commands the acks were new for, as acked.
+// commands the acks name, as acked; those acked before have Dup set.
 func (s *Store) AckCommands(env uint64, acks []Ack, at int64) ([]Command, error) {
 	var done []Command
 	err := s.update(func(tx *bolt.Tx) error {
@@ -123,7 +125,14 @@ func (s *Store) AckCommands(env uint64, acks []Ack, at int64) ([]Command, error)
 			k := key2(env, a.ID)
 			var c Command
 			if err := getJSON(cb, k, &c); err != nil {
-				continue // already acked, or never ours
+				// Acked before: given back as a duplicate, so what the ack
+				// moves (idempotently) is moved even if a crash came
+				// between the first ack and its effects.
+				if getJSON(rb, k, &c) == nil {
+					c.Dup = true
+					done = append(done, c)
+				}
+				continue
 			}
 			c.Status, c.Error, c.Finished, c.Acked = "failed", a.Error, a.Finished, at
 			if a.OK {

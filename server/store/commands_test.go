@@ -26,8 +26,8 @@ func TestCommandLogPerEnvironment(t *testing.T) {
 	if err != nil || len(done) != 2 {
 		t.Fatalf("acks: %+v %v", done, err)
 	}
-	if done, _ := s.AckCommands(2, []Ack{{ID: two[0], OK: true}}, 6); len(done) != 0 {
-		t.Fatal("a duplicate ack counted")
+	if done, _ := s.AckCommands(2, []Ack{{ID: two[0], OK: true}}, 6); len(done) != 1 || !done[0].Dup || done[0].Acked != 5 {
+		t.Fatalf("a duplicate ack: %+v, want the command as first acked, marked Dup", done)
 	}
 	for _, env := range []uint64{2, 3} {
 		r, err := s.CommandResults(env, 10)

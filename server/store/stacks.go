@@ -200,6 +200,30 @@ func (s *Store) UpdateStackStatus(stack, env uint64, fn func(*StackStatus) (keep
 	})
 }
 
+// UpdateStackStatuses applies fn to env's status of each stack in stacks
+// that has one, all in one transaction. fn returns false to delete it.
+func (s *Store) UpdateStackStatuses(env uint64, stacks []uint64, fn func(i int, st *StackStatus) (keep bool)) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bStackStatus)
+		for i, stack := range stacks {
+			var st StackStatus
+			if getJSON(b, key2(stack, env), &st) != nil {
+				continue // none: a report about a stack this environment does not run
+			}
+			if !fn(i, &st) {
+				if err := b.Delete(key2(stack, env)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := putJSON(b, key2(stack, env), &st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Job returns job id.
 func (s *Store) Job(id uint64) (*EdgeJob, error) { return getRecord[EdgeJob](s, bJobs, id) }
 
@@ -251,11 +275,11 @@ func (s *Store) AddJobRuns(env uint64, runs []JobRun) (int, error) {
 	n := 0
 	err := s.update(func(tx *bolt.Tx) error {
 		n = 0
-		b, jobs := tx.Bucket(bJobRuns), tx.Bucket(bJobs)
+		b := tx.Bucket(bJobRuns)
 		for _, r := range runs {
 			r.Env = env
-			if jobs.Get(u64(r.Job)) == nil && tx.Bucket(bJobTargets).Get(key2(r.Job, env)) == nil {
-				continue // a job this server never sent there
+			if tx.Bucket(bJobTargets).Get(key2(r.Job, env)) == nil {
+				continue // a job this server did not send there, or took back
 			}
 			k := key3(r.Job, env, r.Run)
 			var old JobRun
@@ -321,11 +345,15 @@ type Target struct {
 	Unsent string
 }
 
-// QueueTargetCommand, in one transaction: drops env's pending commands
+// QueueTargetCommand, in one transaction: does nothing if the environment
+// is gone; else drops env's pending commands
 // that c supersedes (the same stack's or job's deploy/remove or
 // upsert/remove), appends c (setting its ID), and stores the target record.
 func (s *Store) QueueTargetCommand(c *Command, supersedes func(Command) bool, t Target) error {
 	return s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bEnvironments).Get(u64(c.Env)) == nil {
+			return nil // deleted since the reconciler listed it: nothing to queue
+		}
 		cb := tx.Bucket(bCommands)
 		prefix := u64(c.Env)
 		var drop [][]byte
