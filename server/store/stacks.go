@@ -147,6 +147,9 @@ func (s *Store) Blob(hash string) ([]byte, error) {
 // BlobsSent reports, for each hash, whether env's device holds it.
 func (s *Store) BlobsSent(env uint64, hashes []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(hashes))
+	if len(hashes) == 0 {
+		return out, nil
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bBlobsSent)
 		for _, h := range hashes {
