@@ -63,6 +63,21 @@ func (a *API) openVolume(r *http.Request) (*os.Root, error) {
 	return root, nil
 }
 
+// volumePath opens the volume a browse request names and checks its "path"
+// parameter (the volume's root allowed when root is set). The caller closes
+// the root.
+func (a *API) volumePath(r *http.Request, root bool) (*os.Root, string, error) {
+	name, err := localPath(r, "path", root)
+	if err != nil {
+		return nil, "", err
+	}
+	vol, err := a.openVolume(r)
+	if err != nil {
+		return nil, "", err
+	}
+	return vol, name, nil
+}
+
 // localPath turns the query parameter param, a slash-separated path relative
 // to the volume's root, into a clean local name for an os.Root. Empty is the
 // root itself, which only a caller passing allowRoot accepts.
@@ -129,15 +144,11 @@ func escapes(err error) bool {
 
 // browseList answers the entries of a directory, sorted by name.
 func (a *API) browseList(w http.ResponseWriter, r *http.Request) error {
-	root, err := a.openVolume(r)
+	root, name, err := a.volumePath(r, true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	name, err := localPath(r, "path", true)
-	if err != nil {
-		return err
-	}
 	fi, err := root.Stat(name)
 	if err != nil {
 		return fsError("ls", name, err)
@@ -169,15 +180,11 @@ func (a *API) browseList(w http.ResponseWriter, r *http.Request) error {
 
 // browseGet streams a regular file, with ranges and conditional requests.
 func (a *API) browseGet(w http.ResponseWriter, r *http.Request) error {
-	root, err := a.openVolume(r)
+	root, name, err := a.volumePath(r, false)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	name, err := localPath(r, "path", false)
-	if err != nil {
-		return err
-	}
 	// O_NONBLOCK: opening a FIFO a container left in the volume must not
 	// hang the request; on a regular file it changes nothing.
 	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -202,15 +209,11 @@ func (a *API) browseGet(w http.ResponseWriter, r *http.Request) error {
 // other content type, the raw body. When path is a directory (or empty, the
 // root), the multipart file name is used inside it.
 func (a *API) browsePut(w http.ResponseWriter, r *http.Request) error {
-	root, err := a.openVolume(r)
+	root, name, err := a.volumePath(r, true)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	name, err := localPath(r, "path", true)
-	if err != nil {
-		return err
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxUpload)
 	src, filename, err := a.upload(r)
 	if err != nil {
@@ -324,15 +327,11 @@ func (a *API) writeAtomic(root *os.Root, dest string, src io.Reader) error {
 // browseDelete removes a file, or a directory with everything in it. A
 // symlink is removed itself, never what it points to.
 func (a *API) browseDelete(w http.ResponseWriter, r *http.Request) error {
-	root, err := a.openVolume(r)
+	root, name, err := a.volumePath(r, false)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	name, err := localPath(r, "path", false)
-	if err != nil {
-		return err
-	}
 	if _, err := root.Lstat(name); err != nil {
 		return fsError("delete", name, err)
 	}
@@ -347,15 +346,11 @@ func (a *API) browseDelete(w http.ResponseWriter, r *http.Request) error {
 // to replace an existing newPath; a file created there between the check and
 // the rename is replaced all the same.
 func (a *API) browseRename(w http.ResponseWriter, r *http.Request) error {
-	root, err := a.openVolume(r)
+	root, from, err := a.volumePath(r, false)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = root.Close() }()
-	from, err := localPath(r, "path", false)
-	if err != nil {
-		return err
-	}
 	to, err := localPath(r, "newPath", false)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -71,20 +70,7 @@ func (s *Store) createRecord(bucket []byte, setID func(uint64), v any) error {
 }
 
 // listRecords decodes every record of bucket, by ID.
-func listRecords[T any](s *Store, bucket []byte) ([]T, error) {
-	var out []T
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
-			var r T
-			if err := json.Unmarshal(v, &r); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	return out, err
-}
+func listRecords[T any](s *Store, bucket []byte) ([]T, error) { return scanPrefix[T](s, bucket, 0) }
 
 // updateRecord applies fn to record id of bucket in one write transaction.
 func updateRecord[T any](s *Store, bucket []byte, id uint64, fn func(*T) error) (*T, error) {
