@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -47,11 +45,6 @@ type jobRequest struct {
 type jobView struct {
 	store.EdgeJob
 	Script string `json:"script,omitempty"`
-}
-
-func scriptHash(script string) string {
-	sum := sha256.Sum256([]byte(script))
-	return hex.EncodeToString(sum[:])
 }
 
 func (s *Server) validateJob(req *jobRequest, create bool) []string {
@@ -107,13 +100,14 @@ func (s *Server) handleCreateJob(w http.ResponseWriter, r *http.Request, ss sess
 	if refuse(w, s.validateJob(&req, true)) {
 		return
 	}
+	script := []byte(*req.Script)
 	j := &store.EdgeJob{
-		Name: strings.TrimSpace(req.Name), Cron: *req.Cron, Hash: scriptHash(*req.Script),
+		Name: strings.TrimSpace(req.Name), Cron: *req.Cron, Hash: contentHash(script),
 		EnvironmentIDs: sortedIDs(deref(req.EnvironmentIDs)), EdgeGroupIDs: sortedIDs(deref(req.EdgeGroupIDs)),
 		Collect: req.Collect != nil && *req.Collect, Created: s.now().Unix(), By: ss.user,
 	}
 	j.Updated = j.Created
-	if s.writeFailed(w, s.store.CreateJob(j, []byte(*req.Script)), "create", "edge job", 0) {
+	if s.writeFailed(w, s.store.CreateJob(j, script), "create", "edge job", 0) {
 		return
 	}
 	s.audit(r, ss.user, auditJobCreate, jobTarget(j.ID), fmt.Sprintf("name %q, cron %q, environments %v, edge groups %v, script %s", j.Name, j.Cron, j.EnvironmentIDs, j.EdgeGroupIDs, j.Hash[:12]))
@@ -145,8 +139,7 @@ func (s *Server) handleUpdateJob(w http.ResponseWriter, r *http.Request, ss sess
 			changes = append(changes, fmt.Sprintf("cron %q -> %q", j.Cron, *req.Cron))
 			j.Cron, bump = *req.Cron, true
 		}
-		if script != nil && scriptHash(*req.Script) != j.Hash {
-			h := scriptHash(*req.Script)
+		if h := contentHash(script); script != nil && h != j.Hash {
 			changes = append(changes, fmt.Sprintf("script %s -> %s", j.Hash[:12], h[:12]))
 			j.Hash, bump = h, true
 		}

@@ -75,8 +75,14 @@ func stackContent(compose string, env map[string]string) ([]byte, string, error)
 	if err != nil {
 		return nil, "", err
 	}
+	return b, contentHash(b), nil
+}
+
+// contentHash is the address of stored content (stack files, job scripts):
+// the hex SHA-256 the blobs bucket keys it by and a command names.
+func contentHash(b []byte) string {
 	sum := sha256.Sum256(b)
-	return b, hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(sum[:])
 }
 
 // checkCompose loads the compose file as Compose would on the device, so

@@ -155,18 +155,7 @@ func (s *Store) AckCommands(env uint64, acks []Ack, at int64) ([]Command, error)
 		if n == 0 {
 			return nil
 		}
-		prefix := u64(env)
-		var keys [][]byte
-		c := rb.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, k)
-		}
-		for _, k := range keys[:max(0, len(keys)-ResultsLimit)] {
-			if err := rb.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return trimPrefix(rb, u64(env), ResultsLimit)
 	})
 	return done, err
 }

@@ -156,17 +156,8 @@ func (s *Store) DeleteEnvironment(id uint64) error {
 		if err := tx.Bucket(bSnapshots).Delete(u64(id)); err != nil {
 			return err
 		}
-		hb := tx.Bucket(bHistory)
-		prefix := u64(id)
-		var keys [][]byte
-		c := hb.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
-		}
-		for _, k := range keys {
-			if err := hb.Delete(k); err != nil {
-				return err
-			}
+		if err := deletePrefix(tx.Bucket(bHistory), u64(id)); err != nil {
+			return err
 		}
 		if err := updateAll(tx.Bucket(bEdgeGroups), func(g *EdgeGroup) bool {
 			n := len(g.EnvironmentIDs)

@@ -54,18 +54,7 @@ func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
 		if err := putCBOR(hb, key2(env, h.Seq), h); err != nil {
 			return err
 		}
-		prefix := u64(env)
-		var keys [][]byte
-		c := hb.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, k)
-		}
-		for _, k := range keys[:max(0, len(keys)-HistoryLimit)] {
-			if err := hb.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return trimPrefix(hb, u64(env), HistoryLimit)
 	})
 }
 
