@@ -14,7 +14,6 @@ import (
 	"outpost/edgeagent/agentapi"
 	"outpost/edgeagent/jobs"
 	"outpost/edgeagent/stacks"
-	"outpost/scheduler"
 	"outpost/snapshot"
 )
 
@@ -87,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		cmds: cmds, exec: NewDockerExecutor(docker), work: w,
-		plan: scheduler.NewPlan(scheduler.Defaults, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
+		plan: newPlan(!cfg.Async, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
 	mode := "async"
 	if !cfg.Async {

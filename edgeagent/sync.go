@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"time"
@@ -41,11 +42,28 @@ type syncer struct {
 	// may ask for the tunnel, which openTunnel keeps up (tunnel.go).
 	standard bool
 	tun      *tunnelKeeper
+	// wait blocks until the clock reads until, or ctx ends (false); nil
+	// waits on a real timer. Tests run a day of exchanges with a fake one.
+	wait func(ctx context.Context, until time.Time) bool
 }
 
 // standardSnapshot stands in for a standard device's snapshot frequency in
 // its plan: it snapshots on first contact only, so that tick never comes.
 const standardSnapshot = 365 * 24 * 3600
+
+// maxRetryAfter bounds how long a slow_down answer can keep the agent quiet,
+// so a forged or mistaken one cannot silence a device for long.
+const maxRetryAfter = 15 * time.Minute
+
+// newPlan is the schedule an agent starts with, until the server's first
+// answer brings its frequencies.
+func newPlan(standard bool, now time.Time, rnd *rand.Rand) *scheduler.Plan {
+	f := scheduler.Defaults
+	if standard {
+		f.Snapshot = standardSnapshot
+	}
+	return scheduler.NewPlan(f, now, rnd)
+}
 
 // slowCollect is how long a collection may take before the agent logs it.
 const slowCollect = 10 * time.Second
@@ -60,14 +78,14 @@ type pendingSnapshot struct {
 func (s *syncer) run(ctx context.Context) error {
 	at, inc := s.plan.Next()
 	s.log.Info("first exchange scheduled", "in", time.Until(at).Round(time.Millisecond), "carries", inc)
+	wait := s.wait
+	if wait == nil {
+		wait = waitTimer
+	}
 	for {
 		at, inc := s.plan.Next()
-		t := time.NewTimer(time.Until(at))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait(ctx, at) {
 			return nil
-		case <-t.C:
 		}
 		err := s.exchange(ctx, inc)
 		now := s.now()
@@ -79,6 +97,10 @@ func (s *syncer) run(ctx context.Context) error {
 		case errors.As(err, &pe) && pe.Code == protocol.CodeUnsupportedVersion:
 			s.log.Error("server does not speak this agent's protocol version; upgrade the agent", "server_says", pe.Message)
 			s.plan.Failed(now)
+		case errors.As(err, &pe) && pe.Code == protocol.CodeSlowDown && pe.RetryAfter > 0:
+			d := min(time.Duration(pe.RetryAfter)*time.Second, maxRetryAfter)
+			s.log.Warn("the server asked this device to slow down", "retry_in", d, "server_says", pe.Message)
+			s.plan.Pause(now, d)
 		case errors.As(err, &pe) && pe.Code == protocol.CodeRejected:
 			s.log.Error("an operator rejected this device; it will keep being refused with this identity key", "edge_id", s.id.edgeID)
 			s.plan.Failed(now)
@@ -89,11 +111,27 @@ func (s *syncer) run(ctx context.Context) error {
 	}
 }
 
+// waitTimer waits on a real timer.
+func waitTimer(ctx context.Context, until time.Time) bool {
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // exchange makes one sync request carrying inc and applies the answer.
 func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
-	if s.waiting {
-		// A device in the waiting room gets nothing but its trust state:
-		// no snapshot leaves it until an operator trusts it.
+	// The plan learns that everything it asked for was served, including
+	// what is left out below: a left-out kind must not stay due.
+	due := inc
+	if s.waiting || s.id.env == 0 {
+		// A device in the waiting room, or calling with the onboarding key
+		// for the first time, gets nothing but its trust state: no
+		// snapshot leaves it until an operator trusts it.
 		inc &^= protocol.IncludeSnapshot
 	}
 	if s.standard {
@@ -167,7 +205,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		}
 	}
 	now := s.now()
-	s.plan.Done(inc, now)
+	s.plan.Done(due, now)
 	dirty := false
 	switch {
 	case ans.Trust == protocol.TrustWaiting && !s.waiting:
@@ -185,6 +223,9 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		s.st.Bound, s.st.ServerDH, s.st.EnvID, dirty = true, ans.Server.DH, env, true
 		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.edgeID)
 		s.shareKey()
+		if s.st.Acked == 0 && pending == nil {
+			s.plan.SnapshotNow(now) // trusted on first contact with the onboarding key: none sent yet
+		}
 	}
 	if ans.Freq != nil {
 		f := *ans.Freq

@@ -160,6 +160,13 @@ func docker(states ...snapshot.State) *snapshot.Docker {
 // talking to srv.
 func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Collector) *syncer {
 	t.Helper()
+	return newTestSyncerFor(t, srv, url, dir, col, 7)
+}
+
+// newTestSyncerFor is newTestSyncer with the edge key's environment ID env
+// (0: the onboarding key).
+func newTestSyncerFor(t *testing.T, srv *scriptedServer, url, dir string, col Collector, env uint64) *syncer {
+	t.Helper()
 	key, err := loadOrCreateIdentity(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +179,7 @@ func newTestSyncer(t *testing.T, srv *scriptedServer, url, dir string, col Colle
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Key: protocol.EdgeKey{ServerURL: url, TunnelFingerprint: srv.fingerprint(), EnvironmentID: 7}, DataDir: dir}
+	cfg := Config{Key: protocol.EdgeKey{ServerURL: url, TunnelFingerprint: srv.fingerprint(), EnvironmentID: env}, DataDir: dir}
 	id, err := newIdentity(cfg, key, dh, "edge-7", st)
 	if err != nil {
 		t.Fatal(err)

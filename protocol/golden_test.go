@@ -148,6 +148,9 @@ var goldenVectors = []goldenVector{
 	{"error_unsupported_version", "refusal of a version 2 request",
 		&protocol.Error{Version: protocol.Version, Code: protocol.CodeUnsupportedVersion,
 			Message: (&protocol.VersionError{Got: 2}).Error()}},
+	{"error_slow_down", "a device calling far faster than its frequency: wait 37 s",
+		&protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown,
+			Message: "environment 7 called 130 times in a minute; its interval allows 120", RetryAfter: 37}},
 	{"frequencies", "async frequencies: ping, snapshot, command seconds",
 		&protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}},
 }

@@ -193,6 +193,9 @@ type Error struct {
 	Version uint   `cbor:"1,keyasint"`
 	Code    string `cbor:"2,keyasint"`
 	Message string `cbor:"3,keyasint,omitempty"`
+	// RetryAfter, in seconds, is how long the device should wait before it
+	// calls again (slow_down); 0 leaves it to the device's own backoff.
+	RetryAfter uint32 `cbor:"4,keyasint,omitempty"`
 }
 
 // Error codes.
@@ -204,7 +207,7 @@ const (
 	CodeIdentity           = "identity_refused"
 	CodeRejected           = "rejected"          // an operator rejected this device
 	CodeWaitingRoomFull    = "waiting_room_full" // retry later
-	CodeSlowDown           = "slow_down"         // too many new devices from this address; retry later
+	CodeSlowDown           = "slow_down"         // calling too fast, or too many new devices from this address; wait RetryAfter
 	CodeInternal           = "internal"
 )
 

@@ -84,17 +84,41 @@ func (p *Plan) dueBy(t time.Time) protocol.Include {
 	return inc
 }
 
-// Done records a successful exchange at now that carried inc.
+// Done records a successful exchange at now. inc is what Next asked it to
+// carry, whether or not it did: a kind the exchange left out (nothing
+// changed, a standard agent's snapshot, a device still waiting) has been
+// served all the same. No slot stays due after Done: one the exchange did not
+// cover rides with the next exchange instead of calling again at once.
 func (p *Plan) Done(inc protocol.Include, now time.Time) {
 	p.failures, p.retryAt = 0, time.Time{}
 	// One jitter draw for every kind sent together, so kinds that share a
 	// frequency stay in step instead of drifting into separate exchanges.
 	j := p.jitter()
+	var soonest time.Time
 	for i, k := range kinds {
 		if inc&k != 0 {
 			p.next[i] = now.Add(time.Duration(float64(p.freq[i]) * j))
+			if soonest.IsZero() || p.next[i].Before(soonest) {
+				soonest = p.next[i]
+			}
 		}
 	}
+	for i := range p.next {
+		if p.next[i].After(now) {
+			continue
+		}
+		if soonest.IsZero() {
+			p.next[i] = now.Add(time.Duration(float64(p.freq[i]) * j))
+		} else {
+			p.next[i] = soonest
+		}
+	}
+}
+
+// Pause holds every exchange back until now+d, without counting a failure:
+// the server asked this device to slow down. The kinds due stay due.
+func (p *Plan) Pause(now time.Time, d time.Duration) {
+	p.retryAt = now.Add(d + time.Duration(p.rnd.Int64N(int64(d)/10+1)))
 }
 
 // Failed records a failed exchange at now: the same kinds are retried after a

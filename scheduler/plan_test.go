@@ -103,3 +103,56 @@ func TestEffective(t *testing.T) {
 		t.Fatalf("Effective = %+v, want %+v", got, want)
 	}
 }
+
+// An exchange that leaves a due kind out (nothing changed, a standard agent's
+// snapshot, a device still waiting) must not leave its slot due: that made a
+// standard agent poll thousands of times a second five minutes after binding.
+func TestPlanNoSlotStaysDue(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	rnd := rand.New(rand.NewPCG(5, 6))
+	// The standard agent's case, as it happened: planned with the defaults,
+	// then told to poll every 5 s with no snapshot, and every exchange
+	// leaves the snapshot out.
+	p := NewPlan(Defaults, start, rnd)
+	now := start
+	for i := range 100_000 {
+		at, inc := p.Next()
+		if i > 0 && at.Sub(now) < time.Second {
+			t.Fatalf("exchange %d comes %v after the last one (at %v): a slot stayed due", i, at.Sub(now), at.Sub(start))
+		}
+		now = at
+		p.Done(inc&^protocol.IncludeSnapshot, now)
+		if i == 0 {
+			p.SetFrequencies(protocol.Frequencies{Ping: 5, Snapshot: 365 * 24 * 3600, Command: 5}, now)
+		}
+	}
+	// Any kinds at all, random frequencies: after Done, nothing is due now.
+	for range 10_000 {
+		f := protocol.Frequencies{Ping: 1 + rnd.Uint32N(600), Snapshot: 1 + rnd.Uint32N(600), Command: 1 + rnd.Uint32N(600)}
+		p := NewPlan(f, start, rnd)
+		now := start
+		for range 20 {
+			at, _ := p.Next()
+			now = at.Add(time.Duration(rnd.Int64N(int64(5 * time.Second)))) // a slow exchange
+			p.Done(protocol.Include(rnd.UintN(8)), now)
+			if next, _ := p.Next(); !next.After(now) {
+				t.Fatalf("freq %+v: after Done at %v the next exchange is at %v", f, now.Sub(start), next.Sub(start))
+			}
+		}
+	}
+}
+
+func TestPlanPause(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	p := NewPlan(protocol.Frequencies{Ping: 5, Snapshot: 300, Command: 5}, start, rand.New(rand.NewPCG(7, 8)))
+	at, inc := p.Next()
+	p.Pause(at, 40*time.Second)
+	next, inc2 := p.Next()
+	if d := next.Sub(at); d < 40*time.Second || d > 44*time.Second || inc2 != inc {
+		t.Fatalf("paused 40 s: next exchange %v later carrying %v, want 40-44 s carrying %v", d, inc2, inc)
+	}
+	p.Done(inc2, next)
+	if again, _ := p.Next(); again.Sub(next) > 6*time.Second {
+		t.Fatalf("after the pause the plan did not go back to its frequency: next in %v", again.Sub(next))
+	}
+}
