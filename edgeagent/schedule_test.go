@@ -211,3 +211,43 @@ func TestScheduleForADay(t *testing.T) {
 		})
 	}
 }
+
+// A slow_down answer with a retry-after holds the agent back that long (at
+// most maxRetryAfter), then it goes back to its own frequency.
+func TestAgentHonoursSlowDown(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	clock := &fakeClock{t: start}
+	var times []time.Time
+	srv := newScriptedServer(t, nil)
+	srv.answer = func(req *protocol.SyncRequest) (int, any) {
+		times = append(times, clock.now())
+		switch len(times) {
+		case 3:
+			return http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: 40}
+		case 5:
+			return http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: 7 * 24 * 3600}
+		}
+		return ackAll(req)
+	}
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
+	s.now, s.wait = clock.now, clock.waitUntil(start.Add(time.Hour), 8)
+	s.plan = newPlan(false, clock.now(), mrand.New(mrand.NewPCG(3, 3)))
+	if err := s.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(times) < 7 {
+		t.Fatalf("%d exchanges", len(times))
+	}
+	gap := func(i int) time.Duration { return times[i].Sub(times[i-1]) }
+	if g := gap(3); g < 40*time.Second || g > 45*time.Second {
+		t.Fatalf("after slow_down 40 s the agent called again %v later", g)
+	}
+	if g := gap(4); g > 6*time.Second {
+		t.Fatalf("after the pause the agent did not go back to its 5 s frequency: %v", g)
+	}
+	if g := gap(5); g < maxRetryAfter || g > maxRetryAfter*11/10+time.Second {
+		t.Fatalf("a week-long retry-after held the agent %v, want about %v", g, maxRetryAfter)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -72,6 +73,13 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		freq = s.pollFrequencies(env)
 	}
 	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
+	kind := "sync"
+	if poll {
+		kind = "poll"
+	}
+	if s.slowedDown(w, kind, env.ID, fmt.Sprintf("environment %d", env.ID), freq, now) {
+		return
+	}
 
 	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Freq: &freq}
 	if first {
@@ -110,6 +118,28 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		return
 	}
 	s.writeEdge(w, http.StatusOK, &ans)
+}
+
+// slowedDown counts an authenticated call by key and, if the device calls far
+// faster than freq allows (scheduler.Guard), answers slow_down with how long
+// to wait, logs it once a minute per device, and reports true. Only calls
+// that proved the device's key count: nobody else can get a device slowed.
+func (s *Server) slowedDown(w http.ResponseWriter, kind string, key uint64, who string, freq protocol.Frequencies, now time.Time) bool {
+	every := time.Duration(min(freq.Ping, freq.Snapshot, freq.Command)) * time.Second
+	v := s.pace.Check(key, every, now)
+	if v.RetryAfter == 0 {
+		return false
+	}
+	s.metrics.slowDowns.WithLabelValues(kind).Inc()
+	limit := scheduler.Limit(every)
+	if v.Log {
+		s.log.Warn("device calls far faster than its frequency allows; told to slow down (logged once a minute)",
+			"device", who, "calls_this_minute", v.Calls, "allowed", limit, "interval", every, "retry_after", v.RetryAfter)
+	}
+	retry := uint32((v.RetryAfter + time.Second - 1) / time.Second)
+	s.writeEdge(w, http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: retry,
+		Message: fmt.Sprintf("%s called %d times this minute; its interval of %v allows %d; wait %d s", who, v.Calls, every, limit, retry)})
+	return true
 }
 
 // readEdge reads and decodes an edge request body within the protocol bounds.

@@ -129,6 +129,7 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	f.removeEnv(id)
+	s.pace.Forget(id)
 	if c := s.tunnels.srv.Conn(id); c != nil {
 		_ = c.Close() // the device is no longer ours to reach
 	}

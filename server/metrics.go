@@ -17,6 +17,7 @@ type metrics struct {
 	bytesOut   prometheus.Counter
 	snapshots  *prometheus.CounterVec // kind (full, delta), result (stored, send_full)
 	storeWrite prometheus.Histogram
+	slowDowns  *prometheus.CounterVec // kind (sync, poll, waiting)
 }
 
 func newMetrics(online, waiting func() float64) *metrics {
@@ -34,12 +35,15 @@ func newMetrics(online, waiting func() float64) *metrics {
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_snapshot_pushes_total", Help: "Snapshot pushes by kind (full, delta) and result (stored, send_full).",
 		}, []string{"kind", "result"}),
+		slowDowns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_edge_slow_downs_total", Help: "Edge requests answered slow_down because the device called far faster than its frequency allows, by kind (sync, poll, waiting).",
+		}, []string{"kind"}),
 		storeWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "outpost_store_write_seconds", Help: "Duration of store write transactions.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.exchanges, m.bytesIn, m.bytesOut, m.snapshots, m.storeWrite,
+	m.reg.MustRegister(m.exchanges, m.bytesIn, m.bytesOut, m.snapshots, m.storeWrite, m.slowDowns,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_devices_online", Help: "Devices that checked in within two of their own ping intervals.",
 		}, online),

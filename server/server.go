@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"outpost/scheduler"
 	"outpost/server/store"
 	"outpost/waitingroom"
 )
@@ -34,12 +35,13 @@ type Server struct {
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
 	metrics     *metrics
-	setup       setupLink     // first-start link when no admin password was given; setup.go
-	settings    settingsCache // edge settings in memory; settings.go
-	fleet       fleet         // environment summaries, tags and groups in memory; fleet.go
-	vault       *vault        // seals registry credentials in the store; secrets.go
-	kick        chan struct{} // wakes the reconciler; reconcile.go
-	tunnels     *tunnels      // standard agents' reverse tunnels; tunnels.go
+	setup       setupLink       // first-start link when no admin password was given; setup.go
+	settings    settingsCache   // edge settings in memory; settings.go
+	fleet       fleet           // environment summaries, tags and groups in memory; fleet.go
+	vault       *vault          // seals registry credentials in the store; secrets.go
+	kick        chan struct{}   // wakes the reconciler; reconcile.go
+	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
+	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is

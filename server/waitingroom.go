@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"outpost/protocol"
+	"outpost/scheduler"
 	"outpost/server/store"
 	"outpost/waitingroom"
 )
@@ -238,6 +239,9 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 			rm.seen[waitID] = store.WaitingSeen{At: now, Counter: max(ws.Counter, p.Counter)}
 		}
 		rm.mu.Unlock()
+		if s.slowedDown(w, "waiting", waitingPaceKey|waitID, "waiting device "+req.EdgeID, s.waitingFrequencies(), s.now()) {
+			return nil
+		}
 		s.answerWaiting(w, req.EdgeID, p)
 		return nil
 	}
@@ -337,14 +341,24 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 // answerWaiting tells a device it waits: no environment, no commands, no
 // snapshot ack; only when to call again, tagged so the device can trust it.
 func (s *Server) answerWaiting(w http.ResponseWriter, edgeID string, p *protocol.Proof) {
-	f := s.edgeSettings().Frequencies
-	ans := &protocol.SyncAnswer{Version: protocol.Version, Trust: protocol.TrustWaiting,
-		Freq: &protocol.Frequencies{Ping: f.Ping, Snapshot: f.Ping, Command: f.Ping}}
+	f := s.waitingFrequencies()
+	ans := &protocol.SyncAnswer{Version: protocol.Version, Trust: protocol.TrustWaiting, Freq: &f}
 	if err := s.sealWaiting(ans, edgeID, p); err != nil {
 		s.internalError(w, "onboard: seal answer", err)
 		return
 	}
 	s.writeEdge(w, http.StatusOK, ans)
+}
+
+// waitingPaceKey sets waiting devices' keys in the call guard apart from
+// environment IDs.
+const waitingPaceKey = 1 << 63
+
+// waitingFrequencies is what a waiting device is told: check in at the global
+// ping frequency, with nothing else to do.
+func (s *Server) waitingFrequencies() protocol.Frequencies {
+	p := scheduler.Effective(s.edgeSettings().Frequencies, nil).Ping
+	return protocol.Frequencies{Ping: p, Snapshot: p, Command: p}
 }
 
 // refuseIdentity answers and audits an identity refusal.
