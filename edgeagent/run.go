@@ -14,6 +14,7 @@ import (
 	"outpost/edgeagent/agentapi"
 	"outpost/edgeagent/jobs"
 	"outpost/edgeagent/stacks"
+	"outpost/protocol"
 	"outpost/snapshot"
 )
 
@@ -86,26 +87,48 @@ func Run(ctx context.Context, cfg Config) error {
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		cmds: cmds, exec: NewDockerExecutor(docker), work: w,
-		plan: newPlan(!cfg.Async, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))),
 	}
-	mode := "async"
-	if !cfg.Async {
-		mode = "standard"
+	// EDGE_ASYNC chooses the mode until the server switches it (state.go).
+	standard := !cfg.Async
+	if st.Mode != protocol.ModeUnset {
+		standard = st.Mode == protocol.ModeStandard
 	}
-	log.Info("outpost agent started", "mode", mode, "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
+	s.plan = newPlan(standard, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	log.Info("outpost agent started", "mode", modeName(standard), "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
 		"key", id.fingerprint(), "data", cfg.DataDir, "version", Version)
-	if !cfg.Async {
+	if standard != !cfg.Async {
+		log.Info("running in the mode the server set, not EDGE_ASYNC's", "mode", modeName(standard))
+	}
+	var api *agentapi.API
+	defer func() {
+		if s.tun != nil {
+			s.tun.wait()
+		}
+		if api != nil {
+			_ = api.Close()
+		}
+	}()
+	// The agent API and the tunnel keeper exist once the device is
+	// standard: at start, or when the server switches it.
+	s.newTunnel = func() (*tunnelKeeper, error) {
 		// In the agent's container the engine's volumes are under the
 		// host root; on the host itself, where they are.
-		api, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot)})
+		a, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot)})
 		if err != nil {
-			return fmt.Errorf("agent API: %w", err)
+			return nil, fmt.Errorf("agent API: %w", err)
 		}
-		defer func() { _ = api.Close() }()
-		if s.tun, err = newTunnelKeeper(ctx, cfg, key, api); err != nil {
+		t, err := newTunnelKeeper(ctx, cfg, key, a)
+		if err != nil {
+			_ = a.Close()
+			return nil, err
+		}
+		api = a
+		return t, nil
+	}
+	if standard {
+		if s.tun, err = s.newTunnel(); err != nil {
 			return fmt.Errorf("tunnel: %w", err)
 		}
-		defer s.tun.wait()
 		s.standard = true
 	}
 	s.shareKey()

@@ -251,3 +251,45 @@ func TestAgentHonoursSlowDown(t *testing.T) {
 		t.Fatalf("a week-long retry-after held the agent %v, want about %v", g, maxRetryAfter)
 	}
 }
+
+// The server's answer switches the agent's mode: it polls from the next
+// exchange on, and keeps the mode in its state for the next start.
+func TestServerSwitchesMode(t *testing.T) {
+	var paths []string
+	mode := protocol.ModeStandard
+	srv := newScriptedServer(t, nil)
+	srv.answer = func(req *protocol.SyncRequest) (int, any) {
+		code, ans := ackAll(req)
+		ans.(*protocol.SyncAnswer).Mode = mode
+		return code, ans
+	}
+	hs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		srv.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	dir := t.TempDir()
+	s := newTestSyncer(t, srv, hs.URL, dir, &fakeCollector{d: docker()})
+	ctx := context.Background()
+	for _, m := range []protocol.Mode{protocol.ModeStandard, protocol.ModeUnset, protocol.ModeAsync, protocol.ModeUnset} {
+		mode = m
+		if err := s.exchange(ctx, all); err != nil {
+			t.Fatal(err)
+		}
+		if m == protocol.ModeStandard {
+			st, err := loadState(dir)
+			if err != nil || st.Mode != protocol.ModeStandard {
+				t.Fatalf("state after the switch: %+v %v", st, err)
+			}
+		}
+	}
+	want := []string{"/edge/v1/sync", "/edge/v1/poll", "/edge/v1/poll", "/edge/v1/sync"}
+	if len(paths) != len(want) {
+		t.Fatalf("paths %v", paths)
+	}
+	for i := range want {
+		if paths[i] != want[i] {
+			t.Fatalf("exchange %d went to %s, want %s (all: %v)", i, paths[i], want[i], paths)
+		}
+	}
+}

@@ -94,6 +94,9 @@ type state struct {
 	// EnvID is the environment the server made of this device when it came
 	// in with the onboarding key (environment 0).
 	EnvID uint64 `cbor:"7,keyasint,omitempty"`
+	// Mode is the mode the server last switched this device to; it wins
+	// over EDGE_ASYNC on later starts. Unset: EDGE_ASYNC decides.
+	Mode protocol.Mode `cbor:"8,keyasint,omitempty"`
 }
 
 func loadState(dir string) (*state, error) {

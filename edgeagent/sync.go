@@ -42,6 +42,9 @@ type syncer struct {
 	// may ask for the tunnel, which openTunnel keeps up (tunnel.go).
 	standard bool
 	tun      *tunnelKeeper
+	// newTunnel makes the tunnel keeper (and the agent API behind it) when
+	// the device becomes standard; nil in tests without a tunnel.
+	newTunnel func() (*tunnelKeeper, error)
 	// wait blocks until the clock reads until, or ctx ends (false); nil
 	// waits on a real timer. Tests run a day of exchanges with a fake one.
 	wait func(ctx context.Context, until time.Time) bool
@@ -227,6 +230,13 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			s.plan.SnapshotNow(now) // trusted on first contact with the onboarding key: none sent yet
 		}
 	}
+	if ans.Mode != protocol.ModeUnset && (ans.Mode == protocol.ModeStandard) != s.standard {
+		if err := s.switchMode(ans.Mode); err != nil {
+			s.log.Error("could not switch to the mode the server asks for", "err", err)
+		} else {
+			s.st.Mode, dirty = ans.Mode, true
+		}
+	}
 	if ans.Freq != nil {
 		f := *ans.Freq
 		if s.standard {
@@ -265,6 +275,29 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
+}
+
+// switchMode makes the agent poll (standard) or sync (async) from now on,
+// as an operator set its environment on the server.
+func (s *syncer) switchMode(m protocol.Mode) error {
+	standard := m == protocol.ModeStandard
+	if standard && s.tun == nil && s.newTunnel != nil {
+		t, err := s.newTunnel()
+		if err != nil {
+			return fmt.Errorf("tunnel: %w", err)
+		}
+		s.tun = t
+	}
+	s.standard = standard
+	s.log.Info("the server switched this device's mode", "mode", modeName(standard))
+	return nil
+}
+
+func modeName(standard bool) string {
+	if standard {
+		return "standard"
+	}
+	return "async"
 }
 
 // prepareSnapshot collects the device and returns the push to send: a delta

@@ -151,7 +151,20 @@ type SyncAnswer struct {
 	Tag []byte `cbor:"9,keyasint,omitempty"`
 	// Tunnel answers a standard agent's poll (poll.go).
 	Tunnel TunnelStatus `cbor:"10,keyasint,omitempty"`
+	// Mode is set when the device called the other mode's endpoint: an
+	// operator changed the environment's mode, and the device switches.
+	Mode Mode `cbor:"11,keyasint,omitempty"`
 }
+
+// Mode is how an agent talks to the server.
+type Mode uint8
+
+// Modes.
+const (
+	ModeUnset    Mode = iota
+	ModeAsync         // one /edge/v1/sync per tick, no tunnel
+	ModeStandard      // /edge/v1/poll at the poll interval, tunnel on demand
+)
 
 // ServerKey is the server's X25519 key agreement key, signed by its tunnel
 // host key: the agent checks HostKey against the fingerprint in its edge key,

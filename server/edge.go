@@ -44,7 +44,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	var env *store.Environment
 	if req.EnvID == 0 {
 		// The onboarding key: a device the server may not know yet.
-		if env = s.onboard(w, r, &req, input, proof); env == nil {
+		if env = s.onboard(w, r, &req, input, proof, poll); env == nil {
 			return
 		}
 	} else {
@@ -68,15 +68,18 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		return
 	}
 	now := s.now()
-	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
-	if poll {
-		freq = s.pollFrequencies(env)
-	}
-	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
 	kind := "sync"
 	if poll {
 		kind = "poll"
 	}
+	// The environment's mode decides the answer, whichever endpoint the
+	// device called: one that called the other mode's is told to switch.
+	standard := env.Mode == store.ModeStandard
+	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
+	if standard {
+		freq = s.pollFrequencies(env)
+	}
+	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
 	if s.slowedDown(w, kind, env.ID, fmt.Sprintf("environment %d", env.ID), freq, now) {
 		return
 	}
@@ -85,10 +88,13 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	if first {
 		ans.Server = s.ids.serverKey
 	}
-	if poll {
+	if standard != poll {
+		ans.Mode = wireMode(env.Mode)
+	}
+	if standard {
 		ans.Tunnel = s.tunnelStatus(env.ID)
 	}
-	if err = s.syncCommands(env, &req, freq, now, &ans, poll); err != nil {
+	if err = s.syncCommands(env, &req, freq, now, &ans, standard); err != nil {
 		s.internalError(w, "sync: commands", err)
 		return
 	}
@@ -118,6 +124,22 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		return
 	}
 	s.writeEdge(w, http.StatusOK, &ans)
+}
+
+// wireMode is an environment's mode as the protocol says it.
+func wireMode(m string) protocol.Mode {
+	if m == store.ModeStandard {
+		return protocol.ModeStandard
+	}
+	return protocol.ModeAsync
+}
+
+// modeOf is the mode a device runs in, by the endpoint it called.
+func modeOf(poll bool) string {
+	if poll {
+		return store.ModeStandard
+	}
+	return store.ModeAsync
 }
 
 // slowedDown counts an authenticated call by key and, if the device calls far

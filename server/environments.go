@@ -47,6 +47,9 @@ type environmentPatch struct {
 	Frequencies *protocol.Frequencies `json:"frequencies"`
 	TagIDs      *[]uint64             `json:"tagIds"`
 	GroupID     *uint64               `json:"groupId"` // 0: no group
+	// Mode switches the environment between async and standard; the
+	// device learns it in its next answer and switches too.
+	Mode *string `json:"mode"`
 }
 
 func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
@@ -73,6 +76,12 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 			problems = append(problems, fmt.Sprintf("frequencies %d/%d/%d: each at most %d seconds (a week); 0 means the global default", fr.Ping, fr.Snapshot, fr.Command, maxFrequency))
 		}
 		changes = append(changes, fmt.Sprintf("frequencies %d/%d/%d", fr.Ping, fr.Snapshot, fr.Command))
+	}
+	if req.Mode != nil {
+		if *req.Mode != store.ModeAsync && *req.Mode != store.ModeStandard {
+			problems = append(problems, fmt.Sprintf("mode %q: want async or standard", *req.Mode))
+		}
+		changes = append(changes, "mode "+*req.Mode)
 	}
 	f.mu.RLock()
 	if req.TagIDs != nil {
@@ -105,12 +114,18 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		if req.GroupID != nil {
 			e.GroupID = *req.GroupID
 		}
+		if req.Mode != nil {
+			e.Mode = *req.Mode
+		}
 		return nil
 	})
 	if s.writeFailed(w, err, "update", "environment", id, "id", id) {
 		return
 	}
 	f.putEnv(e)
+	if e.Mode != store.ModeStandard {
+		s.tunnels.drop(id) // an async device has no tunnel
+	}
 	s.audit(r, ss.user, auditEnvUpdate, envTarget(id), strings.Join(changes, ", "))
 	writeJSON(w, http.StatusOK, s.view(e, s.globalFrequencies()))
 }
@@ -130,9 +145,7 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 	}
 	f.removeEnv(id)
 	s.pace.Forget(id)
-	if c := s.tunnels.srv.Conn(id); c != nil {
-		_ = c.Close() // the device is no longer ours to reach
-	}
+	s.tunnels.drop(id) // the device is no longer ours to reach
 	s.log.Info("environment deleted", "id", id)
 	s.audit(r, ss.user, auditEnvDelete, envTarget(id), "with its snapshot, history, commands and edge stack and job records")
 	w.WriteHeader(http.StatusNoContent)

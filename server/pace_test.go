@@ -116,7 +116,7 @@ func TestDeviceCallingTooFastIsSlowedDown(t *testing.T) {
 func TestWaitingDeviceCallingTooFastIsSlowedDown(t *testing.T) {
 	s, hs := testServer(t)
 	d := onboardingDevice(t, hs, "edge-waiting")
-	every := time.Duration(s.waitingFrequencies().Ping) * time.Second
+	every := time.Duration(s.waitingFrequencies(false).Ping) * time.Second
 	limit := scheduler.Limit(every)
 	for i := range limit + 1 { // the first call places it: only later ones count
 		if status, ans, perr := d.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustWaiting {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -79,6 +80,7 @@ type device struct {
 	mac     []byte // derived once the server's key agreement key arrived
 	last    []byte // the last body sent, for replays
 	remote  string // the address it calls from, if not httptest's default
+	path    string // the endpoint it calls, if not /edge/v1/sync
 }
 
 func newDevice(t testing.TB, h http.Handler, env uint64, edgeID string) *device {
@@ -187,7 +189,8 @@ func (d *device) ping() *protocol.SyncRequest {
 
 func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *protocol.Error) {
 	d.t.Helper()
-	hr := httptest.NewRequest("POST", "/edge/v1/sync", bytes.NewReader(body))
+	path := cmp.Or(d.path, "/edge/v1/sync")
+	hr := httptest.NewRequest("POST", path, bytes.NewReader(body))
 	hr.Header.Set("Content-Type", protocol.ContentType)
 	if enc != "" {
 		hr.Header.Set("Content-Encoding", enc)

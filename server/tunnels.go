@@ -44,6 +44,17 @@ type tunnels struct {
 	wanted map[uint64]time.Time
 }
 
+// drop forgets that env's tunnel is wanted and closes it if it is open: the
+// environment was deleted, or is async now.
+func (t *tunnels) drop(env uint64) {
+	t.mu.Lock()
+	delete(t.wanted, env)
+	t.mu.Unlock()
+	if c := t.srv.Conn(env); c != nil {
+		_ = c.Close()
+	}
+}
+
 // newTunnels wires the tunnel server to the store: an agent authenticates
 // with the identity key its environment is bound to; an unknown, untrusted,
 // async or unbound environment gets no tunnel.

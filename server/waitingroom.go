@@ -197,7 +197,10 @@ func sourceOf(r *http.Request) string {
 // onboard handles a request made with the onboarding key (environment 0). It
 // returns the environment the device already is, for the caller to go on as
 // with any sync; or it answers (waiting, refused) itself and returns nil.
-func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, input []byte, p *protocol.Proof) *store.Environment {
+//
+// poll says which endpoint the device called, which is the mode it runs in:
+// the waiting room shows it, and trusting the device keeps it.
+func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, input []byte, p *protocol.Proof, poll bool) *store.Environment {
 	if p == nil || len(p.Key) != ed25519.PublicKeySize || len(p.DH) != 32 || req.EdgeID == "" || !ed25519.Verify(p.Key, input, p.Tag) {
 		s.refuseUnverified(w, r, req, errors.New("a device calling with the onboarding key signs its request with its identity key and sends its edge ID and keys"))
 		return nil
@@ -238,11 +241,14 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		if ws := rm.seen[waitID]; p.Counter > ws.Counter || now > ws.At {
 			rm.seen[waitID] = store.WaitingSeen{At: now, Counter: max(ws.Counter, p.Counter)}
 		}
+		// Its latest call says its mode: the agent may have restarted in
+		// the other one. Kept in memory, as trust reads it from there.
+		d.Mode = modeOf(poll)
 		rm.mu.Unlock()
-		if s.slowedDown(w, "waiting", waitingPaceKey|waitID, "waiting device "+req.EdgeID, s.waitingFrequencies(), s.now()) {
+		if s.slowedDown(w, "waiting", waitingPaceKey|waitID, "waiting device "+req.EdgeID, s.waitingFrequencies(poll), s.now()) {
 			return nil
 		}
-		s.answerWaiting(w, req.EdgeID, p)
+		s.answerWaiting(w, req.EdgeID, p, poll)
 		return nil
 	}
 
@@ -271,7 +277,7 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		// The same key, placed by a concurrent request: it learns which
 		// on its next call.
 		rm.mu.Unlock()
-		s.answerWaiting(w, req.EdgeID, p)
+		s.answerWaiting(w, req.EdgeID, p, poll)
 		return nil
 	}
 	if preauthEdge {
@@ -296,15 +302,15 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 
 	switch decision {
 	case waitingroom.SlowDown:
-		s.edgeError(w, http.StatusTooManyRequests, protocol.CodeSlowDown,
-			fmt.Sprintf("too many new devices from %s; retry in a minute", source))
+		s.writeEdge(w, http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: 60,
+			Message: fmt.Sprintf("too many new devices from %s; retry in a minute", source)})
 		return nil
 	case waitingroom.Full:
 		s.edgeError(w, http.StatusServiceUnavailable, protocol.CodeWaitingRoomFull,
 			fmt.Sprintf("the waiting room is full (%d devices); retry later", es.WaitingRoomMax))
 		return nil
 	case waitingroom.Trust:
-		env := newEnvironmentFor(&store.WaitingDevice{EdgeID: req.EdgeID, PublicKey: p.Key, DeviceDH: p.DH}, req.Agent, s.now().Unix())
+		env := newEnvironmentFor(&store.WaitingDevice{EdgeID: req.EdgeID, PublicKey: p.Key, DeviceDH: p.DH, Mode: modeOf(poll)}, req.Agent, s.now().Unix())
 		if err := s.store.CreateEnvironment(env); err != nil {
 			rm.release(fp, claim, false)
 			s.internalError(w, "onboard: create environment", err)
@@ -318,7 +324,7 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	}
 	nd := &store.WaitingDevice{
 		EdgeID: req.EdgeID, KeyFingerprint: fp, PublicKey: p.Key, DeviceDH: p.DH, Source: source,
-		FirstSeen: s.now().Unix(), LastSeen: s.now().Unix(), Counter: p.Counter,
+		FirstSeen: s.now().Unix(), LastSeen: s.now().Unix(), Counter: p.Counter, Mode: modeOf(poll),
 	}
 	if a := req.Agent; a != nil {
 		nd.Hostname, nd.AgentVersion, nd.Platform, nd.OS, nd.Arch, nd.Groups, nd.Tags = a.Hostname, a.Version, a.Platform, a.OS, a.Arch, a.Groups, a.Tags
@@ -334,14 +340,14 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	rm.reserved--
 	rm.mu.Unlock()
 	s.audit(r, "device "+req.EdgeID, auditDeviceArrived, "waiting device "+strconv.FormatUint(nd.ID, 10), "key "+fp+", hostname "+nd.Hostname)
-	s.answerWaiting(w, req.EdgeID, p)
+	s.answerWaiting(w, req.EdgeID, p, poll)
 	return nil
 }
 
 // answerWaiting tells a device it waits: no environment, no commands, no
 // snapshot ack; only when to call again, tagged so the device can trust it.
-func (s *Server) answerWaiting(w http.ResponseWriter, edgeID string, p *protocol.Proof) {
-	f := s.waitingFrequencies()
+func (s *Server) answerWaiting(w http.ResponseWriter, edgeID string, p *protocol.Proof, poll bool) {
+	f := s.waitingFrequencies(poll)
 	ans := &protocol.SyncAnswer{Version: protocol.Version, Trust: protocol.TrustWaiting, Freq: &f}
 	if err := s.sealWaiting(ans, edgeID, p); err != nil {
 		s.internalError(w, "onboard: seal answer", err)
@@ -355,9 +361,13 @@ func (s *Server) answerWaiting(w http.ResponseWriter, edgeID string, p *protocol
 const waitingPaceKey = 1 << 63
 
 // waitingFrequencies is what a waiting device is told: check in at the global
-// ping frequency, with nothing else to do.
-func (s *Server) waitingFrequencies() protocol.Frequencies {
+// ping frequency (a standard device: the poll interval, so it learns of its
+// trust as soon as it would have polled), with nothing else to do.
+func (s *Server) waitingFrequencies(poll bool) protocol.Frequencies {
 	p := scheduler.Effective(s.edgeSettings().Frequencies, nil).Ping
+	if poll {
+		p = s.edgeSettings().PollInterval
+	}
 	return protocol.Frequencies{Ping: p, Snapshot: p, Command: p}
 }
 
@@ -393,8 +403,12 @@ func newEnvironmentFor(d *store.WaitingDevice, agent *protocol.AgentInfo, now in
 	if agent == nil && d.Hostname != "" {
 		agent = &protocol.AgentInfo{Version: d.AgentVersion, Hostname: d.Hostname, Platform: d.Platform, OS: d.OS, Arch: d.Arch, Groups: d.Groups, Tags: d.Tags}
 	}
+	mode := d.Mode
+	if mode == "" {
+		mode = store.ModeAsync // placed by a server that did not record modes
+	}
 	return &store.Environment{
-		Name: name, Mode: store.ModeAsync, Created: now, Trusted: true,
+		Name: name, Mode: mode, Created: now, Trusted: true,
 		EdgeID: d.EdgeID, PublicKey: d.PublicKey, DeviceDH: d.DeviceDH, LastCounter: d.Counter, Agent: agent,
 	}
 }
@@ -527,12 +541,17 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 	for _, id := range req.IDs {
 		s.room.mu.Lock()
 		seen := s.room.seen[id]
+		var mode string
 		if d := s.room.devices[id]; d != nil {
 			seen.Counter = max(seen.Counter, d.Counter) // taken by a flush not yet written
+			mode = d.Mode                               // from its latest call
 		}
 		s.room.mu.Unlock()
 		env, err := s.store.TrustWaiting(id, func(d *store.WaitingDevice) *store.Environment {
 			d.Counter = max(d.Counter, seen.Counter)
+			if mode != "" {
+				d.Mode = mode
+			}
 			return newEnvironmentFor(d, nil, s.now().Unix())
 		})
 		if err != nil {

@@ -38,8 +38,9 @@ type WaitingDevice struct {
 	Tags           []string `json:"tags,omitempty"`   // asked for with EDGE_TAGS
 	Source         string   `json:"source,omitempty"` // address of its first call
 	FirstSeen      int64    `json:"firstSeen"`
-	LastSeen       int64    `json:"lastSeen"` // as flushed; the server holds the live value
-	Counter        uint64   `json:"counter"`  // highest proof counter seen
+	LastSeen       int64    `json:"lastSeen"`       // as flushed; the server holds the live value
+	Counter        uint64   `json:"counter"`        // highest proof counter seen
+	Mode           string   `json:"mode,omitempty"` // async or standard: the endpoint it calls
 }
 
 // RejectedKey remembers a rejected device so it cannot come back.
