@@ -167,6 +167,11 @@ func (s *Server) slowedDown(w http.ResponseWriter, kind string, key uint64, who 
 // readEdge reads and decodes an edge request body within the protocol bounds.
 // It returns the body's CBOR, which identity proofs cover.
 func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != protocol.ContentType {
+		s.edgeError(w, http.StatusUnsupportedMediaType, protocol.CodeMalformed,
+			fmt.Sprintf("content type %q: edge endpoints take only %s", ct, protocol.ContentType))
+		return nil, false
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody))
 	s.metrics.bytesIn.Add(float64(len(body)))
 	if err != nil {

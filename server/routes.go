@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // apiHandler is an API handler behind the role check; it gets the caller's
@@ -31,12 +32,29 @@ func publicRoute(pattern string, h http.Handler) route {
 	return route{pattern: pattern, perm: permPublic, public: h}
 }
 
-// handler is the route's handler with its role check.
+// handler is the route's handler with its role check. Every route but the
+// edge endpoints answers with HSTS: browsers reach the UI and API over HTTPS
+// only, while a device never reads the header and would pay its bytes on
+// every exchange.
 func (s *Server) handler(rt route) http.Handler {
-	if rt.perm == permPublic {
-		return rt.public
+	h := rt.public
+	if rt.perm != permPublic {
+		h = s.allow(rt.perm, rt.api)
 	}
-	return s.allow(rt.perm, rt.api)
+	if strings.Contains(rt.pattern, " /edge/") {
+		return h
+	}
+	return hsts(h)
+}
+
+// hstsValue asks browsers for HTTPS only, for a year.
+const hstsValue = "max-age=31536000"
+
+func hsts(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hstsValue)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // allow wraps an API handler with the token and role check: 401 without a
