@@ -94,13 +94,14 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	if standard {
 		ans.Tunnel = s.tunnelStatus(env.ID)
 	}
-	if err = s.syncCommands(env, &req, freq, now, &ans, standard); err != nil {
-		s.internalError(w, "sync: commands", err)
-		return
-	}
+	// The snapshot goes first: one refused for its size refuses the
+	// request before any command is released or ack applied.
 	if req.Snapshot != nil {
 		ack, err := s.ingestSnapshot(env.ID, req.Snapshot, now)
-		if err != nil {
+		if errors.Is(err, protocol.ErrLimit) {
+			s.edgeError(w, http.StatusBadRequest, protocol.CodeLimit, err.Error())
+			return
+		} else if err != nil {
 			s.internalError(w, "sync: store snapshot", err)
 			return
 		}
@@ -112,6 +113,10 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 			s.metrics.snapshots.WithLabelValues(kind, "send_full").Inc()
 		}
 		ans.Snapshot = ack
+	}
+	if err = s.syncCommands(env, &req, freq, now, &ans, standard); err != nil {
+		s.internalError(w, "sync: commands", err)
+		return
 	}
 	// The answer is MACed for the device, bound to this request's counter:
 	// an agent acts on no answer it cannot verify.

@@ -36,7 +36,13 @@ func (l *envLocks) get(id uint64) *sync.Mutex {
 // the stored one. A delta that does not fit, or rebuilds to the wrong hash,
 // is answered with SendFull rather than an error: the agent recovers by
 // sending a full snapshot.
+//
+// A push, or the snapshot it builds, past store.SnapshotBytesLimit is refused
+// with an error matching protocol.ErrLimit, and nothing is stored.
 func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.Time) (*protocol.SnapshotAck, error) {
+	if len(p.Data) > store.SnapshotBytesLimit {
+		return nil, snapshotLimit("pushed", len(p.Data))
+	}
 	mu := s.snapLocks.get(env)
 	mu.Lock()
 	defer mu.Unlock()
@@ -90,6 +96,9 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	if err != nil {
 		return nil, err
 	}
+	if len(data) > store.SnapshotBytesLimit {
+		return nil, snapshotLimit("built", len(data))
+	}
 	sum := snapshot.HashEncoded(data)
 	if len(p.Hash) > 0 && !bytes.HasPrefix(sum[:], p.Hash) {
 		s.log.Info("snapshot hash mismatch; asking for a full one", "env", env, "seq", p.Seq, "kind", kind)
@@ -102,4 +111,10 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	}
 	s.metrics.snapshots.WithLabelValues(kind, "stored").Inc()
 	return &protocol.SnapshotAck{Stored: p.Seq}, nil
+}
+
+// snapshotLimit is the refusal of a snapshot of n bytes, pushed or built.
+func snapshotLimit(what string, n int) error {
+	return fmt.Errorf("the %s snapshot is %d bytes of CBOR, past the %d a device may keep on this server (500 containers take about 26 KB): %w",
+		what, n, store.SnapshotBytesLimit, &protocol.LimitError{Limit: "SnapshotBytesLimit", Max: store.SnapshotBytesLimit})
 }

@@ -9,8 +9,18 @@ import (
 	"outpost/protocol"
 )
 
-// HistoryLimit is how many history entries are kept per environment.
-const HistoryLimit = 200
+// Bounds on what one environment's snapshots may take in the store.
+const (
+	// HistoryLimit is how many history entries are kept per environment.
+	HistoryLimit = 200
+	// HistoryBytesLimit bounds one environment's history in bytes: the
+	// oldest entries go first. 500 real containers encode to 26 KB and a
+	// one-container delta to under 100 B.
+	HistoryBytesLimit = 8 << 20
+	// SnapshotBytesLimit bounds one environment's stored snapshot, and one
+	// pushed snapshot or delta, as CBOR.
+	SnapshotBytesLimit = 4 << 20
+)
 
 // Snapshot is the latest snapshot of an environment. It is stored as CBOR
 // (schema 2): its data is CBOR already, and JSON would base64 it.
@@ -44,7 +54,7 @@ func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
 }
 
 // PutSnapshot replaces environment env's snapshot and appends h to its
-// history, dropping the oldest entries past HistoryLimit.
+// history, dropping the oldest entries past HistoryLimit or HistoryBytesLimit.
 func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
 	return s.update(func(tx *bolt.Tx) error {
 		if err := putCBOR(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
@@ -54,7 +64,7 @@ func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
 		if err := putCBOR(hb, key2(env, h.Seq), h); err != nil {
 			return err
 		}
-		return trimPrefix(hb, u64(env), HistoryLimit)
+		return trimPrefixBytes(hb, u64(env), HistoryLimit, HistoryBytesLimit)
 	})
 }
 

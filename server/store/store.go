@@ -177,12 +177,32 @@ func deleteWhere(b *bolt.Bucket, match func(k []byte) bool) error {
 
 // trimPrefix keeps the last keep keys of b that start with prefix.
 func trimPrefix(b *bolt.Bucket, prefix []byte, keep int) error {
+	return trimPrefixBytes(b, prefix, keep, 0)
+}
+
+// trimPrefixBytes is trimPrefix that also drops the oldest records until the
+// values left under prefix hold at most maxBytes (0: no byte bound). The
+// newest record is always kept.
+func trimPrefixBytes(b *bolt.Bucket, prefix []byte, keep, maxBytes int) error {
 	var keys [][]byte
+	var sizes []int
 	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		keys = append(keys, bytes.Clone(k))
+		sizes = append(sizes, len(v))
 	}
-	for _, k := range keys[:max(0, len(keys)-keep)] {
+	cut := max(0, len(keys)-keep) // keys[:cut] go
+	if maxBytes > 0 {
+		total := 0
+		for i := len(keys) - 1; i >= cut; i-- {
+			total += sizes[i]
+			if total > maxBytes && i < len(keys)-1 {
+				cut = i + 1
+				break
+			}
+		}
+	}
+	for _, k := range keys[:cut] {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
