@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -49,7 +50,13 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	tok, err := s.login(req.Username, req.Password)
+	tok, err := s.login(req.Username, req.Password, r.RemoteAddr)
+	var locked *loginLocked
+	if errors.As(err, &locked) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(locked.RetryAfter().Round(time.Second)/time.Second)))
+		writeErr(w, http.StatusTooManyRequests, "%v", err)
+		return
+	}
 	if err != nil {
 		s.log.Warn("failed login", "user", req.Username, "remote", r.RemoteAddr)
 		s.audit(r, "anonymous", auditLoginFailed, userTarget(req.Username), "api")

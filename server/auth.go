@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"outpost/server/store"
+	"outpost/throttle"
 )
 
 // tokenTTL is how long an API token lives.
@@ -79,17 +81,67 @@ func bearer(r *http.Request) string {
 // errBadLogin is the one answer to every failed login, so it leaks nothing.
 var errBadLogin = errors.New("invalid username or password")
 
-func (s *Server) login(username, password string) (string, error) {
+// login checks a username and password from remote (an address, with or
+// without its port). Failures lock out the user at remote's network, and
+// the network for every user, for a while that grows (loginLimits); a
+// locked attempt is refused with *loginLocked before the password is looked
+// at. Another network is not locked out, so the real administrator can
+// always log in from elsewhere, and every lockout ends.
+func (s *Server) login(username, password, remote string) (string, error) {
+	now := s.now()
+	l := s.logins.get()
+	network := throttle.Network(remote)
+	pair := username + "@" + network
+	if d := max(l.pair.Locked(pair, now), l.network.Locked(network, now)); d > 0 {
+		return "", &loginLocked{wait: d}
+	}
 	u, err := s.store.UserByName(username)
 	if err != nil {
 		// Spend the same time as a real comparison.
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		l.fail(pair, network, now)
 		return "", errBadLogin
 	}
 	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
+		l.fail(pair, network, now)
 		return "", errBadLogin
 	}
+	l.pair.Succeed(pair)
 	return s.sessions.issue(u), nil
 }
+
+// loginLimits are the lockouts of failed logins: per user at a network
+// (/24, /64) after 5 failures, and per network for every user after 20;
+// each starts at a second and doubles, at most 15 minutes, and is forgotten
+// after an hour without failures. The zero value makes them on first use.
+type loginLimits struct {
+	once          sync.Once
+	pair, network *throttle.Throttle
+}
+
+var (
+	pairLogins    = throttle.Policy{Free: 5, Base: time.Second, Max: 15 * time.Minute, Reset: time.Hour}
+	networkLogins = throttle.Policy{Free: 20, Base: time.Second, Max: 15 * time.Minute, Reset: time.Hour}
+)
+
+func (l *loginLimits) get() *loginLimits {
+	l.once.Do(func() { l.pair, l.network = throttle.New(pairLogins), throttle.New(networkLogins) })
+	return l
+}
+
+func (l *loginLimits) fail(pair, network string, now time.Time) {
+	l.pair.Fail(pair, now)
+	l.network.Fail(network, now)
+}
+
+// loginLocked refuses a login attempt made during a lockout.
+type loginLocked struct{ wait time.Duration }
+
+func (e *loginLocked) Error() string {
+	return fmt.Sprintf("too many failed logins for this user from your network; try again in %v", e.wait.Round(time.Second))
+}
+
+// RetryAfter is how long the lockout still lasts (web reads it).
+func (e *loginLocked) RetryAfter() time.Duration { return e.wait }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("outpost-dummy"), bcrypt.DefaultCost)

@@ -42,6 +42,7 @@ type Server struct {
 	kick        chan struct{}   // wakes the reconciler; reconcile.go
 	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
 	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
+	logins      loginLimits     // lockouts of failed logins; auth.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is

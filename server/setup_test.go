@@ -84,7 +84,7 @@ func TestSetupLinkWorksOnceWithinFiveMinutes(t *testing.T) {
 	if status, body := postSetup(t, base, tok, "admin-password", "admin-password"); status != 200 || !strings.Contains(body, "is ready") {
 		t.Fatalf("setup within 5 minutes: %d %s", status, body)
 	}
-	if _, err := s.login(adminUsername, "admin-password"); err != nil {
+	if _, err := s.login(adminUsername, "admin-password", "192.0.2.1"); err != nil {
 		t.Fatalf("login after setup: %v", err)
 	}
 	u, err := s.store.UserByName(adminUsername)
@@ -94,7 +94,7 @@ func TestSetupLinkWorksOnceWithinFiveMinutes(t *testing.T) {
 	if status, body := postSetup(t, base, tok, "other-password", "other-password"); status != http.StatusGone || !strings.Contains(body, "used already") {
 		t.Fatalf("second use: %d %s", status, body)
 	}
-	if _, err := s.login(adminUsername, "other-password"); err == nil {
+	if _, err := s.login(adminUsername, "other-password", "192.0.2.1"); err == nil {
 		t.Fatal("the second use changed the password")
 	}
 	if need, err := s.ensureAdmin(""); need || err != nil {
@@ -127,7 +127,7 @@ func TestEnsureAdminWithPassword(t *testing.T) {
 	if need, err := s.ensureAdmin("given-password"); need || err != nil {
 		t.Fatalf("ensureAdmin: %v %v", need, err)
 	}
-	if _, err := s.login(adminUsername, "given-password"); err != nil {
+	if _, err := s.login(adminUsername, "given-password", "192.0.2.1"); err != nil {
 		t.Fatal(err)
 	}
 	// No link is pending, so /setup refuses.

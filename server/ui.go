@@ -26,8 +26,8 @@ var (
 
 // Login is audited without a remote address: web.Backend does not pass the
 // request (web logs the address itself).
-func (b uiBackend) Login(username, password string) (string, error) {
-	tok, err := b.s.login(username, password)
+func (b uiBackend) Login(username, password, remote string) (string, error) {
+	tok, err := b.s.login(username, password, remote)
 	if err != nil {
 		b.s.audit(nil, "anonymous", auditLoginFailed, userTarget(username), "web UI")
 	} else {

@@ -85,10 +85,10 @@ func TestPasswordAndRoleChanges(t *testing.T) {
 	if _, ok := s.sessions.lookup(olgaOther); ok {
 		t.Error("her other session survives the password change")
 	}
-	if _, err := s.login("olga", "olga-password"); err == nil {
+	if _, err := s.login("olga", "olga-password", "192.0.2.1"); err == nil {
 		t.Error("the old password still works")
 	}
-	if _, err := s.login("olga", "olga-new-password"); err != nil {
+	if _, err := s.login("olga", "olga-new-password", "192.0.2.1"); err != nil {
 		t.Errorf("the new password: %v", err)
 	}
 

@@ -1,9 +1,13 @@
 package web
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 type loginPage struct {
@@ -60,7 +64,16 @@ func (h *handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 		fail("Enter your username and password.")
 		return
 	}
-	tok, err := h.b.Login(user, pass)
+	tok, err := h.b.Login(user, pass, r.RemoteAddr)
+	var wait interface{ RetryAfter() time.Duration }
+	if errors.As(err, &wait) {
+		h.log.Warn("ui: login refused: too many failures", "user", user, "remote", r.RemoteAddr)
+		secs := int(wait.RetryAfter().Round(time.Second) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+		h.render(w, http.StatusTooManyRequests, "login", loginPage{base: h.base("Log in", "", ""), Username: user, Next: next,
+			Error: fmt.Sprintf("Too many failed logins. Try again in %s.", wait.RetryAfter().Round(time.Second))})
+		return
+	}
 	if err != nil || tok == "" {
 		// One message for every failure, so the form tells nothing about
 		// which usernames exist; the log keeps the detail.

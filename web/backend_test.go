@@ -30,7 +30,7 @@ type fakeBackend struct {
 	err     error // when set, every read fails with it
 }
 
-func (f *fakeBackend) Login(username, password string) (string, error) {
+func (f *fakeBackend) Login(username, password, _ string) (string, error) {
 	if username != f.user || password != f.password {
 		return "", errors.New("invalid username or password")
 	}

@@ -80,8 +80,11 @@ type StackTarget struct {
 
 // Backend is what the UI needs from the server.
 type Backend interface {
-	// Login checks a username and password and returns a session token.
-	Login(username, password string) (token string, err error)
+	// Login checks a username and password from remote (the client's
+	// address) and returns a session token. An error with a
+	// RetryAfter() time.Duration method means too many failures: the form
+	// says how long to wait.
+	Login(username, password, remote string) (token string, err error)
 	// Authenticate returns the user a token belongs to, if it is valid.
 	Authenticate(token string) (username string, ok bool)
 	Environments() ([]Environment, error)

@@ -29,7 +29,7 @@ func newSite(t *testing.T) *site {
 	t.Helper()
 	b := newFake(t, time.Now())
 	s := &site{t: t, b: b, h: web.New(b, slog.New(slog.DiscardHandler))}
-	tok, err := b.Login(b.user, b.password)
+	tok, err := b.Login(b.user, b.password, "192.0.2.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
