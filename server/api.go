@@ -53,13 +53,17 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.login(req.Username, req.Password, r.RemoteAddr)
 	var locked *loginLocked
 	if errors.As(err, &locked) {
+		if s.auditRefusal(r.RemoteAddr, "anonymous", auditLoginLocked, userTarget(req.Username), "api: locked out") {
+			s.log.Warn("login refused during a lockout (logged once a minute per user and network)", "user", req.Username, "remote", r.RemoteAddr)
+		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(locked.RetryAfter().Round(time.Second)/time.Second)))
 		writeErr(w, http.StatusTooManyRequests, "%v", err)
 		return
 	}
 	if err != nil {
-		s.log.Warn("failed login", "user", req.Username, "remote", r.RemoteAddr)
-		s.audit(r, "anonymous", auditLoginFailed, userTarget(req.Username), "api")
+		if s.auditRefusal(r.RemoteAddr, "anonymous", auditLoginFailed, userTarget(req.Username), "api") {
+			s.log.Warn("failed login (logged once a minute per user and network)", "user", req.Username, "remote", r.RemoteAddr)
+		}
 		writeErr(w, http.StatusUnauthorized, "%v", err)
 		return
 	}

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"outpost/server/store"
+	"outpost/throttle"
 )
 
 // Audit actions. Every change made through the API and every security event
@@ -27,6 +30,7 @@ const (
 	auditIdentityRefused = "edge.identity_refused"
 	auditDeviceRejected  = "device.rejected"
 	auditBackup          = "store.backup"
+	auditLoginLocked     = "login.locked"
 )
 
 // auditFieldMax bounds each text field of an entry: a failed login's
@@ -44,6 +48,104 @@ func (s *Server) audit(r *http.Request, actor, action, target, detail string) {
 	}
 	if r != nil {
 		e.Remote = clip(r.RemoteAddr)
+	}
+	s.appendAudit(e)
+}
+
+// Refusals (failed logins, refused device identities, refused setup posts)
+// come from anyone, so they are aggregated: the first of a kind (action,
+// source network, target, reason) in a minute is written at once, and the
+// rest of that minute become one entry with their count when it ends. They
+// are kept apart from changes and decisions, under store.RefusalLimit.
+const (
+	refusalWindow  = 60     // seconds
+	refusalKeysMax = 10_000 // kinds tracked at once; past it, new kinds share one per action
+)
+
+// refusals is the aggregation of the current minute's refusals.
+type refusals struct {
+	mu sync.Mutex // guards m; never held across a store call
+	m  map[string]*refusal
+}
+
+type refusal struct {
+	first store.AuditEntry // as written
+	count int              // this window, the first included
+	last  int64
+}
+
+// auditRefusal records a refusal from remote (an address, or "" when
+// unknown) and reports whether it is the first of its kind this minute: the
+// caller logs only those.
+func (s *Server) auditRefusal(remote, actor, action, target, detail string) bool {
+	now := s.now().Unix()
+	network := throttle.Network(remote)
+	key := action + "\x00" + network + "\x00" + target + "\x00" + detail
+	e := store.AuditEntry{Time: now, Actor: clip(actor), Action: clip(action), Target: clip(target),
+		Detail: clip(detail), Remote: clip(remote), Count: 1, Refusal: true}
+	rs := &s.refused
+	rs.mu.Lock()
+	if rs.m == nil {
+		rs.m = map[string]*refusal{}
+	}
+	if _, ok := rs.m[key]; !ok && len(rs.m) >= refusalKeysMax {
+		// A flood of ever-new kinds: one entry per action stands for them.
+		key = action + "\x00many"
+		e.Actor, e.Target, e.Remote, e.Detail = "anonymous", "many targets", "many sources", "refusals of many kinds; see the log"
+	}
+	r := rs.m[key]
+	if r != nil && now-r.first.Time < refusalWindow {
+		r.count++
+		r.last = now
+		rs.mu.Unlock()
+		return false
+	}
+	var done *store.AuditEntry
+	if r != nil {
+		done = r.summary()
+	}
+	rs.m[key] = &refusal{first: e, count: 1, last: now}
+	rs.mu.Unlock()
+	s.appendAudit(done)
+	s.appendAudit(&e)
+	return true
+}
+
+// flushRefusals writes the count of every minute of refusals that has ended
+// by now, and forgets it.
+func (s *Server) flushRefusals(now int64) {
+	var done []*store.AuditEntry
+	rs := &s.refused
+	rs.mu.Lock()
+	for k, r := range rs.m {
+		if now-r.first.Time >= refusalWindow {
+			done = append(done, r.summary())
+			delete(rs.m, k)
+		}
+	}
+	rs.mu.Unlock()
+	for _, e := range done {
+		s.appendAudit(e)
+	}
+}
+
+// summary is the entry for the refusals after the first one of r's minute,
+// or nil when there were none.
+func (r *refusal) summary() *store.AuditEntry {
+	if r.count < 2 {
+		return nil
+	}
+	e := r.first
+	e.Count, e.Until = r.count-1, r.last
+	e.Remote = throttle.Network(r.first.Remote)
+	e.Detail = clip(fmt.Sprintf("%d more in the minute: %s", r.count-1, r.first.Detail))
+	return &e
+}
+
+// appendAudit writes e (nothing when nil), logging a failure.
+func (s *Server) appendAudit(e *store.AuditEntry) {
+	if e == nil {
+		return
 	}
 	if err := s.store.AppendAudit(e); err != nil {
 		s.log.Error("audit", "err", err, "actor", e.Actor, "action", e.Action, "target", e.Target)
@@ -75,7 +177,8 @@ type auditPage struct {
 	Next    uint64             `json:"next,omitempty"`
 }
 
-// handleAudit serves GET /api/audit?limit=&before=: entries newest first.
+// handleAudit serves GET /api/audit?limit=&before=&refusals=0: entries newest
+// first; refusals=0 leaves out the refusals.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, _ session) {
 	q := r.URL.Query()
 	limit, before := 100, uint64(0)
@@ -98,7 +201,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, _ session) 
 		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
 		return
 	}
-	entries, err := s.store.Audit(before, limit)
+	entries, err := s.store.Audit(before, limit, q.Get("refusals") != "0")
 	if err != nil {
 		s.log.Error("read audit log", "err", err)
 		writeErr(w, http.StatusInternalServerError, "could not read the audit log")

@@ -115,7 +115,7 @@ func TestEdgeGroupMembership(t *testing.T) {
 	apiJSON(t, hs, "DELETE", fmt.Sprintf("/api/edge-groups/%d", static), tok, nil, nil, http.StatusNoContent)
 	apiJSON(t, hs, "GET", fmt.Sprintf("/api/edge-groups/%d", static), tok, nil, nil, http.StatusNotFound)
 	for _, action := range []string{auditTagCreate, auditTagDelete, auditEdgeGroupCreate, auditEdgeGroupUpdate, auditEdgeGroupDelete} {
-		entries, _ := s.store.Audit(0, 1000)
+		entries, _ := s.store.Audit(0, 1000, true)
 		if !slices.ContainsFunc(entries, func(e store.AuditEntry) bool { return e.Action == action }) {
 			t.Errorf("%s not audited", action)
 		}

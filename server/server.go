@@ -43,6 +43,7 @@ type Server struct {
 	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
 	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
 	logins      loginLimits     // lockouts of failed logins; auth.go
+	refused     refusals        // this minute's refusals, aggregated for the audit log; audit.go
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -279,6 +280,7 @@ func (s *Server) flushLoop(ctx context.Context) {
 }
 
 func (s *Server) flush() {
+	s.flushRefusals(s.now().Unix())
 	d := s.checkins.take()
 	if err := s.store.FlushCheckIns(d); err != nil {
 		s.log.Error("flush check-ins", "err", err, "pending", len(d))

@@ -86,7 +86,7 @@ func TestEdgeSettingsValidation(t *testing.T) {
 // auditHas reports whether the audit log holds an entry of action on target.
 func auditHas(t *testing.T, s *Server, action, target string) bool {
 	t.Helper()
-	entries, err := s.store.Audit(0, 1000)
+	entries, err := s.store.Audit(0, 1000, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, pw := r.PostForm.Get("token"), r.PostForm.Get("password")
 	if err := s.setup.check(tok, s.now(), false); err != nil {
-		s.audit(r, "anonymous", auditSetup, userTarget(adminUsername), "refused: "+err.Error())
+		s.auditRefusal(r.RemoteAddr, "anonymous", auditSetup, userTarget(adminUsername), "refused: "+err.Error())
 		s.renderSetup(w, setupStatus(err), setupPage{Refused: err.Error()})
 		return
 	}

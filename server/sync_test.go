@@ -252,7 +252,7 @@ func TestSyncBindsFirstDeviceAndRefusesCopies(t *testing.T) {
 		t.Fatalf("same edge ID, other key: %d %+v", status, perr)
 	}
 	// Each refusal is in the audit log, with what was presented.
-	entries, err := s.store.Audit(0, 100)
+	entries, err := s.store.Audit(0, 100, true)
 	if err != nil {
 		t.Fatal(err)
 	}

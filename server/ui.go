@@ -24,13 +24,16 @@ var (
 	_ web.Logouter = uiBackend{}
 )
 
-// Login is audited without a remote address: web.Backend does not pass the
-// request (web logs the address itself).
+// Login audits with the client's address; web logs the attempt itself.
 func (b uiBackend) Login(username, password, remote string) (string, error) {
 	tok, err := b.s.login(username, password, remote)
-	if err != nil {
-		b.s.audit(nil, "anonymous", auditLoginFailed, userTarget(username), "web UI")
-	} else {
+	var locked *loginLocked
+	switch {
+	case errors.As(err, &locked):
+		b.s.auditRefusal(remote, "anonymous", auditLoginLocked, userTarget(username), "web UI: locked out")
+	case err != nil:
+		b.s.auditRefusal(remote, "anonymous", auditLoginFailed, userTarget(username), "web UI")
+	default:
 		b.s.audit(nil, username, auditLogin, userTarget(username), "web UI")
 	}
 	return tok, err

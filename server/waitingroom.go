@@ -373,8 +373,9 @@ func (s *Server) waitingFrequencies(poll bool) protocol.Frequencies {
 
 // refuseIdentity answers and audits an identity refusal.
 func (s *Server) refuseIdentity(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, err error) {
-	s.log.Warn("sync refused", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
-	s.audit(r, deviceActor(req.EnvID), auditIdentityRefused, envTarget(req.EnvID), "edge ID "+req.EdgeID+": "+err.Error())
+	if s.auditRefusal(r.RemoteAddr, deviceActor(req.EnvID), auditIdentityRefused, envTarget(req.EnvID), "edge ID "+req.EdgeID+": "+err.Error()) {
+		s.log.Warn("sync refused (logged once a minute per environment, network and reason)", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
+	}
 	s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
 }
 

@@ -146,7 +146,7 @@ func TestWaitingRoomReject(t *testing.T) {
 	if l := listWaiting(t, hs, admin, ""); l.Total != 0 {
 		t.Fatalf("rejected device came back: %+v", l)
 	}
-	entries, _ := s.store.Audit(0, 100)
+	entries, _ := s.store.Audit(0, 100, true)
 	found := false
 	for _, e := range entries {
 		found = found || e.Action == auditDeviceRejected
@@ -272,7 +272,7 @@ func TestWaitingRoomUnverifiedNotAudited(t *testing.T) {
 	s, hs := testServer(t)
 	var logged bytes.Buffer
 	s.log = slog.New(slog.NewTextHandler(&logged, nil))
-	before, _ := s.store.Audit(0, 1000)
+	before, _ := s.store.Audit(0, 1000, true)
 	for i := range 50 {
 		d := onboardingDevice(t, hs, fmt.Sprint("junk-", i))
 		body, enc, _ := protocol.WriteBody(&protocol.SyncRequest{Version: protocol.Version, EdgeID: "junk"})
@@ -280,7 +280,7 @@ func TestWaitingRoomUnverifiedNotAudited(t *testing.T) {
 			t.Fatalf("unsigned request %d: %d %+v", i, status, perr)
 		}
 	}
-	if after, _ := s.store.Audit(0, 1000); len(after) != len(before) {
+	if after, _ := s.store.Audit(0, 1000, true); len(after) != len(before) {
 		t.Fatalf("unsigned requests wrote %d audit entries", len(after)-len(before))
 	}
 	if n := strings.Count(logged.String(), "unverified"); n != 1 {
@@ -295,7 +295,7 @@ func TestWaitingRoomUnverifiedNotAudited(t *testing.T) {
 	if status, _, _ := d.sync(d.firstContact()); status != http.StatusForbidden {
 		t.Fatalf("a waiting key under another edge ID: %d", status)
 	}
-	after, _ := s.store.Audit(0, 1000)
+	after, _ := s.store.Audit(0, 1000, true)
 	var refused int
 	for _, e := range after {
 		if e.Action == auditIdentityRefused {

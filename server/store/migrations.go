@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 7
+const SchemaVersion = 8
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -40,6 +40,7 @@ var migrations = []migration{
 	{5, "create the tags, environment_groups and edge_groups buckets", createGroups5},
 	{6, "create the commands and command_results buckets", createCommands6},
 	{7, "create the buckets of edge stacks, edge jobs and their content", createEdgeWork7},
+	{8, "create the audit_refusals bucket and count the audit entries", createRefusals8},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.
