@@ -43,8 +43,13 @@ build:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
 	$(GO_BUILD) -o $(BIN)/outpost-agent ./cmd/outpost-agent
 
+# make run BIND=:9444 TUNNEL_ADDR=:8001 changes the ports.
+BIND        ?= :9443
+TUNNEL_ADDR ?= :8000
+
 run: build
-	bash scripts/run.sh
+	$(GO_BUILD) -o $(BIN)/runlocal ./internal/tools/runlocal
+	bash scripts/run.sh -bind '$(BIND)' -tunnel-addr '$(TUNNEL_ADDR)'
 
 # Everything, real components included (Docker, kube-apiserver, browser, ...).
 test:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
+	}
+	// Resolved once, here: compose projects and job scripts need absolute
+	// paths, and the agent must not depend on its working directory.
+	if abs, err := filepath.Abs(c.DataDir); err != nil {
+		errs = append(errs, fmt.Errorf("OUTPOST_DATA_DIR=%q: %w", c.DataDir, err))
+	} else {
+		c.DataDir = abs
 	}
 	if c.HostRoot == "" {
 		c.HostRoot = "/"

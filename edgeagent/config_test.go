@@ -61,3 +61,20 @@ func TestConfigClientCert(t *testing.T) {
 		}
 	}
 }
+
+// A relative OUTPOST_DATA_DIR (make run passes data/agent) is made absolute
+// when the configuration is loaded: Compose and the job runner need it so.
+func TestConfigDataDirAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	key := protocol.EdgeKey{ServerURL: "https://outpost.test:9443", TunnelAddr: "outpost.test:8000",
+		TunnelFingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", EnvironmentID: 1}.String()
+	env := map[string]string{"EDGE": "1", "EDGE_KEY": key, "OUTPOST_DATA_DIR": "data/agent"}
+	c, err := edgeagent.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data", "agent"); c.DataDir != want {
+		t.Fatalf("DataDir = %q, want %q", c.DataDir, want)
+	}
+}

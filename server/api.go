@@ -161,7 +161,11 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 	s.indexEnvironment(e)
 	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
 	v := s.view(e, s.globalFrequencies())
-	writeJSON(w, http.StatusCreated, createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)})
+	ans := createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)}
+	if loopbackURL(s.url) {
+		ans.Warnings = append(ans.Warnings, loopbackWarning(s.url))
+	}
+	writeJSON(w, http.StatusCreated, ans)
 }
 
 // envFromPath loads the environment named by the {id} path value.

@@ -13,10 +13,13 @@ import (
 
 // Config is what Run needs. Zero fields take the values in Defaults.
 type Config struct {
-	DataDir       string
-	Bind          string // HTTPS API and edge endpoints
-	TunnelAddr    string // reverse tunnel listener (standard agents)
-	PublicURL     string // how agents reach Bind; goes into edge keys
+	DataDir    string
+	Bind       string // HTTPS API and edge endpoints
+	TunnelAddr string // reverse tunnel listener (standard agents)
+	PublicURL  string // how agents reach Bind; goes into edge keys
+	// MetricsAddr is where /metrics is served, apart from the public
+	// port; MetricsOff disables it.
+	MetricsAddr   string
 	AdminPassword string // initial administrator password; when empty, a one-time setup link is printed
 	FlushInterval time.Duration
 	Logger        *slog.Logger
@@ -32,6 +35,7 @@ var Defaults = Config{
 	DataDir:       "data",
 	Bind:          ":9443",
 	TunnelAddr:    ":8000",
+	MetricsAddr:   "127.0.0.1:9090", // loopback: /metrics needs no login
 	FlushInterval: 10 * time.Second,
 	ClientCA:      "", // no mTLS
 }
@@ -48,6 +52,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TunnelAddr == "" {
 		c.TunnelAddr = Defaults.TunnelAddr
 	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = Defaults.MetricsAddr
+	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = Defaults.FlushInterval
 	}
@@ -60,6 +67,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.TunnelAddr); err != nil {
 		errs = append(errs, fmt.Errorf("tunnel-addr %q: want host:port or :port", c.TunnelAddr))
+	}
+	if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil && c.MetricsAddr != MetricsOff {
+		errs = append(errs, fmt.Errorf("metrics-addr %q: want host:port, or %s", c.MetricsAddr, MetricsOff))
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -90,6 +100,31 @@ func publicURL(c Config, bound net.Addr) string {
 	}
 	_, port, _ := net.SplitHostPort(bound.String())
 	return "https://localhost:" + port
+}
+
+// MetricsOff as Config.MetricsAddr serves no /metrics.
+const MetricsOff = "off"
+
+// loopbackURL reports whether u names this machine only (localhost, a
+// loopback address): a device elsewhere, or in a container here, cannot
+// reach it.
+func loopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackWarning is what the server says when its public URL is loopback.
+func loopbackWarning(u string) string {
+	return fmt.Sprintf("the public URL %s is a loopback address: only agents on this machine, outside containers, can reach it, "+
+		"and the docker run line fails in a container; start the server with --public-url https://ADDRESS:PORT that devices reach", u)
 }
 
 // publicTunnelAddr is the tunnel address agents use: the public URL's host

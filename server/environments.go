@@ -36,6 +36,8 @@ func dockerRun(mode, edgeKey string) string {
 type createdEnvironment struct {
 	environmentView
 	DockerRun string `json:"dockerRun"`
+	// Warnings say why the device may not reach the server with this key.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // environmentPatch is the body of PATCH /api/environments/{id}; a field left

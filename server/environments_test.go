@@ -42,6 +42,17 @@ func TestCreateEnvironmentPrintsDockerRun(t *testing.T) {
 		if e.EdgeKey == "" || e.DockerRun != want {
 			t.Errorf("%s: dockerRun\n got %s\nwant %s", mode, e.DockerRun, want)
 		}
+		if len(e.Warnings) != 0 {
+			t.Errorf("%s: warnings for a public URL devices can reach: %v", mode, e.Warnings)
+		}
+	}
+	// A loopback public URL: the answer says the line cannot work from a
+	// container, and what to do.
+	s.url = "https://localhost:9443"
+	var e createdEnvironment
+	apiJSON(t, hs, "POST", "/api/environments", tok, map[string]any{"name": "loop"}, &e, http.StatusCreated)
+	if len(e.Warnings) != 1 || !strings.Contains(e.Warnings[0], "--public-url") {
+		t.Fatalf("warnings for a loopback public URL: %v", e.Warnings)
 	}
 }
 

@@ -58,6 +58,13 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
+// mux serves GET /metrics and nothing else, for the metrics listener.
+func (m *metrics) mux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	return mux
+}
+
 // observeWrite records one store write transaction.
 func (m *metrics) observeWrite(d time.Duration) { m.storeWrite.Observe(d.Seconds()) }
 

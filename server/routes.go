@@ -26,7 +26,7 @@ func apiRoute(pattern string, perm permission, h apiHandler) route {
 }
 
 // publicRoute is a route outside the role check. Keep these to the edge
-// endpoints, /healthz, /metrics, the UI, login and setup: the route test
+// endpoints, /healthz, the UI, login and setup: the route test
 // refuses any other.
 func publicRoute(pattern string, h http.Handler) route {
 	return route{pattern: pattern, perm: permPublic, public: h}

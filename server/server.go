@@ -127,9 +127,23 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		Handler: tunnelMux, TLSConfig: tlsConfig(cert, nil), ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 2)
+	// /metrics has no login: it is served apart, on loopback by default.
+	msrv := &http.Server{Handler: s.metrics.mux(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	var mln net.Listener
+	if cfg.MetricsAddr != MetricsOff {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			_, _ = ln.Close(), tln.Close()
+			return fmt.Errorf("listen %s (metrics): %w; choose another --metrics-addr, or --metrics-addr %s", cfg.MetricsAddr, err, MetricsOff)
+		}
+	}
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
 	go func() { errc <- tsrv.Serve(tls.NewListener(tln, tsrv.TLSConfig)) }()
+	if mln != nil {
+		go func() { errc <- msrv.Serve(mln) }()
+		s.log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	stopControl, err := s.serveControl(ctx)
 	if err != nil {
 		_ = srv.Close()
@@ -143,6 +157,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	go func() { defer close(reconcileDone); s.reconcileLoop(flushCtx) }()
 
 	s.log.Info("outpost server listening", "url", s.url, "addr", ln.Addr().String(), "data", cfg.DataDir, "tunnel_fingerprint", s.fingerprint)
+	if loopbackURL(s.url) {
+		s.log.Warn(loopbackWarning(s.url))
+	}
 	if needSetup {
 		s.announceSetup(os.Stderr)
 	}
@@ -158,6 +175,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	defer cancel()
 	_ = s.tunnels.srv.Close() // hijacked connections: Shutdown does not wait for them
 	_ = tsrv.Shutdown(shutCtx)
+	_ = msrv.Shutdown(shutCtx)
 	_ = srv.Shutdown(shutCtx)
 	stopFlush()
 	<-flushDone
@@ -188,14 +206,13 @@ func (s *Server) routes() http.Handler {
 // caller's role must hold (grants in roles.go says which roles do). A new
 // route goes here as apiRoute(pattern, permission, handler), or
 // publicRoute(pattern, handler) for the few outside the role check (edge
-// endpoints, /healthz, /metrics, UI, login, setup); TestEveryRouteChecksRoles
+// endpoints, /healthz, UI, login, setup); TestEveryRouteChecksRoles
 // walks this table against every role.
 func (s *Server) routeTable() []route {
 	return []route{
 		publicRoute("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })),
 		publicRoute("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync)),
 		publicRoute("POST /edge/v1/poll", s.metrics.edge("poll", s.handlePoll)),
-		publicRoute("GET /metrics", s.metrics.handler()),
 		publicRoute("POST /api/auth", http.HandlerFunc(s.handleAuth)),
 		publicRoute("GET /setup", http.HandlerFunc(s.handleSetupForm)),
 		publicRoute("POST /setup", http.HandlerFunc(s.handleSetup)),

@@ -260,7 +260,7 @@ func TestWaitingRoomFlood(t *testing.T) {
 	if status, ans, perr := early.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustWaiting {
 		t.Fatalf("a waiting device calling again in a full room: %d %+v %+v", status, ans, perr)
 	}
-	if got := scrape(t, hs.URL, "outpost_waiting_room_devices"); got != 20 {
+	if got := scrape(t, s, "outpost_waiting_room_devices"); got != 20 {
 		t.Fatalf("waiting room gauge: %v", got)
 	}
 }

@@ -25,6 +25,7 @@ var rules = []struct {
 	{pkg: "scheduler", forbidden: []string{"server", "server/store", "edgeagent", "web"}},
 	{pkg: "tunnel", allowedOnly: []string{}},
 	{pkg: "throttle", allowedOnly: []string{}},
+	{pkg: "internal/dockerhost", allowedOnly: []string{}},
 	{pkg: "edgeagent/stacks", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/jobs", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/agentapi", forbidden: []string{"server", "server/store", "web", "waitingroom"}},

@@ -123,7 +123,7 @@ func startServer(t testing.TB, flags ...string) *server {
 	t.Helper()
 	bin, _ := binaries(t)
 	p := start(t, "server", []string{"OUTPOST_ADMIN_PASSWORD=" + adminPassword}, bin,
-		append([]string{"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t)}, flags...)...)
+		append([]string{"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t), "--metrics-addr", "127.0.0.1:0"}, flags...)...)
 	s := &server{proc: p, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server's self-signed certificate
 	}}}

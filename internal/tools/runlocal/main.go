@@ -3,10 +3,13 @@
 // registered as a trusted environment named "local" with short frequencies,
 // so a newcomer's first look shows their own engine.
 //
-//	go run ./internal/tools/runlocal [-data ./data] [-bind :9443]
+//	runlocal [-data ./data] [-bind :9443] [-tunnel-addr :8000] [-public-url URL] [-metrics-addr 127.0.0.1:9090]
 //
+// The server advertises an address containers on this host can reach (the
+// Docker bridge's gateway), so the docker run line it prints works here.
 // The administrator password comes from OUTPOST_ADMIN_PASSWORD, else from
-// DATA/admin-password (made on the first run, mode 0600).
+// DATA/admin-password (made on the first run, mode 0600). SIGINT or SIGTERM
+// stops both processes and exits 0.
 package main
 
 import (
@@ -29,21 +32,26 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"outpost/internal/dockerhost"
 )
 
 func main() {
 	data := flag.String("data", "data", "data directory (server in DATA/server, agent in DATA/agent)")
-	bind := flag.String("bind", ":9443", "server address")
+	bind := flag.String("bind", ":9443", "server address (make run BIND=...)")
+	tunnel := flag.String("tunnel-addr", ":8000", "tunnel listener address (make run TUNNEL_ADDR=...)")
+	public := flag.String("public-url", "", "URL devices use to reach the server (default: https://BRIDGE-GATEWAY:PORT, reachable from containers here)")
+	metrics := flag.String("metrics-addr", "127.0.0.1:9090", "the server's /metrics listener (off disables it)")
 	bin := flag.String("bin", "bin", "directory holding outpost-server and outpost-agent")
 	freq := flag.Int("frequency", 5, "ping, snapshot and command frequency of the local agent, seconds")
 	flag.Parse()
-	if err := run(*data, *bind, *bin, *freq); err != nil {
+	if err := run(*data, *bind, *tunnel, *public, *metrics, *bin, *freq); err != nil {
 		fmt.Fprintf(os.Stderr, "make run: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(data, bind, bin string, freq int) error {
+func run(data, bind, tunnel, public, metrics, bin string, freq int) error {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}
@@ -51,27 +59,45 @@ func run(data, bind, bin string, freq int) error {
 	if err != nil {
 		return err
 	}
-	_, port, err := net.SplitHostPort(bind)
+	bindHost, port, err := net.SplitHostPort(bind)
 	if err != nil {
-		return fmt.Errorf("-bind %q: %w", bind, err)
+		return fmt.Errorf("BIND=%q: want host:port or :port: %w", bind, err)
 	}
-	url := "https://localhost:" + port
+	if _, _, err := net.SplitHostPort(tunnel); err != nil {
+		return fmt.Errorf("TUNNEL_ADDR=%q: want host:port or :port: %w", tunnel, err)
+	}
+	if ip := net.ParseIP(bindHost); public == "" && (bindHost == "localhost" || ip != nil && ip.IsLoopback()) {
+		fmt.Fprintf(os.Stderr, "make run: BIND=%s listens on loopback only; devices in containers will not reach it\n", bind)
+		public = "https://localhost:" + port
+	}
+	if public == "" {
+		host, err := dockerhost.BridgeGateway(context.Background())
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "make run: %v; devices in containers will not reach https://localhost:%s (pass -public-url)\n", err, port)
+			host = "localhost"
+		}
+		public = "https://" + net.JoinHostPort(host, port)
+	}
+	local := "https://localhost:" + port // how this tool reaches the server
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	srv := exec.Command(filepath.Join(bin, "outpost-server"), "--data", filepath.Join(data, "server"), "--bind", bind)
+	srv := command(filepath.Join(bin, "outpost-server"), "--data", filepath.Join(data, "server"), "--bind", bind,
+		"--tunnel-addr", tunnel, "--public-url", public, "--metrics-addr", metrics)
 	srv.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+pw)
-	srv.Stdout, srv.Stderr = os.Stdout, os.Stderr
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start server: %w", err)
 	}
 	defer terminate(srv)
 
-	api := &apiClient{base: url, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	api := &apiClient{base: local, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // our own self-signed server
 	}}}
 	if err := api.waitHealthy(ctx, 30*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if err := api.login(pw); err != nil {
@@ -82,22 +108,21 @@ func run(data, bind, bin string, freq int) error {
 		return err
 	}
 
-	agent := exec.Command(filepath.Join(bin, "outpost-agent"))
+	agent := command(filepath.Join(bin, "outpost-agent"))
 	agent.Env = append(os.Environ(), "EDGE=1", "EDGE_ASYNC=1", "EDGE_INSECURE_POLL=1", "EDGE_KEY="+key,
 		"OUTPOST_DATA_DIR="+filepath.Join(data, "agent"))
-	agent.Stdout, agent.Stderr = os.Stdout, os.Stderr
 	if err := agent.Start(); err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
 	defer terminate(agent)
 
-	fmt.Printf("\n  Outpost is running: open %s\n  Log in as admin with the password ", url)
+	fmt.Printf("\n  Outpost is running: open %s\n  Log in as admin with the password ", local)
 	if fresh {
 		fmt.Printf("%s (kept in %s)\n", pw, filepath.Join(data, "admin-password"))
 	} else {
 		fmt.Printf("from OUTPOST_ADMIN_PASSWORD or %s\n", filepath.Join(data, "admin-password"))
 	}
-	fmt.Printf("  The environment \"local\" is this machine's Docker engine. Ctrl-C stops both.\n\n")
+	fmt.Printf("  Devices reach it at %s (the edge keys say so). The environment \"local\" is this machine's Docker engine. Ctrl-C stops both.\n\n", public)
 
 	done := make(chan error, 2)
 	go func() { done <- fmt.Errorf("server exited: %w", srv.Wait()) }()
@@ -106,8 +131,20 @@ func run(data, bind, bin string, freq int) error {
 	case <-ctx.Done():
 		return nil
 	case err := <-done:
+		if ctx.Err() != nil {
+			return nil // stopping: a child that saw the signal first is no failure
+		}
 		return err
 	}
+}
+
+// command is a child process in a process group of its own: a Ctrl-C
+// reaches this tool only, which stops the children in order.
+func command(name string, args ...string) *exec.Cmd {
+	c := exec.Command(name, args...)
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return c
 }
 
 // password returns the administrator password and whether it was just made.
