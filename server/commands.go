@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -28,6 +30,87 @@ var commandArgs = map[string]struct{ required, optional []string }{
 	"image.remove":      {required: []string{"id"}, optional: []string{"force"}},
 	"volume.remove":     {required: []string{"name"}, optional: []string{"force"}},
 	"snapshot.now":      {},
+}
+
+// Argument types: an argument not listed is a string.
+var (
+	secondsArgs = []string{"timeout"}
+	boolArgs    = []string{"force", "volumes"}
+)
+
+// commandArgsOf checks a queued command's kind and arguments and gives the
+// arguments as the device gets them (strings). Numbers and booleans may be
+// given as JSON numbers and booleans or as strings. Every problem is
+// reported, sorted.
+func commandArgsOf(kind string, raw map[string]json.RawMessage) (map[string]string, []string) {
+	spec, known := commandArgs[kind]
+	var problems []string
+	if !known {
+		kinds := slices.Sorted(maps.Keys(commandArgs))
+		problems = append(problems, fmt.Sprintf("kind %q: want one of %s", kind, strings.Join(kinds, ", ")))
+	}
+	args := make(map[string]string, len(raw))
+	failed := map[string]bool{}
+	for a, v := range raw {
+		if known && !slices.Contains(spec.required, a) && !slices.Contains(spec.optional, a) {
+			problems = append(problems, fmt.Sprintf("args.%s: %s takes %v", a, kind, append(append([]string{}, spec.required...), spec.optional...)))
+			continue
+		}
+		val, err := commandArg(a, v)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("args.%s %s: %v", a, v, err))
+			failed[a] = true
+			continue
+		}
+		args[a] = val
+	}
+	for _, a := range spec.required {
+		if !failed[a] && strings.TrimSpace(args[a]) == "" {
+			problems = append(problems, fmt.Sprintf("args.%s: required for %s", a, kind))
+		}
+	}
+	slices.Sort(problems)
+	return args, problems
+}
+
+// commandArg is one argument's value as a string, checked against its type.
+func commandArg(name string, v json.RawMessage) (string, error) {
+	var str string
+	isStr := json.Unmarshal(v, &str) == nil
+	switch {
+	case slices.Contains(secondsArgs, name):
+		var n json.Number
+		if !isStr {
+			if err := json.Unmarshal(v, &n); err != nil {
+				return "", errors.New("seconds, 0 to 3600")
+			}
+			str = n.String()
+		}
+		if str == "" {
+			return "", nil
+		}
+		if n, err := strconv.Atoi(str); err != nil || n < 0 || n > 3600 {
+			return "", errors.New("seconds, 0 to 3600")
+		}
+		return str, nil
+	case slices.Contains(boolArgs, name):
+		var b bool
+		if !isStr {
+			if err := json.Unmarshal(v, &b); err != nil {
+				return "", errors.New("true or false")
+			}
+			return strconv.FormatBool(b), nil
+		}
+		if str != "" && str != "true" && str != "false" {
+			return "", errors.New("true or false")
+		}
+		return str, nil
+	default:
+		if !isStr {
+			return "", errors.New("a string")
+		}
+		return str, nil
+	}
 }
 
 // maxRelease bounds the commands one answer carries; the rest follow.
@@ -115,42 +198,18 @@ func (s *Server) handleQueueCommand(w http.ResponseWriter, r *http.Request, ss s
 		return
 	}
 	var req struct {
-		Kind string            `json:"kind"`
-		Args map[string]string `json:"args"`
+		Kind string                     `json:"kind"`
+		Args map[string]json.RawMessage `json:"args"`
 	}
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	spec, known := commandArgs[req.Kind]
-	var problems []string
-	if !known {
-		kinds := slices.Sorted(maps.Keys(commandArgs))
-		problems = append(problems, fmt.Sprintf("kind %q: want one of %s", req.Kind, strings.Join(kinds, ", ")))
-	}
-	for _, a := range spec.required {
-		if strings.TrimSpace(req.Args[a]) == "" {
-			problems = append(problems, fmt.Sprintf("args.%s: required for %s", a, req.Kind))
-		}
-	}
-	for a, v := range req.Args {
-		if known && !slices.Contains(spec.required, a) && !slices.Contains(spec.optional, a) {
-			problems = append(problems, fmt.Sprintf("args.%s: %s takes %v", a, req.Kind, append(append([]string{}, spec.required...), spec.optional...)))
-		}
-		if (a == "timeout") && v != "" {
-			if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 3600 {
-				problems = append(problems, fmt.Sprintf("args.timeout %q: seconds, 0 to 3600", v))
-			}
-		}
-		if (a == "force" || a == "volumes") && v != "" && v != "true" && v != "false" {
-			problems = append(problems, fmt.Sprintf("args.%s %q: true or false", a, v))
-		}
-	}
+	args, problems := commandArgsOf(req.Kind, req.Args)
 	if len(problems) > 0 {
-		slices.Sort(problems)
 		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
 		return
 	}
-	c := &store.Command{Env: e.ID, Kind: req.Kind, Args: req.Args, Created: s.now().Unix(), By: ss.user}
+	c := &store.Command{Env: e.ID, Kind: req.Kind, Args: args, Created: s.now().Unix(), By: ss.user}
 	if err := s.store.AddCommand(c); err != nil {
 		s.log.Error("queue command", "env", e.ID, "err", err)
 		writeErr(w, http.StatusInternalServerError, "could not queue the command")

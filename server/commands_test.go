@@ -110,3 +110,58 @@ func TestCommandsWaitForTrust(t *testing.T) {
 		t.Fatalf("a waiting device got %+v", ans)
 	}
 }
+
+// Numbers and booleans may be given as JSON numbers and booleans; the device
+// gets them as the strings it always got, and a value of the wrong type is
+// named with every other problem.
+func TestCommandArgsTyped(t *testing.T) {
+	s, hs := testServer(t)
+	_, admin := addUser(t, s, "admin", RoleAdmin, "correct horse battery")
+	env := stage(t, s, &protocol.Frequencies{Command: 60})
+	path := fmt.Sprintf("/api/environments/%d/commands", env)
+
+	for _, c := range []struct {
+		body map[string]any
+		want map[string]string
+	}{
+		{map[string]any{"kind": "container.stop", "args": map[string]any{"id": "web", "timeout": 1}}, map[string]string{"id": "web", "timeout": "1"}},
+		{map[string]any{"kind": "container.remove", "args": map[string]any{"id": "web", "force": true, "volumes": false}}, map[string]string{"id": "web", "force": "true", "volumes": "false"}},
+		{map[string]any{"kind": "container.restart", "args": map[string]any{"id": "web", "timeout": "30"}}, map[string]string{"id": "web", "timeout": "30"}},
+		{map[string]any{"kind": "image.remove", "args": map[string]any{"id": "busybox", "force": "true"}}, map[string]string{"id": "busybox", "force": "true"}},
+	} {
+		status, body := call(t, hs, "POST", path, admin, c.body)
+		var got store.Command
+		if status != http.StatusAccepted || json.Unmarshal(body, &got) != nil {
+			t.Fatalf("queue %v: %d %s", c.body, status, body)
+		}
+		if fmt.Sprint(got.Args) != fmt.Sprint(c.want) {
+			t.Errorf("queue %v: args %v, want %v", c.body, got.Args, c.want)
+		}
+	}
+
+	status, body := call(t, hs, "POST", path, admin, map[string]any{"kind": "container.remove",
+		"args": map[string]any{"id": 7, "force": 1, "volumes": "yes"}})
+	var e struct{ Error string }
+	_ = json.Unmarshal(body, &e)
+	body = []byte(e.Error)
+	for _, want := range []string{"args.id 7: a string", "args.force 1: true or false", `args.volumes "yes": true or false`} {
+		if status != http.StatusBadRequest || !strings.Contains(string(body), want) {
+			t.Errorf("bad types: %d %s, want %q", status, body, want)
+		}
+	}
+	if strings.Contains(string(body), "args.id: required") {
+		t.Errorf("a mistyped id is also called missing: %s", body)
+	}
+	for _, bad := range []any{1.5, -1, 3601, true, []int{1}} {
+		status, body := call(t, hs, "POST", path, admin, map[string]any{"kind": "container.stop", "args": map[string]any{"id": "web", "timeout": bad}})
+		if status != http.StatusBadRequest || !strings.Contains(string(body), "seconds, 0 to 3600") {
+			t.Errorf("timeout %v: %d %s", bad, status, body)
+		}
+	}
+	// Nothing refused was queued.
+	status, body = call(t, hs, "GET", path, admin, nil)
+	var log commandLog
+	if status != http.StatusOK || json.Unmarshal(body, &log) != nil || len(log.Pending) != 4 {
+		t.Fatalf("queued: %d %s", status, body)
+	}
+}

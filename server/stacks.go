@@ -63,10 +63,16 @@ type stackRequest struct {
 // the summary of its statuses.
 type stackView struct {
 	store.EdgeStack
-	Registries  []byte            `json:"-"` // hides the sealed credentials
 	ComposeFile string            `json:"composeFile,omitempty"`
 	Env         map[string]string `json:"env,omitempty"`
 	Summary     map[string]int    `json:"summary,omitempty"`
+}
+
+// newStackView is the view of st without its credentials: not even sealed
+// ones leave the server.
+func newStackView(st store.EdgeStack, compose string, env map[string]string) stackView {
+	st.Registries = nil
+	return stackView{EdgeStack: st, ComposeFile: compose, Env: env}
 }
 
 // stackContent encodes a stack's content blob and returns it with its hash.
@@ -227,7 +233,7 @@ func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss se
 	}
 	s.audit(r, ss.user, auditStackCreate, stackTarget(st.ID), fmt.Sprintf("name %q, edge groups %v, content %s", st.Name, st.EdgeGroupIDs, st.Hash[:12]))
 	s.kickReconcile()
-	writeJSON(w, http.StatusCreated, stackView{EdgeStack: *st, ComposeFile: *req.ComposeFile, Env: req.Env})
+	writeJSON(w, http.StatusCreated, newStackView(*st, *req.ComposeFile, req.Env))
 }
 
 func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss session) {
@@ -297,7 +303,7 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 	}
 	s.audit(r, ss.user, auditStackUpdate, stackTarget(id), fmt.Sprintf("version %d: %s", st.Version, strings.Join(changes, ", ")))
 	s.kickReconcile()
-	writeJSON(w, http.StatusOK, stackView{EdgeStack: *st, ComposeFile: compose, Env: env})
+	writeJSON(w, http.StatusOK, newStackView(*st, compose, env))
 }
 
 func (s *Server) handleDeleteStack(w http.ResponseWriter, r *http.Request, ss session) {
@@ -340,7 +346,9 @@ func (s *Server) handleListStacks(w http.ResponseWriter, _ *http.Request, _ sess
 				for _, x := range s.stackMatrix(&stacks[i], byStack[stacks[i].ID]) {
 					sum[x.Status]++
 				}
-				out = append(out, stackView{EdgeStack: stacks[i], Summary: sum})
+				v := newStackView(stacks[i], "", nil)
+				v.Summary = sum
+				out = append(out, v)
 			}
 			writeJSON(w, http.StatusOK, out)
 			return
@@ -363,7 +371,7 @@ func (s *Server) handleGetStack(w http.ResponseWriter, r *http.Request, _ sessio
 	if s.writeFailed(w, err, "read", "edge stack", id) {
 		return
 	}
-	writeJSON(w, http.StatusOK, stackView{EdgeStack: *st, ComposeFile: string(c.Compose), Env: c.Env})
+	writeJSON(w, http.StatusOK, newStackView(*st, string(c.Compose), c.Env))
 }
 
 // stackStatusRow is one environment's line of a stack's status matrix.

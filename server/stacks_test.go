@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -410,4 +411,48 @@ func TestDeletedEnvironmentLeavesNoEdgeWork(t *testing.T) {
 	if len(statuses) != 1 || len(targets) != 1 {
 		t.Errorf("b's records went too: %+v %+v", statuses, targets)
 	}
+}
+
+// No stack answer carries credentials, not even sealed ones: create, read,
+// update and list.
+func TestStackAnswersCarryNoCredentials(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	a := bound(t, s, hs.Config.Handler, "a")
+	var g store.EdgeGroup
+	apiJSON(t, hs, "POST", "/api/edge-groups", tok, map[string]any{"name": "shops", "environmentIds": []uint64{a.env}}, &g, http.StatusCreated)
+	const password = "s3cret-registry-password"
+	regs := []map[string]string{{"url": "registry.example.com", "username": "bot", "password": password}}
+
+	check := func(what string, status int, body []byte, want int) {
+		t.Helper()
+		if status != want {
+			t.Fatalf("%s: %d %s", what, status, body)
+		}
+		for _, leak := range []string{"registriesSealed", password} {
+			if strings.Contains(string(body), leak) {
+				t.Errorf("%s answers %q: %s", what, leak, body)
+			}
+		}
+		if !strings.Contains(string(body), "registry.example.com") {
+			t.Errorf("%s does not name the registry: %s", what, body)
+		}
+	}
+	status, body := call(t, hs, "POST", "/api/edge-stacks", tok, map[string]any{
+		"name": "web", "composeFile": testCompose, "edgeGroupIds": []uint64{g.ID}, "registries": regs})
+	check("create", status, body, http.StatusCreated)
+	var st stackView
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := s.store.Stack(st.ID); err != nil || len(stored.Registries) == 0 {
+		t.Fatalf("the store lost the sealed credentials: %v", err)
+	}
+	path := fmt.Sprintf("/api/edge-stacks/%d", st.ID)
+	status, body = call(t, hs, "GET", path, tok, nil)
+	check("read", status, body, http.StatusOK)
+	status, body = call(t, hs, "PUT", path, tok, map[string]any{"registries": regs})
+	check("update", status, body, http.StatusOK)
+	status, body = call(t, hs, "GET", "/api/edge-stacks", tok, nil)
+	check("list", status, body, http.StatusOK)
 }
