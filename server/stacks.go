@@ -2,22 +2,18 @@ package server
 
 import (
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"maps"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/compose-spec/compose-go/v2/loader"
-	"github.com/compose-spec/compose-go/v2/types"
-
 	"outpost/protocol"
 	"outpost/server/store"
+	"outpost/stackfile"
 )
 
 // Edge stacks: /api/edge-stacks. A stack is a compose file (and optional
@@ -91,28 +87,15 @@ func contentHash(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// checkCompose loads the compose file as Compose would on the device, so
-// a mistake is refused here with the loader's words rather than found on
-// a thousand devices.
-func checkCompose(name, compose string, env map[string]string) error {
-	details := types.ConfigDetails{
-		WorkingDir:  "/",
-		ConfigFiles: []types.ConfigFile{{Filename: "compose.yaml", Content: []byte(compose)}},
-		Environment: maps.Clone(env), // the loader adds its own variables
+// checkCompose checks the compose file as Compose will load it on the
+// device, so mistakes are refused here rather than found on a thousand
+// devices: one "composeFile: line N: …" problem each.
+func checkCompose(name, compose string, env map[string]string) []string {
+	var problems []string
+	for _, p := range stackfile.Check(name, compose, env) {
+		problems = append(problems, "composeFile: "+p.String())
 	}
-	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
-		o.SetProjectName(name, true)
-		o.SkipResolveEnvironment = true
-		o.SkipInclude = true // an include would read files from the server
-		o.ResolvePaths = false
-	})
-	if err != nil {
-		return err
-	}
-	if len(p.Services) == 0 {
-		return fmt.Errorf("no services")
-	}
-	return nil
+	return problems
 }
 
 // validateStack checks a create (old nil) or update request and returns
@@ -136,9 +119,7 @@ func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string
 	} else if req.ComposeFile != nil && old == nil {
 		// An update is checked with the variables it will run with, once
 		// the handler has merged them (handleUpdateStack).
-		if err := checkCompose(cmpName(name), *req.ComposeFile, req.Env); err != nil {
-			problems = append(problems, "composeFile: "+err.Error())
-		}
+		problems = append(problems, checkCompose(cmpName(name), *req.ComposeFile, req.Env)...)
 	}
 	if len(req.Env) > maxStackEnv {
 		problems = append(problems, fmt.Sprintf("env: %d variables, at most %d", len(req.Env), maxStackEnv))
@@ -261,8 +242,7 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 		env = req.Env
 	}
 	if req.ComposeFile != nil || req.Env != nil {
-		if err := checkCompose(old.Name, compose, env); err != nil {
-			writeErr(w, http.StatusBadRequest, "composeFile: %v", err)
+		if refuse(w, checkCompose(old.Name, compose, env)) {
 			return
 		}
 	}

@@ -456,3 +456,31 @@ func TestStackAnswersCarryNoCredentials(t *testing.T) {
 	status, body = call(t, hs, "GET", "/api/edge-stacks", tok, nil)
 	check("list", status, body, http.StatusOK)
 }
+
+func TestStackComposeProblemsAllAtOnceWithLines(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	a := bound(t, s, hs.Config.Handler, "a")
+	var g store.EdgeGroup
+	apiJSON(t, hs, "POST", "/api/edge-groups", tok, map[string]any{"name": "shops", "environmentIds": []uint64{a.env}}, &g, http.StatusCreated)
+	bad := "services:\n  web:\n    image: busybox\n    bogus: 1\n  db:\n    image: 3\n    colour: blue\n"
+	want := []string{
+		"composeFile: line 4: services.web.bogus: not allowed here",
+		"composeFile: line 6: services.db.image must be a string",
+		"composeFile: line 7: services.db.colour: not allowed here",
+	}
+	status, body := call(t, hs, "POST", "/api/edge-stacks", tok, map[string]any{"name": "web", "composeFile": bad, "edgeGroupIds": []uint64{g.ID}})
+	for _, w := range want {
+		if status != http.StatusBadRequest || !strings.Contains(string(body), w) {
+			t.Errorf("create: %d %s, want %q", status, body, w)
+		}
+	}
+	var st stackView
+	apiJSON(t, hs, "POST", "/api/edge-stacks", tok, map[string]any{"name": "web", "composeFile": testCompose, "edgeGroupIds": []uint64{g.ID}}, &st, http.StatusCreated)
+	status, body = call(t, hs, "PUT", fmt.Sprintf("/api/edge-stacks/%d", st.ID), tok, map[string]any{"composeFile": bad})
+	for _, w := range want {
+		if status != http.StatusBadRequest || !strings.Contains(string(body), w) {
+			t.Errorf("update: %d %s, want %q", status, body, w)
+		}
+	}
+}

@@ -26,6 +26,7 @@ var rules = []struct {
 	{pkg: "tunnel", allowedOnly: []string{}},
 	{pkg: "throttle", allowedOnly: []string{}},
 	{pkg: "internal/dockerhost", allowedOnly: []string{}},
+	{pkg: "stackfile", allowedOnly: []string{}},
 	{pkg: "edgeagent/stacks", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/jobs", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/agentapi", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
