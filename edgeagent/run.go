@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if st.Mode != protocol.ModeUnset {
 		standard = st.Mode == protocol.ModeStandard
 	}
-	s.plan = newPlan(standard, now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
+	s.plan = newPlan(now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	log.Info("outpost agent started", "mode", modeName(standard), "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
 		"key", id.fingerprint(), "data", cfg.DataDir, "version", Version)
 	if standard != !cfg.Async {

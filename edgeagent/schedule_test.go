@@ -92,10 +92,13 @@ func TestScheduleForADay(t *testing.T) {
 		every    time.Duration        // the exchange interval it calls for
 		snapshot time.Duration        // snapshot slots; 0: none after the first contact
 	}{
-		// What the server answers a standard poll with ping 5: no snapshot
-		// frequency at all. This one flooded five minutes after binding.
+		// What the server answers a standard environment with {"ping":5}.
 		{name: "standard", standard: true, env: 7, trust: protocol.TrustTrusted,
-			freq: protocol.Frequencies{Ping: 5, Command: 5}, every: 5 * time.Second},
+			freq: protocol.Frequencies{Ping: 5, Snapshot: 300, Command: 5}, every: 5 * time.Second, snapshot: 5 * time.Minute},
+		// What an older server answered: no snapshot frequency at all. This
+		// one flooded five minutes after binding; a 0 is now the default.
+		{name: "standard without snapshot frequency", standard: true, env: 7, trust: protocol.TrustTrusted,
+			freq: protocol.Frequencies{Ping: 5, Command: 5}, every: 5 * time.Second, snapshot: 5 * time.Minute},
 		{name: "async", env: 7, trust: protocol.TrustTrusted,
 			freq: protocol.Frequencies{Ping: 60, Snapshot: 300, Command: 60}, every: time.Minute, snapshot: 5 * time.Minute},
 		// What answerWaiting says: every kind at the global ping frequency.
@@ -135,7 +138,7 @@ func TestScheduleForADay(t *testing.T) {
 				// A new agent on the same data dir, planned as Run plans it.
 				s := newTestSyncerFor(t, srv, hs.URL, dir, col, tc.env)
 				s.standard, s.now, s.wait = tc.standard, clock.now, clock.waitUntil(stop, 2*int(day/tc.every))
-				s.plan = newPlan(tc.standard, clock.now(), mrand.New(mrand.NewPCG(uint64(i), 9)))
+				s.plan = newPlan(clock.now(), mrand.New(mrand.NewPCG(uint64(i), 9)))
 				if err := s.run(context.Background()); err != nil {
 					t.Fatal(err)
 				}
@@ -233,7 +236,7 @@ func TestAgentHonoursSlowDown(t *testing.T) {
 	defer hs.Close()
 	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: docker()})
 	s.now, s.wait = clock.now, clock.waitUntil(start.Add(time.Hour), 8)
-	s.plan = newPlan(false, clock.now(), mrand.New(mrand.NewPCG(3, 3)))
+	s.plan = newPlan(clock.now(), mrand.New(mrand.NewPCG(3, 3)))
 	if err := s.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -50,22 +50,14 @@ type syncer struct {
 	wait func(ctx context.Context, until time.Time) bool
 }
 
-// standardSnapshot stands in for a standard device's snapshot frequency in
-// its plan: it snapshots on first contact only, so that tick never comes.
-const standardSnapshot = 365 * 24 * 3600
-
 // maxRetryAfter bounds how long a slow_down answer can keep the agent quiet,
 // so a forged or mistaken one cannot silence a device for long.
 const maxRetryAfter = 15 * time.Minute
 
-// newPlan is the schedule an agent starts with, until the server's first
-// answer brings its frequencies.
-func newPlan(standard bool, now time.Time, rnd *rand.Rand) *scheduler.Plan {
-	f := scheduler.Defaults
-	if standard {
-		f.Snapshot = standardSnapshot
-	}
-	return scheduler.NewPlan(f, now, rnd)
+// newPlan is the schedule an agent starts with, in either mode, until the
+// server's first answer brings its frequencies.
+func newPlan(now time.Time, rnd *rand.Rand) *scheduler.Plan {
+	return scheduler.NewPlan(scheduler.Defaults, now, rnd)
 }
 
 // slowCollect is how long a collection may take before the agent logs it.
@@ -136,15 +128,6 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		// for the first time, gets nothing but its trust state: no
 		// snapshot leaves it until an operator trusts it.
 		inc &^= protocol.IncludeSnapshot
-	}
-	if s.standard {
-		// A standard device pulls its commands at every poll, and sends a
-		// snapshot on first contact only: the server reads it live through
-		// the tunnel, and snapshots through it before it closes.
-		inc |= protocol.IncludeCommands
-		if s.st.Acked != 0 {
-			inc &^= protocol.IncludeSnapshot
-		}
 	}
 	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc}
 	if s.id.mac == nil {
@@ -238,11 +221,8 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		}
 	}
 	if ans.Freq != nil {
-		f := *ans.Freq
-		if s.standard {
-			f.Snapshot = standardSnapshot
-		}
-		s.plan.SetFrequencies(f, now)
+		// The one rule, in both modes: a 0 is the built-in default.
+		s.plan.SetFrequencies(scheduler.Effective(protocol.Frequencies{}, ans.Freq), now)
 	}
 	if s.standard && ans.Tunnel == protocol.TunnelRequired && s.tun != nil {
 		s.tun.open(s.id.env)

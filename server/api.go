@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"outpost/protocol"
-	"outpost/scheduler"
 	"outpost/server/store"
 	"outpost/snapshot"
 )
@@ -82,17 +81,16 @@ type environmentView struct {
 	Tunnel      string               `json:"tunnel,omitempty"` // standard mode: idle, required, active
 }
 
-// view builds the API form of e; global is the server's default frequencies,
+// view builds the API form of e; set is the server's edge settings,
 // read once per request by the caller.
-func (s *Server) view(e *store.Environment, global protocol.Frequencies) environmentView {
+func (s *Server) view(e *store.Environment, set EdgeSettings) environmentView {
 	v := environmentView{Environment: *e, EdgeKey: s.edgeKey(e.ID)}
-	v.Effective = scheduler.Effective(global, e.Frequencies)
+	v.Effective = effectiveFrequencies(set, e.Mode, e.Frequencies)
 	v.LastCheckIn = e.LastCheckIn
 	if t, ok := s.checkins.get(e.ID); ok {
 		v.LastCheckIn = t
 	}
 	if e.Mode == store.ModeStandard {
-		v.Effective = s.pollFrequencies(e)
 		v.Tunnel = tunnelNames[s.tunnelStatus(e.ID)]
 	}
 	v.Status = onlineStatus(v.LastCheckIn, v.Effective, s.now().Unix())
@@ -160,7 +158,7 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
 	s.indexEnvironment(e)
 	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
-	v := s.view(e, s.globalFrequencies())
+	v := s.view(e, s.edgeSettings())
 	ans := createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)}
 	if loopbackURL(s.url) {
 		ans.Warnings = append(ans.Warnings, loopbackWarning(s.url))
@@ -188,7 +186,7 @@ func (s *Server) envFromPath(w http.ResponseWriter, r *http.Request) (*store.Env
 
 func (s *Server) handleGetEnvironment(w http.ResponseWriter, r *http.Request, _ session) {
 	if e, ok := s.envFromPath(w, r); ok {
-		writeJSON(w, http.StatusOK, s.view(e, s.globalFrequencies()))
+		writeJSON(w, http.StatusOK, s.view(e, s.edgeSettings()))
 	}
 }
 

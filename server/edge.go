@@ -75,10 +75,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	// The environment's mode decides the answer, whichever endpoint the
 	// device called: one that called the other mode's is told to switch.
 	standard := env.Mode == store.ModeStandard
-	freq := scheduler.Effective(s.globalFrequencies(), env.Frequencies)
-	if standard {
-		freq = s.pollFrequencies(env)
-	}
+	freq := effectiveFrequencies(s.edgeSettings(), env.Mode, env.Frequencies)
 	s.checkins.touch(env.ID, now.Unix(), onlineFor(freq))
 	if s.slowedDown(w, kind, env.ID, fmt.Sprintf("environment %d", env.ID), freq, now) {
 		return

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"outpost/protocol"
-	"outpost/scheduler"
 	"outpost/server/store"
 )
 
@@ -129,7 +128,7 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		s.tunnels.drop(id) // an async device has no tunnel
 	}
 	s.audit(r, ss.user, auditEnvUpdate, envTarget(id), strings.Join(changes, ", "))
-	writeJSON(w, http.StatusOK, s.view(e, s.globalFrequencies()))
+	writeJSON(w, http.StatusOK, s.view(e, s.edgeSettings()))
 }
 
 // handleDeleteEnvironment deletes an environment with its snapshot and
@@ -177,7 +176,7 @@ type listQuery struct {
 	sort          string // id, name, lastCheckIn
 	desc          bool
 	limit, offset int
-	global        protocol.Frequencies
+	settings      EdgeSettings
 	now           int64
 	lastCheckIn   func(uint64) (int64, bool)
 }
@@ -273,7 +272,7 @@ func (q *listQuery) keep(sum *envSummary) bool {
 		}
 	}
 	if q.status != "" {
-		f := scheduler.Effective(q.global, sum.freq)
+		f := effectiveFrequencies(q.settings, sum.mode, sum.freq)
 		if onlineStatus(q.last(sum), f, q.now) != q.status {
 			return false
 		}
@@ -371,7 +370,7 @@ func (s *Server) handleListEnvironments(w http.ResponseWriter, r *http.Request, 
 	if refuse(w, problems) {
 		return
 	}
-	q.global, q.now, q.lastCheckIn = s.globalFrequencies(), s.now().Unix(), s.checkins.get
+	q.settings, q.now, q.lastCheckIn = s.edgeSettings(), s.now().Unix(), s.checkins.get
 	ids, total := s.fleetIndex().page(&q)
 	envs, err := s.store.EnvironmentsByID(ids)
 	if err != nil {
@@ -381,7 +380,7 @@ func (s *Server) handleListEnvironments(w http.ResponseWriter, r *http.Request, 
 	}
 	out := environmentPage{Items: make([]environmentView, 0, len(envs)), Total: total}
 	for i := range envs {
-		out.Items = append(out.Items, s.view(&envs[i], q.global))
+		out.Items = append(out.Items, s.view(&envs[i], q.settings))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -10,12 +10,14 @@ import (
 
 	"outpost/protocol"
 	"outpost/scheduler"
+	"outpost/server/store"
 )
 
 // EdgeSettings are the server-wide settings of the edge fleet, stored as one
 // setting ("edge") and served at /api/settings/edge.
 type EdgeSettings struct {
-	// Frequencies are the async defaults; an environment overrides them
+	// Frequencies are the defaults (a standard environment's ping and command
+	// default to PollInterval instead); an environment overrides them
 	// field by field.
 	Frequencies protocol.Frequencies `json:"frequencies"`
 	// PollInterval is the standard-mode poll interval, in seconds.
@@ -179,6 +181,19 @@ func (s *Server) putEdgeSettings(e EdgeSettings) error {
 // globalFrequencies returns the server-wide default async frequencies, from
 // the cached edge settings.
 func (s *Server) globalFrequencies() protocol.Frequencies { return s.edgeSettings().Frequencies }
+
+// effectiveFrequencies is the one rule for an environment's frequencies, in
+// either mode: field by field its own when set (not 0), else the server's
+// default for its mode. The defaults are the global frequencies, except that
+// a standard environment's ping and command default to the poll interval: it
+// pulls its commands as often as it polls.
+func effectiveFrequencies(set EdgeSettings, mode string, own *protocol.Frequencies) protocol.Frequencies {
+	def := set.Frequencies
+	if mode == store.ModeStandard {
+		def.Ping, def.Command = set.PollInterval, set.PollInterval
+	}
+	return scheduler.Effective(def, own)
+}
 
 func (s *Server) handleGetEdgeSettings(w http.ResponseWriter, _ *http.Request, _ session) {
 	writeJSON(w, http.StatusOK, s.edgeSettings())

@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -96,4 +98,66 @@ func auditHas(t *testing.T, s *Server, action, target string) bool {
 		}
 	}
 	return false
+}
+
+// One rule gives every environment its frequencies, in either mode: field by
+// field its own when not 0, else the server's default for its mode (the
+// global frequencies; a standard one's ping and command: the poll interval).
+// The API, the answer to the device's call and the status filter agree.
+func TestFrequenciesOneRuleInBothModes(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	apiJSON(t, hs, "PUT", "/api/settings/edge", tok, map[string]any{
+		"frequencies": map[string]uint32{"ping": 90, "snapshot": 400, "command": 70}, "pollInterval": 7}, nil, http.StatusOK)
+	cases := []struct {
+		mode string
+		own  map[string]uint32
+		want protocol.Frequencies
+	}{
+		{"standard", map[string]uint32{"ping": 5}, protocol.Frequencies{Ping: 5, Snapshot: 400, Command: 7}},
+		{"standard", nil, protocol.Frequencies{Ping: 7, Snapshot: 400, Command: 7}},
+		{"standard", map[string]uint32{"snapshot": 600, "command": 30}, protocol.Frequencies{Ping: 7, Snapshot: 600, Command: 30}},
+		{"async", map[string]uint32{"ping": 5}, protocol.Frequencies{Ping: 5, Snapshot: 400, Command: 70}},
+		{"async", map[string]uint32{"ping": 0, "command": 0}, protocol.Frequencies{Ping: 90, Snapshot: 400, Command: 70}},
+	}
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	s.now = func() time.Time { return now }
+	for i, tc := range cases {
+		body := map[string]any{"name": fmt.Sprintf("env-%d", i), "mode": tc.mode}
+		if tc.own != nil {
+			body["frequencies"] = tc.own
+		}
+		var v environmentView
+		apiJSON(t, hs, "POST", "/api/environments", tok, body, &v, http.StatusCreated)
+		if v.Effective != tc.want {
+			t.Errorf("%s %v: effective %+v, want %+v", tc.mode, tc.own, v.Effective, tc.want)
+		}
+		now = start
+		d := newDevice(t, hs.Config.Handler, v.ID, fmt.Sprintf("edge-%d", i))
+		if tc.mode == "standard" {
+			d.path = "/edge/v1/poll"
+		}
+		status, ans, perr := d.sync(d.firstContact())
+		if status != http.StatusOK || ans.Freq == nil || *ans.Freq != tc.want {
+			t.Fatalf("%s %v: the device is told %d %+v %v, want %+v", tc.mode, tc.own, status, ans, perr, tc.want)
+		}
+		// Online for two ping intervals and 30 s: its own ping, not another
+		// mode's default, decides the status and the status filter.
+		path := fmt.Sprintf("/api/environments?status=online&name=env-%d", i)
+		for _, c := range []struct {
+			after time.Duration
+			n     int
+		}{{time.Duration(2*tc.want.Ping+29) * time.Second, 1}, {time.Duration(2*tc.want.Ping+31) * time.Second, 0}} {
+			now = start.Add(c.after)
+			var page struct {
+				Total int `json:"total"`
+			}
+			apiJSON(t, hs, "GET", path, tok, nil, &page, http.StatusOK)
+			apiJSON(t, hs, "GET", fmt.Sprintf("/api/environments/%d", v.ID), tok, nil, &v, http.StatusOK)
+			if online := v.Status == "online"; page.Total != c.n || online != (c.n == 1) {
+				t.Errorf("%s %v, %v after its call: status %s, %d in ?status=online, want %d", tc.mode, tc.own, c.after, v.Status, page.Total, c.n)
+			}
+		}
+	}
 }

@@ -129,16 +129,6 @@ func (s *Server) tunnelStatus(env uint64) protocol.TunnelStatus {
 	return protocol.TunnelRequired
 }
 
-// pollFrequencies is a standard environment's poll interval, as the ping
-// and command frequencies of its answers: its own, else the server's.
-func (s *Server) pollFrequencies(e *store.Environment) protocol.Frequencies {
-	every := s.edgeSettings().PollInterval
-	if e.Frequencies != nil && e.Frequencies.Ping != 0 {
-		every = e.Frequencies.Ping
-	}
-	return protocol.Frequencies{Ping: every, Command: every}
-}
-
 // handleOpenTunnel serves POST /api/environments/{id}/tunnel: it asks the
 // device for its tunnel (at its next poll) and answers once the tunnel is
 // usable, or 504 after two poll intervals and the handshake's margin.
@@ -160,7 +150,7 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request, ss ses
 		t.mu.Unlock()
 		s.audit(r, ss.user, auditTunnelOpen, envTarget(e.ID), "requested")
 	}
-	freq := s.pollFrequencies(e)
+	freq := effectiveFrequencies(s.edgeSettings(), e.Mode, e.Frequencies)
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Duration(freq.Ping)*time.Second+15*time.Second)
 	defer cancel()
 	start := s.now()

@@ -56,9 +56,9 @@ func (b uiBackend) Environments() ([]web.Environment, error) {
 		return nil, fmt.Errorf("environments: %w", err)
 	}
 	out := make([]web.Environment, 0, len(envs))
-	global := b.s.globalFrequencies()
+	set := b.s.edgeSettings()
 	for i := range envs {
-		out = append(out, b.env(&envs[i], global))
+		out = append(out, b.env(&envs[i], set))
 	}
 	return out, nil
 }
@@ -68,11 +68,11 @@ func (b uiBackend) Environment(id uint64) (web.Environment, error) {
 	if err != nil {
 		return web.Environment{}, fmt.Errorf("environment %d: %w", id, uiErr(err))
 	}
-	return b.env(e, b.s.globalFrequencies()), nil
+	return b.env(e, b.s.edgeSettings()), nil
 }
 
-func (b uiBackend) env(e *store.Environment, global protocol.Frequencies) web.Environment {
-	v := b.s.view(e, global)
+func (b uiBackend) env(e *store.Environment, set EdgeSettings) web.Environment {
+	v := b.s.view(e, set)
 	out := web.Environment{
 		ID: e.ID, Name: e.Name, Mode: e.Mode, Status: v.Status,
 		EdgeID: e.EdgeID, EdgeKey: v.EdgeKey,

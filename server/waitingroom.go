@@ -538,7 +538,7 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 	}
 	var created []environmentView
 	var problems []string
-	global := s.globalFrequencies()
+	set := s.edgeSettings()
 	for _, id := range req.IDs {
 		s.room.mu.Lock()
 		seen := s.room.seen[id]
@@ -577,7 +577,7 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 			}
 		}
 		s.audit(r, ss.user, auditDeviceTrusted, envTarget(env.ID), "edge ID "+env.EdgeID+", key "+fp)
-		created = append(created, s.view(env, global))
+		created = append(created, s.view(env, set))
 	}
 	status := http.StatusOK
 	if len(created) == 0 {
