@@ -178,10 +178,6 @@ func (s *Server) putEdgeSettings(e EdgeSettings) error {
 	return nil
 }
 
-// globalFrequencies returns the server-wide default async frequencies, from
-// the cached edge settings.
-func (s *Server) globalFrequencies() protocol.Frequencies { return s.edgeSettings().Frequencies }
-
 // effectiveFrequencies is the one rule for an environment's frequencies, in
 // either mode: field by field its own when set (not 0), else the server's
 // default for its mode. The defaults are the global frequencies, except that
