@@ -37,7 +37,7 @@ CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
 
 .DEFAULT_GOAL := build
 
-.PHONY: build run test test-short bench bench-protocol fuzz lint tools image clean
+.PHONY: build run test deps test-short bench bench-protocol fuzz lint tools image clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
@@ -52,8 +52,13 @@ run: build
 	bash scripts/run.sh -bind '$(BIND)' -tunnel-addr '$(TUNNEL_ADDR)'
 
 # Everything, real components included (Docker, kube-apiserver, browser, ...).
-test:
+# First installs the Debian packages the tests need, when any is missing;
+# without root it says so, and the tests that need them skip (fail under CI).
+test: deps
 	$(GO) test -tags integration -count=1 -timeout 30m ./...
+
+deps:
+	@bash scripts/ci-deps.sh || echo "make: could not install the test dependencies; the tests that need them will say what is missing"
 
 # Unit tests only: no integration tag, and -short for anything slow left over.
 test-short:

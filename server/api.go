@@ -67,7 +67,9 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, req.Username, auditLogin, userTarget(req.Username), "api")
-	writeJSON(w, http.StatusOK, map[string]string{"jwt": tok})
+	// The token is opaque (a random session ID, not a JWT). "jwt" is the
+	// name it first had, kept as an alias for clients written against it.
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "jwt": tok})
 }
 
 // environmentView is an environment as the API shows it.

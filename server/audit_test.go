@@ -16,11 +16,11 @@ func TestAuditRecordsLoginsAndChanges(t *testing.T) {
 		t.Fatalf("failed login: %d", status)
 	}
 	status, b := call(t, hs, "POST", "/api/auth", "", map[string]string{"username": "admin", "password": "admin-password"})
-	var auth struct{ JWT string }
+	var auth struct{ Token string }
 	if status != 200 || json.Unmarshal(b, &auth) != nil {
 		t.Fatalf("login: %d %s", status, b)
 	}
-	if status, b := call(t, hs, "POST", "/api/users", auth.JWT, map[string]string{"username": "olga", "password": "olga-password", "role": RoleOperator}); status != 201 {
+	if status, b := call(t, hs, "POST", "/api/users", auth.Token, map[string]string{"username": "olga", "password": "olga-password", "role": RoleOperator}); status != 201 {
 		t.Fatalf("create user: %d %s", status, b)
 	}
 	_, olga := addUser(t, s, "hugo", RoleHelpdesk, "hugo-password")
@@ -28,7 +28,7 @@ func TestAuditRecordsLoginsAndChanges(t *testing.T) {
 		t.Fatalf("helpdesk reads the audit log: %d", status)
 	}
 
-	status, b = call(t, hs, "GET", "/api/audit", auth.JWT, nil)
+	status, b = call(t, hs, "GET", "/api/audit", auth.Token, nil)
 	var page auditPage
 	if status != 200 || json.Unmarshal(b, &page) != nil {
 		t.Fatalf("audit: %d %s", status, b)
@@ -61,7 +61,7 @@ func TestAuditRecordsLoginsAndChanges(t *testing.T) {
 		if next != 0 {
 			q += fmt.Sprintf("&before=%d", next)
 		}
-		status, b := call(t, hs, "GET", q, auth.JWT, nil)
+		status, b := call(t, hs, "GET", q, auth.Token, nil)
 		var p auditPage
 		if status != 200 || json.Unmarshal(b, &p) != nil {
 			t.Fatalf("%s: %d %s", q, status, b)
@@ -77,7 +77,7 @@ func TestAuditRecordsLoginsAndChanges(t *testing.T) {
 	if fmt.Sprint(got) != "[4 3 2 1]" {
 		t.Errorf("paged IDs %v, want [4 3 2 1]", got)
 	}
-	if status, b := call(t, hs, "GET", "/api/audit?limit=0&before=x", auth.JWT, nil); status != 400 {
+	if status, b := call(t, hs, "GET", "/api/audit?limit=0&before=x", auth.Token, nil); status != 400 {
 		t.Errorf("bad paging: %d %s", status, b)
 	}
 }

@@ -42,11 +42,11 @@ func backupUser(t *testing.T, s *Server, client *http.Client, url, name, role, p
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var ans struct{ JWT string }
+	var ans struct{ Token string }
 	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("login %s: %d %v", name, resp.StatusCode, err)
 	}
-	return ans.JWT
+	return ans.Token
 }
 
 // get sends an authenticated GET and returns the answer, body read.

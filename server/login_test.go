@@ -105,3 +105,21 @@ func TestLoginNetworkIsThrottled(t *testing.T) {
 		t.Fatalf("a network that guessed %d users' passwords may still log in: %d", networkLogins.Free+1, w.Code)
 	}
 }
+
+// The login answer's token is named "token", with "jwt", its first name, as
+// an alias holding the same value; either opens the API.
+func TestLoginAnswersTokenAndItsAlias(t *testing.T) {
+	s, hs := testServer(t)
+	addUser(t, s, "admin", RoleAdmin, "correct horse battery")
+	var ans map[string]string
+	apiJSON(t, hs, "POST", "/api/auth", "", map[string]string{"username": "admin", "password": "correct horse battery"}, &ans, http.StatusOK)
+	if ans["token"] == "" || ans["jwt"] != ans["token"] {
+		t.Fatalf("login answer %v: want a token and the same value under jwt", ans)
+	}
+	if strings.Count(ans["token"], ".") == 2 {
+		t.Errorf("token %q looks like a JWT; it is documented as opaque", ans["token"])
+	}
+	if status, b := call(t, hs, "GET", "/api/environments", ans["token"], nil); status != http.StatusOK {
+		t.Fatalf("token does not open the API: %d %s", status, b)
+	}
+}

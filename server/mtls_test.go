@@ -129,7 +129,7 @@ func TestClientCA(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("jwt")) {
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"token"`)) {
 			t.Errorf("/api/auth: %d %s, want 200 with a token", resp.StatusCode, b)
 		}
 	})

@@ -138,9 +138,9 @@ func startServer(t testing.TB, flags ...string) *server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var auth struct{ JWT string }
+	var auth struct{ Token string }
 	s.do(t, "POST", "/api/auth", map[string]string{"username": "admin", "password": adminPassword}, &auth, http.StatusOK)
-	s.token = auth.JWT
+	s.token = auth.Token
 	return s
 }
 

@@ -67,9 +67,9 @@ func makeRun(t *testing.T, bindHost string) (*server, *proc) {
 	srv := &server{URL: url, proc: p, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}}
-	var auth struct{ JWT string }
+	var auth struct{ Token string }
 	srv.do(t, "POST", "/api/auth", map[string]string{"username": "admin", "password": adminPassword}, &auth, http.StatusOK)
-	srv.token = auth.JWT
+	srv.token = auth.Token
 	return srv, p
 }
 

@@ -230,11 +230,11 @@ func (a *apiClient) call(method, path string, body, out any) error {
 }
 
 func (a *apiClient) login(pw string) error {
-	var r struct{ JWT string }
+	var r struct{ Token string }
 	if err := a.call("POST", "/api/auth", map[string]string{"username": "admin", "password": pw}, &r); err != nil {
 		return err
 	}
-	a.token = r.JWT
+	a.token = r.Token
 	return nil
 }
 
