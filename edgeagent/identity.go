@@ -24,6 +24,9 @@ type identity struct {
 	pin     string // tunnel host key fingerprint from the edge key
 	counter uint64
 	mac     []byte
+	// enroll is the enrollment key of a pre-staged environment's edge key
+	// (protocol.EnrollKey of its secret): a signed first contact proves it.
+	enroll []byte
 }
 
 // newIdentity resumes the device's identity from its keys and state: counters
@@ -33,6 +36,8 @@ func newIdentity(cfg Config, key ed25519.PrivateKey, dh *ecdh.PrivateKey, edgeID
 	id := &identity{key: key, dh: dh, edgeID: edgeID, env: cfg.Key.EnvironmentID, pin: cfg.Key.TunnelFingerprint, counter: st.Reserved}
 	if id.env == 0 {
 		id.env = st.EnvID // onboarded on an earlier start
+	} else if cfg.Key.Secret != "" {
+		id.enroll = protocol.EnrollKey(cfg.Key.Secret)
 	}
 	if st.ServerDH != nil {
 		if err := id.deriveMAC(st.ServerDH); err != nil {
@@ -59,7 +64,7 @@ func (id *identity) seal(req *protocol.SyncRequest, st *state, reserve func() er
 	}
 	req.Proof.Key = id.key.Public().(ed25519.PublicKey)
 	req.Proof.DH = id.dh.PublicKey().Bytes()
-	return protocol.Seal(req, req.Proof, func(in []byte) []byte { return ed25519.Sign(id.key, in) })
+	return protocol.SealEnrolled(req, req.Proof, id.enroll, func(in []byte) []byte { return ed25519.Sign(id.key, in) })
 }
 
 // serverKeyFor checks the server's key agreement key against the pinned

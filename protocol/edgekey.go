@@ -10,20 +10,34 @@ import (
 )
 
 // EdgeKey is what an installer passes to an agent: where the server is, where
-// its tunnel listens, the fingerprint of the tunnel's SSH host key, and the
-// environment (0 for the onboarding key). It holds nothing secret.
+// its tunnel listens, the fingerprint of the tunnel's SSH host key, the
+// environment (0 for the onboarding key), and for a pre-staged environment
+// its one-time enrollment secret.
 type EdgeKey struct {
 	ServerURL         string
 	TunnelAddr        string
 	TunnelFingerprint string // "SHA256:" + unpadded base64 of the key's SHA-256
 	EnvironmentID     uint64
+	// Secret is the enrollment secret (EnrollSecretSize random bytes) of a
+	// pre-staged environment: the first contact proves it knows it
+	// (EnrollMAC), and the server spends it at binding. Nil in the
+	// onboarding key, and in the key of an environment already bound. It
+	// holds the raw bytes (a string keeps EdgeKey comparable).
+	Secret string
 }
 
+// EnrollSecretSize is the length of an enrollment secret.
+const EnrollSecretSize = 32
+
 // String encodes the key: unpadded base64 of
-// server_url|tunnel_addr|tunnel_fingerprint|environment_id.
+// server_url|tunnel_addr|tunnel_fingerprint|environment_id, followed by
+// |secret (unpadded URL-safe base64) when the key has one.
 func (k EdgeKey) String() string {
-	s := strings.Join([]string{k.ServerURL, k.TunnelAddr, k.TunnelFingerprint, strconv.FormatUint(k.EnvironmentID, 10)}, "|")
-	return base64.RawStdEncoding.EncodeToString([]byte(s))
+	f := []string{k.ServerURL, k.TunnelAddr, k.TunnelFingerprint, strconv.FormatUint(k.EnvironmentID, 10)}
+	if k.Secret != "" {
+		f = append(f, base64.RawURLEncoding.EncodeToString([]byte(k.Secret)))
+	}
+	return base64.RawStdEncoding.EncodeToString([]byte(strings.Join(f, "|")))
 }
 
 // ParseEdgeKey decodes and validates an edge key. Each malformed form returns
@@ -38,7 +52,7 @@ func ParseEdgeKey(s string) (EdgeKey, error) {
 		return EdgeKey{}, fmt.Errorf("%w: %v", ErrKeyEncoding, err)
 	}
 	f := strings.Split(string(raw), "|")
-	if len(f) != 4 {
+	if len(f) != 4 && len(f) != 5 {
 		return EdgeKey{}, fmt.Errorf("%w (found %d)", ErrKeyFields, len(f))
 	}
 	k := EdgeKey{ServerURL: f[0], TunnelAddr: f[1], TunnelFingerprint: f[2]}
@@ -53,6 +67,13 @@ func ParseEdgeKey(s string) (EdgeKey, error) {
 	}
 	if k.EnvironmentID, err = strconv.ParseUint(f[3], 10, 64); err != nil {
 		return EdgeKey{}, fmt.Errorf("%w: %q", ErrKeyEnvironment, f[3])
+	}
+	if len(f) == 5 {
+		b, err := base64.RawURLEncoding.DecodeString(f[4])
+		if err != nil || len(b) != EnrollSecretSize || k.EnvironmentID == 0 {
+			return EdgeKey{}, ErrKeySecret
+		}
+		k.Secret = string(b)
 	}
 	return k, nil
 }

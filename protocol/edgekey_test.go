@@ -15,8 +15,11 @@ const testFingerprint = "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"
 
 var keySentinels = []error{
 	protocol.ErrKeyEmpty, protocol.ErrKeyEncoding, protocol.ErrKeyFields, protocol.ErrKeyServerURL,
-	protocol.ErrKeyTunnelAddr, protocol.ErrKeyFingerprint, protocol.ErrKeyEnvironment,
+	protocol.ErrKeyTunnelAddr, protocol.ErrKeyFingerprint, protocol.ErrKeyEnvironment, protocol.ErrKeySecret,
 }
+
+// testSecret is a 32-byte enrollment secret.
+var testSecret = strings.Repeat("\x5a", protocol.EnrollSecretSize)
 
 func TestEdgeKeyRoundTrip(t *testing.T) {
 	for _, k := range []protocol.EdgeKey{
@@ -24,6 +27,7 @@ func TestEdgeKeyRoundTrip(t *testing.T) {
 		{ServerURL: "https://outpost.example.com:9443/base/path", TunnelAddr: "tunnel.example.com:443", TunnelFingerprint: testFingerprint, EnvironmentID: 42},
 		{ServerURL: "https://10.0.0.5", TunnelAddr: "10.0.0.5:8000", TunnelFingerprint: testFingerprint, EnvironmentID: 1},
 		{ServerURL: "https://[2001:db8::1]:9443", TunnelAddr: "[2001:db8::1]:8000", TunnelFingerprint: testFingerprint, EnvironmentID: 1<<64 - 1},
+		{ServerURL: "https://outpost.example.com", TunnelAddr: "outpost.example.com:8000", TunnelFingerprint: testFingerprint, EnvironmentID: 7, Secret: testSecret},
 	} {
 		s := k.String()
 		if strings.ContainsAny(s, "=\n ") {
@@ -33,8 +37,8 @@ func TestEdgeKeyRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q is not unpadded base64: %v", s, err)
 		}
-		if strings.Count(string(raw), "|") != 3 {
-			t.Errorf("%q decodes to %q, want 4 fields", s, raw)
+		if want := 3 + len(k.Secret)/protocol.EnrollSecretSize; strings.Count(string(raw), "|") != want {
+			t.Errorf("%q decodes to %q, want %d fields", s, raw, want+1)
 		}
 		got, err := protocol.ParseEdgeKey(s)
 		if err != nil {
@@ -105,7 +109,11 @@ func TestParseEdgeKeyErrors(t *testing.T) {
 		{"space inside", valid[:10] + " " + valid[10:], protocol.ErrKeyEncoding},
 
 		{"three fields", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint), protocol.ErrKeyFields},
-		{"five fields", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", "x"), protocol.ErrKeyFields},
+		{"six fields", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", "x", "y"), protocol.ErrKeyFields},
+		{"secret too short", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", "WlpaWlpa"), protocol.ErrKeySecret},
+		{"secret not URL-safe base64", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", strings.Repeat("+", 43)), protocol.ErrKeySecret},
+		{"secret empty", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", ""), protocol.ErrKeySecret},
+		{"secret in the onboarding key", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "0", base64.RawURLEncoding.EncodeToString([]byte(testSecret))), protocol.ErrKeySecret},
 		{"one field", rawKey("https://outpost.example.com"), protocol.ErrKeyFields},
 
 		{"http URL", key(url, "http://outpost.example.com"), protocol.ErrKeyServerURL},

@@ -23,11 +23,12 @@ var (
 	// Edge key errors, one per malformed form.
 	ErrKeyEmpty       = errors.New("edge key is empty")
 	ErrKeyEncoding    = errors.New("edge key is not unpadded base64")
-	ErrKeyFields      = errors.New("edge key must have 4 fields: server_url|tunnel_addr|tunnel_fingerprint|environment_id")
+	ErrKeyFields      = errors.New("edge key must have 4 or 5 fields: server_url|tunnel_addr|tunnel_fingerprint|environment_id[|enrollment_secret]")
 	ErrKeyServerURL   = errors.New("edge key server URL must be an absolute https:// URL with a host and no credentials")
 	ErrKeyTunnelAddr  = errors.New("edge key tunnel address must be host:port")
 	ErrKeyFingerprint = errors.New("edge key tunnel fingerprint must be SHA256: followed by 43 base64 characters")
 	ErrKeyEnvironment = errors.New("edge key environment ID must be a non-negative integer")
+	ErrKeySecret      = errors.New("edge key enrollment secret must be 32 bytes in unpadded URL-safe base64, and only in an environment's key (not the onboarding key)")
 )
 
 // LimitError reports which bound a body broke.

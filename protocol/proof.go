@@ -14,15 +14,19 @@ import (
 // Tag covers the request's canonical CBOR with the Tag field itself left
 // out: the top-level map as sent, whatever keys it holds (so a newer agent's
 // extra fields are covered too), with key 4 (Proof) re-encoded without its
-// key 3 (Tag). Both SyncRequest and PollRequest keep Proof at key 4.
+// key 3 (Tag) and key 5 (Enroll). Both SyncRequest and PollRequest keep
+// Proof at key 4. Enroll covers the same bytes.
 const (
 	proofKey     = 4
 	tagKey       = 3
+	enrollKey    = 5
 	answerTagKey = 9 // SyncAnswer.Tag
 	// MACSize is the length of a MAC tag.
 	MACSize = 16
 	// macInfo labels the MAC key derivation; a new version gets a new label.
 	macInfo = "outpost v1 device mac"
+	// enrollLabel labels the enrollment key derivation.
+	enrollLabel = "outpost v2 enrollment\x00"
 )
 
 // ServerKeyMessage is what the server's host key signs to vouch for its key
@@ -34,13 +38,30 @@ func ServerKeyMessage(dh []byte) []byte {
 // Seal sets req's Proof.Tag to tag(input), input being the bytes Tag covers.
 // req must have a Proof.
 func Seal(req any, proof *Proof, tag func(input []byte) []byte) error {
-	proof.Tag = nil
+	return SealEnrolled(req, proof, nil, tag)
+}
+
+// SealEnrolled is Seal for a first contact with an edge key's enrollment
+// key (EnrollKey): it also sets Proof.Enroll, the MAC of input under it.
+// A nil enroll leaves Enroll out, as Seal does.
+func SealEnrolled(req any, proof *Proof, enroll []byte, tag func(input []byte) []byte) error {
+	proof.Tag, proof.Enroll = nil, nil
 	input, err := Marshal(req)
 	if err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
+	if enroll != nil {
+		proof.Enroll = MAC(enroll, input)
+	}
 	proof.Tag = tag(input)
 	return nil
+}
+
+// EnrollKey derives the key an enrollment secret MACs the first contact
+// with. The server keeps this hash of the secret, never the secret.
+func EnrollKey(secret string) []byte {
+	h := sha256.Sum256([]byte(enrollLabel + secret))
+	return h[:]
 }
 
 // ProofInput returns the bytes a request's Proof.Tag covers and its Proof,
@@ -64,6 +85,7 @@ func ProofInput(raw []byte) ([]byte, *Proof, error) {
 		return nil, nil, err
 	}
 	delete(fields, tagKey)
+	delete(fields, enrollKey)
 	if len(fields) == 0 {
 		delete(top, proofKey)
 	} else {

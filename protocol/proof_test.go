@@ -158,3 +158,55 @@ func TestAnswerTag(t *testing.T) {
 		t.Fatal("an untagged answer verified")
 	}
 }
+
+// A first contact's Enroll and Tag cover the same bytes, neither covering
+// the other: the server checks both from what it received, and an Enroll
+// made with another secret does not verify.
+func TestEnrollCoversTheSignedBytes(t *testing.T) {
+	secret := string(bytes.Repeat([]byte{7}, protocol.EnrollSecretSize))
+	sign := bytes.Repeat([]byte{3}, 32)
+	req := &protocol.SyncRequest{Version: protocol.Version, EnvID: 7, EdgeID: "edge-1", Include: protocol.IncludePing,
+		Proof: &protocol.Proof{Counter: 1, Key: bytes.Repeat([]byte{1}, 32), DH: bytes.Repeat([]byte{2}, 32)}}
+	if err := protocol.SealEnrolled(req, req.Proof, protocol.EnrollKey(secret), func(in []byte) []byte { return protocol.MAC(sign, in) }); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := protocol.Marshal(req)
+	input, p, err := protocol.ProofInput(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !protocol.CheckMAC(sign, input, p.Tag) || !protocol.CheckMAC(protocol.EnrollKey(secret), input, p.Enroll) {
+		t.Fatalf("tag or enroll does not verify over the proof input: %+v", p)
+	}
+	other := string(bytes.Repeat([]byte{8}, protocol.EnrollSecretSize))
+	if protocol.CheckMAC(protocol.EnrollKey(other), input, p.Enroll) {
+		t.Fatal("an enroll MAC verifies under another secret's key")
+	}
+	if bytes.Contains(body, []byte(secret)) || bytes.Contains(body, protocol.EnrollKey(secret)) {
+		t.Fatal("the request carries the secret or its key in the clear")
+	}
+	// Seal (no enrollment) leaves Enroll out.
+	if err := protocol.Seal(req, req.Proof, func(in []byte) []byte { return protocol.MAC(sign, in) }); err != nil || req.Proof.Enroll != nil {
+		t.Fatalf("Seal kept an Enroll: %v %x", err, req.Proof.Enroll)
+	}
+}
+
+// BenchmarkEnrollCheck is the server's cost of the enrollment step on a
+// first contact: the key from the stored hash is at hand, so it is one MAC
+// over the proof input.
+func BenchmarkEnrollCheck(b *testing.B) {
+	secret := string(bytes.Repeat([]byte{7}, protocol.EnrollSecretSize))
+	req := &protocol.SyncRequest{Version: protocol.Version, EnvID: 7, EdgeID: "3f2a9c1e-7b4d-4e8a-9c61-0d5e2f7a8b90", Include: protocol.IncludePing,
+		Agent: &protocol.AgentInfo{Version: "0.2.0", Hostname: "ship-7", Platform: "docker", OS: "linux", Arch: "arm64"},
+		Proof: &protocol.Proof{Counter: 1, Key: bytes.Repeat([]byte{1}, 32), DH: bytes.Repeat([]byte{2}, 32)}}
+	key := protocol.EnrollKey(secret)
+	_ = protocol.SealEnrolled(req, req.Proof, key, func(in []byte) []byte { return make([]byte, 64) })
+	body, _ := protocol.Marshal(req)
+	input, p, _ := protocol.ProofInput(body)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !protocol.CheckMAC(key, input, p.Enroll) {
+			b.Fatal("does not verify")
+		}
+	}
+}

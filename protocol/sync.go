@@ -3,7 +3,10 @@ package protocol
 // Version is the protocol version this build speaks; MinVersion the oldest it
 // still accepts.
 const (
-	Version    = 1
+	// Version 2: a pre-staged environment's edge key carries an enrollment
+	// secret and the first contact proves it (Proof.Enroll). A version 1
+	// agent already bound keeps working; it cannot bind a new environment.
+	Version    = 2
 	MinVersion = 1
 )
 
@@ -45,6 +48,11 @@ type Proof struct {
 	Counter uint64 `cbor:"2,keyasint,omitempty"` // strictly increasing per device: replays are refused
 	Tag     []byte `cbor:"3,keyasint,omitempty"` // signature or MAC over the request (proof.go)
 	DH      []byte `cbor:"4,keyasint,omitempty"` // X25519 public key, first contact only
+	// Enroll is the first contact's MAC under the enrollment key of the
+	// edge key's secret (EnrollKey), over the same bytes as Tag: it proves
+	// the device was given this environment's key. Onboarding and later
+	// requests leave it out.
+	Enroll []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // AgentInfo describes the agent and its host.

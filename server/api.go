@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,14 +80,28 @@ type environmentView struct {
 	Effective   protocol.Frequencies `json:"effectiveFrequencies"`
 	LastCheckIn int64                `json:"lastCheckIn,omitempty"`
 	EdgeKey     string               `json:"edgeKey"`
-	PublicKey   []byte               `json:"publicKey,omitempty"`
-	Tunnel      string               `json:"tunnel,omitempty"` // standard mode: idle, required, active
+	// Enrollment is "pending" while the environment waits for the device
+	// that proves its edge key's secret, and "needed" for one not bound
+	// that has no secret (re-issue its edge key); empty once bound.
+	Enrollment string `json:"enrollment,omitempty"`
+	PublicKey  []byte `json:"publicKey,omitempty"`
+	Tunnel     string `json:"tunnel,omitempty"` // standard mode: idle, required, active
 }
 
 // view builds the API form of e; set is the server's edge settings,
 // read once per request by the caller.
 func (s *Server) view(e *store.Environment, set EdgeSettings) environmentView {
-	v := environmentView{Environment: *e, EdgeKey: s.edgeKey(e.ID)}
+	v := environmentView{Environment: *e}
+	v.Environment.EnrollKey = nil // the secret's hash stays on the server
+	switch {
+	case e.EdgeID != "":
+		v.EdgeKey = s.edgeKey(e.ID, "") // bound: the secret is spent
+	case e.EnrollKey != nil:
+		// The key with its secret was shown once, when it was issued.
+		v.Enrollment = enrollmentPending
+	default:
+		v.Enrollment = enrollmentNeeded
+	}
 	v.Effective = effectiveFrequencies(set, e.Mode, e.Frequencies)
 	v.LastCheckIn = e.LastCheckIn
 	if t, ok := s.checkins.get(e.ID); ok {
@@ -120,8 +135,24 @@ func onlineStatus(last int64, f protocol.Frequencies, now int64) string {
 // onlineFor is how long after a check-in a device still counts as online.
 func onlineFor(f protocol.Frequencies) int64 { return 2*int64(f.Ping) + 30 }
 
-func (s *Server) edgeKey(env uint64) string {
-	return protocol.EdgeKey{ServerURL: s.url, TunnelAddr: s.tunnelAddr, TunnelFingerprint: s.fingerprint, EnvironmentID: env}.String()
+// edgeKey is environment env's edge key, with an enrollment secret if one
+// is given (env 0, the onboarding key, never has one).
+func (s *Server) edgeKey(env uint64, secret string) string {
+	return protocol.EdgeKey{ServerURL: s.url, TunnelAddr: s.tunnelAddr, TunnelFingerprint: s.fingerprint, EnvironmentID: env, Secret: secret}.String()
+}
+
+// Enrollment states an environment view shows.
+const (
+	enrollmentPending = "pending"
+	enrollmentNeeded  = "needed"
+)
+
+// newEnrollSecret makes a one-time enrollment secret and the hash the
+// store keeps of it.
+func newEnrollSecret() (secret string, key []byte) {
+	b := make([]byte, protocol.EnrollSecretSize)
+	rand.Read(b) // never fails (crypto/rand)
+	return string(b), protocol.EnrollKey(string(b))
 }
 
 func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
@@ -151,7 +182,8 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
 		return
 	}
-	e := &store.Environment{Name: req.Name, Mode: req.Mode, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix()}
+	secret, enroll := newEnrollSecret()
+	e := &store.Environment{Name: req.Name, Mode: req.Mode, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}
 	if err := s.store.CreateEnvironment(e); err != nil {
 		s.log.Error("create environment", "err", err)
 		writeErr(w, http.StatusInternalServerError, "could not store the environment")
@@ -160,12 +192,7 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
 	s.indexEnvironment(e)
 	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
-	v := s.view(e, s.edgeSettings())
-	ans := createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)}
-	if loopbackURL(s.url) {
-		ans.Warnings = append(ans.Warnings, loopbackWarning(s.url))
-	}
-	writeJSON(w, http.StatusCreated, ans)
+	writeJSON(w, http.StatusCreated, s.issued(e, secret))
 }
 
 // envFromPath loads the environment named by the {id} path value.

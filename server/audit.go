@@ -27,6 +27,7 @@ const (
 	auditEnvCreate       = "environment.create"
 	auditEnvUpdate       = "environment.update"
 	auditEnvDelete       = "environment.delete"
+	auditEdgeKeyReissue  = "environment.edge_key"
 	auditIdentityRefused = "edge.identity_refused"
 	auditDeviceRejected  = "device.rejected"
 	auditBackup          = "store.backup"

@@ -152,6 +152,54 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// issued is the answer that hands out e's edge key with its enrollment
+// secret, and the docker run line that carries it: the only time the
+// secret is shown.
+func (s *Server) issued(e *store.Environment, secret string) createdEnvironment {
+	v := s.view(e, s.edgeSettings())
+	v.EdgeKey, v.Enrollment = s.edgeKey(e.ID, secret), enrollmentPending
+	ans := createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)}
+	if loopbackURL(s.url) {
+		ans.Warnings = append(ans.Warnings, loopbackWarning(s.url))
+	}
+	return ans
+}
+
+// handleReissueEdgeKey serves POST /api/environments/{id}/edge-key: a new
+// edge key with a new enrollment secret, which revokes the old one. A device
+// bound to the environment is unbound and refused from then on; the device
+// the new key is installed on binds at its first contact, as a new one.
+func (s *Server) handleReissueEdgeKey(w http.ResponseWriter, r *http.Request, ss session) {
+	id, ok := idFromPath(w, r, "environment")
+	if !ok {
+		return
+	}
+	secret, enroll := newEnrollSecret()
+	var old store.Environment
+	e, err := s.store.UpdateEnvironment(id, func(e *store.Environment) error {
+		old = *e
+		e.EnrollKey = enroll
+		e.EdgeID, e.PublicKey, e.DeviceDH, e.LastCounter = "", nil, nil, 0
+		return nil
+	})
+	if s.writeFailed(w, err, "update", "environment", id, "id", id) {
+		return
+	}
+	s.ids.forget(id)
+	if old.EdgeID != "" {
+		s.room.unbound(keyFingerprint(old.PublicKey), old.EdgeID, id)
+		s.tunnels.drop(id)
+	}
+	s.indexEnvironment(e)
+	detail := "new enrollment secret; the old key is revoked"
+	if old.EdgeID != "" {
+		detail += fmt.Sprintf("; unbound from edge ID %s, key %s", old.EdgeID, keyFingerprint(old.PublicKey))
+	}
+	s.log.Info("edge key re-issued", "id", id, "unbound", old.EdgeID)
+	s.audit(r, ss.user, auditEdgeKeyReissue, envTarget(id), detail)
+	writeJSON(w, http.StatusOK, s.issued(e, secret))
+}
+
 // Environment list bounds.
 const (
 	listDefaultLimit = 100

@@ -85,7 +85,7 @@ func TestPatchAndDeleteEnvironment(t *testing.T) {
 		t.Fatalf("after PATCH: %+v", v)
 	}
 	// A device syncing gets the override; 0 brings back the default.
-	dev := newDevice(t, hs.Config.Handler, e.ID, "edge-1")
+	dev := keyDevice(t, hs.Config.Handler, e.EdgeKey, "edge-1")
 	if _, ans, perr := dev.sync(dev.firstContact()); ans == nil || ans.Freq.Ping != 600 {
 		t.Fatalf("sync: %+v %+v", ans, perr)
 	}

@@ -26,10 +26,30 @@ type identities struct {
 	dh        *ecdh.PrivateKey    // the server's key agreement key
 	serverKey *protocol.ServerKey // dh's public half, signed by the tunnel host key
 
-	mu       sync.Mutex // guards the maps; never held across a store call
-	macKeys  map[uint64][]byte
-	counters map[uint64]uint64 // last accepted; from the stored floor after a restart
-	floors   map[uint64]uint64 // stored floors, as far as this process wrote them
+	mu      sync.Mutex // guards devices; never held across a store call
+	devices map[uint64]*deviceProofs
+}
+
+// deviceProofs is what is cached of the device bound to one environment,
+// for the key agreement key it was bound with: a device bound in its place
+// (the edge key re-issued) starts afresh, whatever a request still in
+// flight for the old one caches.
+type deviceProofs struct {
+	dh    []byte // the device's key agreement key these belong to
+	mac   []byte // derived MAC key; nil until first needed
+	last  uint64 // last accepted counter; from the stored floor after a restart
+	floor uint64 // stored floor, as far as this process wrote it
+}
+
+// proofs returns env's cached state (id.mu held), made afresh from env for
+// a device not seen yet or bound to another key agreement key.
+func (id *identities) proofs(env *store.Environment) *deviceProofs {
+	d := id.devices[env.ID]
+	if d == nil || !bytes.Equal(d.dh, env.DeviceDH) {
+		d = &deviceProofs{dh: bytes.Clone(env.DeviceDH), last: env.LastCounter, floor: env.LastCounter}
+		id.devices[env.ID] = d
+	}
+	return d
 }
 
 func newIdentities(dataDir string, host ssh.Signer) (*identities, error) {
@@ -45,7 +65,7 @@ func newIdentities(dataDir string, host ssh.Signer) (*identities, error) {
 	return &identities{
 		dh:        dh,
 		serverKey: &protocol.ServerKey{DH: pub, HostKey: host.PublicKey().Marshal(), Sig: ssh.Marshal(sig)},
-		macKeys:   map[uint64][]byte{}, counters: map[uint64]uint64{}, floors: map[uint64]uint64{},
+		devices:   map[uint64]*deviceProofs{},
 	}, nil
 }
 
@@ -66,9 +86,9 @@ func loadOrCreateDH(dir string) (*ecdh.PrivateKey, error) {
 // macKey returns the MAC key shared with the device bound to env.
 func (id *identities) macKey(env *store.Environment) ([]byte, error) {
 	id.mu.Lock()
-	k, ok := id.macKeys[env.ID]
+	k := id.proofs(env).mac
 	id.mu.Unlock()
-	if ok {
+	if k != nil {
 		return k, nil
 	}
 	pub, err := ecdh.X25519().NewPublicKey(env.DeviceDH)
@@ -83,9 +103,16 @@ func (id *identities) macKey(env *store.Environment) ([]byte, error) {
 		return nil, err
 	}
 	id.mu.Lock()
-	id.macKeys[env.ID] = k
+	id.proofs(env).mac = k
 	id.mu.Unlock()
 	return k, nil
+}
+
+// forget drops what is cached of env's device: its MAC key and counters.
+func (id *identities) forget(env uint64) {
+	id.mu.Lock()
+	delete(id.devices, env)
+	id.mu.Unlock()
 }
 
 // counterFloorStep is how far ahead of the last accepted counter the stored
@@ -104,19 +131,14 @@ const counterFloorStep = 1000
 func (s *Server) advance(env *store.Environment, c uint64) error {
 	id := s.ids
 	id.mu.Lock()
-	last, ok := id.counters[env.ID]
-	floor, fok := id.floors[env.ID]
-	if !ok {
-		last = env.LastCounter
-	}
-	if !fok {
-		floor = env.LastCounter
-	}
-	if c <= last {
+	d := id.proofs(env)
+	if c <= d.last {
+		last := d.last
 		id.mu.Unlock()
 		return fmt.Errorf("%w: counter %d is not above %d: a replayed or reordered request", errIdentity, c, last)
 	}
-	id.counters[env.ID] = c
+	d.last = c
+	floor := d.floor
 	id.mu.Unlock()
 	if c <= floor {
 		return nil
@@ -126,7 +148,7 @@ func (s *Server) advance(env *store.Environment, c uint64) error {
 		return fmt.Errorf("store the counter floor of environment %d: %w", env.ID, err)
 	}
 	id.mu.Lock()
-	id.floors[env.ID] = max(id.floors[env.ID], next)
+	d.floor = max(d.floor, next)
 	id.mu.Unlock()
 	return nil
 }
@@ -175,11 +197,18 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if edgeID == "" {
 		return nil, false, fmt.Errorf("%w: the first contact must carry the edge ID", errIdentity)
 	}
+	if err := checkEnroll(env, input, p); err != nil {
+		return nil, false, err
+	}
 	bound, err := s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error {
 		if e.EdgeID != "" {
 			return fmt.Errorf("%w: environment %d was bound meanwhile", errIdentity, e.ID)
 		}
+		if err := checkEnroll(e, input, p); err != nil {
+			return err // re-issued meanwhile
+		}
 		e.EdgeID, e.PublicKey, e.DeviceDH, e.Agent = edgeID, p.Key, p.DH, agent
+		e.EnrollKey = nil // spent
 		return nil
 	})
 	if err != nil {
@@ -190,6 +219,22 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	}
 	s.room.bound(keyFingerprint(p.Key), edgeID, bound.ID)
 	return bound, true, nil
+}
+
+// checkEnroll checks that a first contact binding env proves the enrollment
+// secret of env's edge key. Knowing an environment's ID is not enough to
+// take it: without the secret, a device that calls first is refused, and the
+// environment still waits for the device that was given its key.
+func checkEnroll(env *store.Environment, input []byte, p *protocol.Proof) error {
+	switch {
+	case env.EnrollKey == nil:
+		return fmt.Errorf("%w: environment %d has no enrollment secret to bind with; an operator re-issues its edge key (POST /api/environments/%d/edge-key)", errIdentity, env.ID, env.ID)
+	case p.Enroll == nil:
+		return fmt.Errorf("%w: the first contact with environment %d does not prove its edge key's enrollment secret (an agent older than protocol version 2, or a key without its secret)", errIdentity, env.ID)
+	case !protocol.CheckMAC(env.EnrollKey, input, p.Enroll):
+		return fmt.Errorf("%w: the first contact's enrollment proof does not verify for environment %d: not the secret of its current edge key", errIdentity, env.ID)
+	}
+	return nil
 }
 
 // sealWaiting tags an answer to a device that is not an environment yet

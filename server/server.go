@@ -230,6 +230,7 @@ func (s *Server) routeTable() []route {
 		apiRoute("/api/environments/{id}/agent/{path...}", permEnvWrite, s.handleTunnelProxy("/v2/")),
 		apiRoute("PATCH /api/environments/{id}", permEnvWrite, s.handlePatchEnvironment),
 		apiRoute("DELETE /api/environments/{id}", permEnvWrite, s.handleDeleteEnvironment),
+		apiRoute("POST /api/environments/{id}/edge-key", permEnvWrite, s.handleReissueEdgeKey),
 		apiRoute("GET /api/settings/edge", permEnvRead, s.handleGetEdgeSettings),
 		apiRoute("PUT /api/settings/edge", permSettingsWrite, s.handlePutEdgeSettings),
 		apiRoute("GET /api/tags", permEnvRead, s.handleListTags),

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/server/store"
+	"outpost/waitingroom"
 )
 
 // EdgeSettings are the server-wide settings of the edge fleet, stored as one
@@ -27,7 +29,8 @@ type EdgeSettings struct {
 	TrustOnFirstConnect bool `json:"trustOnFirstConnect"`
 	// PreauthorizedEdgeIDs and PreauthorizedKeys are trusted on first
 	// contact; keys are SSH-style fingerprints ("SHA256:...") of the
-	// device's Ed25519 identity key.
+	// device's Ed25519 identity key, and an edge ID entry names the device
+	// with its key, "EDGE_ID SHA256:...": an edge ID alone proves nothing.
 	PreauthorizedEdgeIDs []string `json:"preauthorizedEdgeIds"`
 	PreauthorizedKeys    []string `json:"preauthorizedKeys"`
 	// WaitingRoomMax caps the number of untrusted devices waiting.
@@ -101,9 +104,15 @@ func (e EdgeSettings) problems() []string {
 	if len(e.PreauthorizedEdgeIDs) > maxPreauthorized || len(e.PreauthorizedKeys) > maxPreauthorized {
 		p = append(p, fmt.Sprintf("preauthorized lists: at most %d entries each", maxPreauthorized))
 	}
-	for _, id := range e.PreauthorizedEdgeIDs {
-		if id == "" || len(id) > 256 || strings.TrimSpace(id) != id {
-			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: want a non-empty edge ID of at most 256 characters, no surrounding spaces", id))
+	for _, entry := range e.PreauthorizedEdgeIDs {
+		id, fp, ok := waitingroom.SplitPreauthorized(entry)
+		switch {
+		case !ok:
+			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: an edge ID alone is a claim any device can make; give it with the device's key fingerprint, \"EDGE_ID SHA256:...\" (the agent logs its key at start, and the waiting room shows it), or list the key in preauthorizedKeys", entry))
+		case id == "" || len(id) > 256:
+			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: want a non-empty edge ID of at most 256 characters before the fingerprint", entry))
+		case !validFingerprint(fp):
+			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: want an SSH SHA256 fingerprint like \"SHA256:\" followed by 43 base64 characters after the edge ID", entry))
 		}
 	}
 	for _, k := range e.PreauthorizedKeys {
@@ -162,6 +171,18 @@ func (s *Server) loadEdgeSettings() EdgeSettings {
 		if _, err := s.store.Setting(legacyFrequenciesKey, &e.Frequencies); err != nil {
 			s.log.Error("read default frequencies; using defaults", "err", err)
 		}
+	}
+	// Edge IDs stored alone, before they had to come with their key, trust
+	// nobody now; they are dropped so the settings stay valid to send back.
+	if bare := slices.DeleteFunc(slices.Clone(e.PreauthorizedEdgeIDs), func(entry string) bool {
+		_, _, ok := waitingroom.SplitPreauthorized(entry)
+		return ok
+	}); len(bare) > 0 {
+		s.log.Warn("preauthorized edge IDs without a key fingerprint trust nobody and are dropped; add them back as \"EDGE_ID SHA256:...\"", "edge_ids", bare)
+		e.PreauthorizedEdgeIDs = slices.DeleteFunc(e.PreauthorizedEdgeIDs, func(entry string) bool {
+			_, _, ok := waitingroom.SplitPreauthorized(entry)
+			return !ok
+		})
 	}
 	return e
 }

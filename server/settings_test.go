@@ -34,7 +34,7 @@ func TestEdgeSettingsReachTheNextSync(t *testing.T) {
 
 	want := EdgeSettings{
 		Frequencies: protocol.Frequencies{Ping: 11, Snapshot: 22, Command: 33}, PollInterval: 9,
-		TrustOnFirstConnect: true, PreauthorizedEdgeIDs: []string{"edge-9"},
+		TrustOnFirstConnect: true, PreauthorizedEdgeIDs: []string{"edge-9 SHA256:" + strings.Repeat("B", 43)},
 		PreauthorizedKeys: []string{"SHA256:" + strings.Repeat("A", 43)}, WaitingRoomMax: 5, NewDevicesPerMinute: 2,
 	}
 	if status, body := call(t, hs, "PUT", "/api/settings/edge", ro, want); status != http.StatusForbidden {
@@ -43,7 +43,7 @@ func TestEdgeSettingsReachTheNextSync(t *testing.T) {
 	if status, body := call(t, hs, "PUT", "/api/settings/edge", tok, want); status != http.StatusOK {
 		t.Fatalf("PUT: %d %s", status, body)
 	}
-	if e := s.edgeSettings(); e.WaitingRoomMax != 5 || !e.TrustOnFirstConnect || e.PreauthorizedEdgeIDs[0] != "edge-9" {
+	if e := s.edgeSettings(); e.WaitingRoomMax != 5 || !e.TrustOnFirstConnect || e.PreauthorizedEdgeIDs[0] != want.PreauthorizedEdgeIDs[0] {
 		t.Fatalf("cached settings = %+v", e)
 	}
 	// The environment's own override (snapshot 77) still wins.
@@ -128,13 +128,13 @@ func TestFrequenciesOneRuleInBothModes(t *testing.T) {
 		if tc.own != nil {
 			body["frequencies"] = tc.own
 		}
-		var v environmentView
+		var v createdEnvironment
 		apiJSON(t, hs, "POST", "/api/environments", tok, body, &v, http.StatusCreated)
 		if v.Effective != tc.want {
 			t.Errorf("%s %v: effective %+v, want %+v", tc.mode, tc.own, v.Effective, tc.want)
 		}
 		now = start
-		d := newDevice(t, hs.Config.Handler, v.ID, fmt.Sprintf("edge-%d", i))
+		d := keyDevice(t, hs.Config.Handler, v.EdgeKey, fmt.Sprintf("edge-%d", i))
 		if tc.mode == "standard" {
 			d.path = "/edge/v1/poll"
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,12 +82,32 @@ type device struct {
 	last    []byte // the last body sent, for replays
 	remote  string // the address it calls from, if not httptest's default
 	path    string // the endpoint it calls, if not /edge/v1/sync
+	// secret is the enrollment secret of its edge key, proved on a first
+	// contact to a pre-staged environment; stage gives every environment
+	// testSecret. A squatter has none ("").
+	secret string
 }
+
+// testSecret is the enrollment secret stage gives environments.
+var testSecret = strings.Repeat("s", protocol.EnrollSecretSize)
 
 func newDevice(t testing.TB, h http.Handler, env uint64, edgeID string) *device {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	dh, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	return &device{t: t, h: h, env: env, edgeID: edgeID, key: key, dh: dh}
+	return &device{t: t, h: h, env: env, edgeID: edgeID, key: key, dh: dh, secret: testSecret}
+}
+
+// keyDevice is a device installed with an edge key the API handed out: its
+// environment and enrollment secret come from the key.
+func keyDevice(t testing.TB, h http.Handler, edgeKey, edgeID string) *device {
+	t.Helper()
+	k, err := protocol.ParseEdgeKey(edgeKey)
+	if err != nil {
+		t.Fatalf("edge key %q: %v", edgeKey, err)
+	}
+	d := newDevice(t, h, k.EnvironmentID, edgeID)
+	d.secret = k.Secret
+	return d
 }
 
 // firstContact is the signed request that binds a device.
@@ -107,7 +128,11 @@ func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *pr
 	}
 	d.counter++
 	req.Proof.Counter = d.counter
-	err := protocol.Seal(req, req.Proof, func(in []byte) []byte {
+	var enroll []byte
+	if req.Proof.Key != nil && req.EnvID != 0 && d.secret != "" {
+		enroll = protocol.EnrollKey(d.secret)
+	}
+	err := protocol.SealEnrolled(req, req.Proof, enroll, func(in []byte) []byte {
 		if req.Proof.Key != nil {
 			return ed25519.Sign(d.key, in)
 		}
@@ -217,7 +242,7 @@ func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *prot
 
 func stage(t testing.TB, s *Server, freq *protocol.Frequencies) uint64 {
 	t.Helper()
-	e := &store.Environment{Name: "dev", Mode: store.ModeAsync, Trusted: true, Frequencies: freq}
+	e := &store.Environment{Name: "dev", Mode: store.ModeAsync, Trusted: true, Frequencies: freq, EnrollKey: protocol.EnrollKey(testSecret)}
 	if err := s.store.CreateEnvironment(e); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +356,7 @@ func TestReplayProtectionSurvivesARestart(t *testing.T) {
 		t.Fatalf("stored floor %d is below the accepted counter %d", e.LastCounter, dev.counter)
 	}
 	// A crash: the server's memory is gone, the store is as it was.
-	s.ids.counters, s.ids.floors, s.ids.macKeys = map[uint64]uint64{}, map[uint64]uint64{}, map[uint64][]byte{}
+	s.ids.devices = map[uint64]*deviceProofs{}
 	for i, b := range bodies {
 		if status, _, perr := dev.post(b, ""); status != http.StatusForbidden || perr.Code != protocol.CodeIdentity {
 			t.Fatalf("replay %d after the restart: %d %+v", i, status, perr)

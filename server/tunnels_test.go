@@ -23,7 +23,7 @@ import (
 // standardDevice stages a standard environment and binds a scripted device.
 func standardDevice(t *testing.T, s *Server, h http.Handler) *device {
 	t.Helper()
-	e := &store.Environment{Name: "std", Mode: store.ModeStandard, Trusted: true, Frequencies: &protocol.Frequencies{Ping: 1}}
+	e := &store.Environment{Name: "std", Mode: store.ModeStandard, Trusted: true, Frequencies: &protocol.Frequencies{Ping: 1}, EnrollKey: protocol.EnrollKey(testSecret)}
 	if err := s.store.CreateEnvironment(e); err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestUIOverRealServer(t *testing.T) {
 	}
 	res = do("GET", "/environments/1", tok, nil)
 	b, _ = io.ReadAll(res.Body)
-	for _, w := range []string{"Up 5 minutes", "Exited (137) 2 hours ago", "0.0.0.0:8080-&gt;80/tcp", "arrived as a full snapshot", "seq 1", s.edgeKey(1), "gw-1", "2 containers: 1 running, 1 exited"} {
+	for _, w := range []string{"Up 5 minutes", "Exited (137) 2 hours ago", "0.0.0.0:8080-&gt;80/tcp", "arrived as a full snapshot", "seq 1", s.edgeKey(1, ""), "gw-1", "2 containers: 1 running, 1 exited"} {
 		if !strings.Contains(string(b), w) {
 			t.Errorf("env page lacks %q", w)
 		}

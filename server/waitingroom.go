@@ -108,6 +108,19 @@ func (rm *room) bound(fp, edgeID string, env uint64) {
 	rm.mu.Unlock()
 }
 
+// unbound forgets that env was bound to the key with fingerprint fp and to
+// edgeID (its edge key was re-issued).
+func (rm *room) unbound(fp, edgeID string, env uint64) {
+	rm.mu.Lock()
+	if rm.envByKey[fp] == env {
+		delete(rm.envByKey, fp)
+	}
+	if rm.envByEdge[edgeID] == env {
+		delete(rm.envByEdge, edgeID)
+	}
+	rm.mu.Unlock()
+}
+
 // takeSeen hands the last-seen times not yet flushed to the caller, to write
 // to the store. The devices in memory keep them meanwhile, so the waiting
 // room shows them before the write and if it fails.
@@ -258,9 +271,9 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		PreauthorizedKeys: es.PreauthorizedKeys, Max: es.WaitingRoomMax, PerMinute: es.NewDevicesPerMinute,
 	}
 	source := sourceOf(r)
-	// A preauthorized edge ID trusts the first key claiming it, once: a
-	// second key claiming it waits for an operator like any other device.
-	preauthEdge := slices.Contains(rules.PreauthorizedEdgeIDs, req.EdgeID)
+	// A preauthorized edge ID trusts the key it names, once: the same
+	// device under a second environment waits for an operator.
+	preauthEdge := waitingroom.PreauthorizedPair(rules.PreauthorizedEdgeIDs, req.EdgeID, fp)
 	var taken bool
 	if preauthEdge {
 		var err error
@@ -339,9 +352,24 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	delete(rm.adding, fp) // its slot is now a device
 	rm.reserved--
 	rm.mu.Unlock()
-	s.audit(r, "device "+req.EdgeID, auditDeviceArrived, "waiting device "+strconv.FormatUint(nd.ID, 10), "key "+fp+", hostname "+nd.Hostname)
+	detail := "key " + fp + ", hostname " + nd.Hostname
+	if claimsPreauthorized(rules.PreauthorizedEdgeIDs, req.EdgeID, fp) {
+		// Someone else's edge ID, or a re-flashed device: an operator decides.
+		detail += "; claims a preauthorized edge ID under a key the rule does not name"
+		s.log.Warn("a device claims a preauthorized edge ID under another key; it waits for an operator", "edge_id", req.EdgeID, "key", fp, "remote", source)
+	}
+	s.audit(r, "device "+req.EdgeID, auditDeviceArrived, "waiting device "+strconv.FormatUint(nd.ID, 10), detail)
 	s.answerWaiting(w, req.EdgeID, p, poll)
 	return nil
+}
+
+// claimsPreauthorized reports whether entries name edgeID with a key other
+// than keyFP.
+func claimsPreauthorized(entries []string, edgeID, keyFP string) bool {
+	return slices.ContainsFunc(entries, func(e string) bool {
+		id, fp, ok := waitingroom.SplitPreauthorized(e)
+		return ok && id == edgeID && fp != keyFP
+	})
 }
 
 // answerWaiting tells a device it waits: no environment, no commands, no
@@ -618,5 +646,5 @@ func (s *Server) handleReject(w http.ResponseWriter, r *http.Request, ss session
 // handleOnboardingKey serves GET /api/edge/onboarding-key: the edge key any
 // device may use to call in and land in the waiting room.
 func (s *Server) handleOnboardingKey(w http.ResponseWriter, _ *http.Request, _ session) {
-	writeJSON(w, http.StatusOK, map[string]string{"edgeKey": s.edgeKey(0)})
+	writeJSON(w, http.StatusOK, map[string]string{"edgeKey": s.edgeKey(0, "")})
 }

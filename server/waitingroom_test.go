@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +170,7 @@ func TestWaitingRoomRules(t *testing.T) {
 	s, hs := testServer(t)
 	es := s.edgeSettings()
 	pre := onboardingDevice(t, hs, "preauthorized-1")
-	es.PreauthorizedEdgeIDs = []string{"preauthorized-1"}
+	es.PreauthorizedEdgeIDs = []string{"preauthorized-1 " + keyFingerprint(pre.key.Public().(ed25519.PublicKey))}
 	byKey := onboardingDevice(t, hs, "anything")
 	es.PreauthorizedKeys = []string{keyFingerprint(byKey.key.Public().(ed25519.PublicKey))}
 	if err := s.putEdgeSettings(es); err != nil {
@@ -359,27 +360,37 @@ func TestWaitingRoomCapConcurrent(t *testing.T) {
 	}
 }
 
-// TestWaitingRoomPreauthorizedEdgeIDOnce: a preauthorized edge ID trusts the
-// first key claiming it; another key claiming it waits. A preauthorized key
-// is trusted as before.
+// TestWaitingRoomPreauthorizedEdgeIDOnce: a preauthorized edge ID names its
+// device's key too. A squatter claiming it first with another key waits for
+// an operator, audited as a claim, and does not keep the real device out,
+// which is trusted at its first call. A preauthorized key is trusted as
+// before.
 func TestWaitingRoomPreauthorizedEdgeIDOnce(t *testing.T) {
 	s, hs := testServer(t)
+	_, admin := addUser(t, s, "admin", RoleAdmin, "correct horse battery")
 	es := s.edgeSettings()
-	es.PreauthorizedEdgeIDs = []string{"shop-42"}
-	first, second := onboardingDevice(t, hs, "shop-42"), onboardingDevice(t, hs, "shop-42")
-	byKey := onboardingDevice(t, hs, "shop-42")
+	squatter, real := onboardingDevice(t, hs, "shop-42"), onboardingDevice(t, hs, "shop-42")
+	es.PreauthorizedEdgeIDs = []string{"shop-42 " + keyFingerprint(real.key.Public().(ed25519.PublicKey))}
+	byKey := onboardingDevice(t, hs, "shop-43")
 	es.PreauthorizedKeys = []string{keyFingerprint(byKey.key.Public().(ed25519.PublicKey))}
 	if err := s.putEdgeSettings(es); err != nil {
 		t.Fatal(err)
 	}
-	if status, ans, perr := first.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustTrusted || ans.EnvID == 0 {
-		t.Fatalf("first key claiming shop-42: %d %+v %+v", status, ans, perr)
+	if status, ans, perr := squatter.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustWaiting || ans.EnvID != 0 {
+		t.Fatalf("a squatter claiming shop-42: %d %+v %+v", status, ans, perr)
 	}
-	if status, ans, perr := second.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustWaiting || ans.EnvID != 0 {
-		t.Fatalf("second key claiming shop-42: %d %+v %+v", status, ans, perr)
+	if status, ans, perr := real.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustTrusted || ans.EnvID == 0 {
+		t.Fatalf("the device the rule names, after the squatter: %d %+v %+v", status, ans, perr)
 	}
-	if w, _ := s.store.Waiting(); len(w) != 1 || w[0].EdgeID != "shop-42" {
+	if w, _ := s.store.Waiting(); len(w) != 1 || w[0].EdgeID != "shop-42" || w[0].KeyFingerprint != keyFingerprint(squatter.key.Public().(ed25519.PublicKey)) {
 		t.Fatalf("waiting room: %+v", w)
+	}
+	var audit auditPage
+	apiJSON(t, hs, "GET", "/api/audit", admin, nil, &audit, http.StatusOK)
+	if !slices.ContainsFunc(audit.Entries, func(e store.AuditEntry) bool {
+		return e.Action == auditDeviceArrived && strings.Contains(e.Detail, "claims a preauthorized edge ID")
+	}) {
+		t.Fatalf("the squat is not in the audit log: %+v", audit.Entries)
 	}
 	if status, ans, perr := byKey.callIn(); status != http.StatusOK || ans.Trust != protocol.TrustTrusted {
 		t.Fatalf("preauthorized key: %d %+v %+v", status, ans, perr)

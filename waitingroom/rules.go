@@ -1,10 +1,16 @@
 package waitingroom
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Rules is the onboarding policy, from the server's edge settings.
 type Rules struct {
-	TrustOnFirstConnect  bool
+	TrustOnFirstConnect bool
+	// PreauthorizedEdgeIDs name devices by edge ID together with their key
+	// fingerprint, "EDGE_ID SHA256:...": an edge ID alone is a claim any
+	// device can make, so it trusts nobody.
 	PreauthorizedEdgeIDs []string
 	PreauthorizedKeys    []string // "SHA256:..." fingerprints of device identity keys
 	Max                  int      // waiting room size
@@ -33,11 +39,31 @@ func Decide(r Rules, l *Limiter, edgeID, keyFP, source string, waiting int) Deci
 	if !l.Allow(source, r.PerMinute) {
 		return SlowDown
 	}
-	if r.TrustOnFirstConnect || slices.Contains(r.PreauthorizedEdgeIDs, edgeID) || slices.Contains(r.PreauthorizedKeys, keyFP) {
+	if r.TrustOnFirstConnect || PreauthorizedPair(r.PreauthorizedEdgeIDs, edgeID, keyFP) || slices.Contains(r.PreauthorizedKeys, keyFP) {
 		return Trust
 	}
 	if waiting >= r.Max {
 		return Full
 	}
 	return Wait
+}
+
+// SplitPreauthorized splits a preauthorized edge ID entry into its edge ID
+// and key fingerprint, at its last space; ok is false for an entry without
+// a "SHA256:" fingerprint (the fingerprint's form is the caller's to check).
+func SplitPreauthorized(entry string) (edgeID, keyFP string, ok bool) {
+	i := strings.LastIndexByte(entry, ' ')
+	if i <= 0 || !strings.HasPrefix(entry[i+1:], "SHA256:") {
+		return "", "", false
+	}
+	return strings.TrimSpace(entry[:i]), entry[i+1:], true
+}
+
+// PreauthorizedPair reports whether entries name the device with edgeID and
+// key fingerprint keyFP, both.
+func PreauthorizedPair(entries []string, edgeID, keyFP string) bool {
+	return slices.ContainsFunc(entries, func(e string) bool {
+		id, fp, ok := SplitPreauthorized(e)
+		return ok && id == edgeID && fp == keyFP
+	})
 }

@@ -50,7 +50,9 @@ func TestDecide(t *testing.T) {
 	}{
 		{"unknown device waits", base, 0, Wait},
 		{"room full", base, 2, Full},
-		{"preauthorized edge ID", Rules{Max: 2, PerMinute: 100, PreauthorizedEdgeIDs: []string{"edge-9"}}, 2, Trust},
+		{"preauthorized edge ID with its key", Rules{Max: 2, PerMinute: 100, PreauthorizedEdgeIDs: []string{"edge-9 SHA256:k"}}, 2, Trust},
+		{"preauthorized edge ID, another key", Rules{Max: 2, PerMinute: 100, PreauthorizedEdgeIDs: []string{"edge-9 SHA256:other"}}, 0, Wait},
+		{"preauthorized edge ID alone", Rules{Max: 2, PerMinute: 100, PreauthorizedEdgeIDs: []string{"edge-9"}}, 0, Wait},
 		{"preauthorized key", Rules{Max: 2, PerMinute: 100, PreauthorizedKeys: []string{"SHA256:k"}}, 0, Trust},
 		{"trust on first connect", Rules{Max: 2, PerMinute: 100, TrustOnFirstConnect: true}, 0, Trust},
 		{"no new devices allowed", Rules{Max: 2, PerMinute: 0}, 0, SlowDown},

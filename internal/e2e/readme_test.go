@@ -4,7 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -83,6 +83,7 @@ step() { echo "$1" >&3; read -r _ <&4; }
 	}
 	fmt.Fprintf(&script, "step %d\n", len(blocks))
 
+	var stdout, stderr testenv.Buffer // read while bash writes
 	// The agents the README's text assumes, started just before the block
 	// that needs them.
 	var agents []*proc
@@ -100,8 +101,18 @@ step() { echo "$1" >&3; read -r _ <&4; }
 	}
 	after := func(block string) {
 		if strings.Contains(block, `"name":"ship-7"`) {
+			// The key with its enrollment secret is in the creation
+			// answer only, as the README's reader sees it.
+			// (Its output may still be on its way from the pipe.)
 			var e environment
-			srv.do(t, "GET", "/api/environments/1", nil, &e, http.StatusOK)
+			testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+				for line := range strings.SplitSeq(stdout.String(), "\n") {
+					if strings.Contains(line, `"name":"ship-7"`) && json.Unmarshal([]byte(line), &e) == nil {
+						return e.EdgeKey != "", ""
+					}
+				}
+				return false, "no edge key for ship-7 in the answers so far:\n" + stdout.String()
+			})
 			agents = append(agents, startAgent(t, e.EdgeKey, t.TempDir(), "EDGE_STACK_PREFIX=outpost-e2e-readme-"))
 			testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 				srv.do(t, "GET", "/api/environments/1", nil, &e, http.StatusOK)
@@ -118,7 +129,6 @@ step() { echo "$1" >&3; read -r _ <&4; }
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
 	cmd := exec.Command("bash", "-c", script.String())
 	cmd.Dir = t.TempDir()
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -32,6 +32,10 @@ type Environment struct {
 	// LastCounter is the proof counter floor: every counter accepted from
 	// the device is at most this (server/identity.go advance).
 	LastCounter uint64 `json:"lastCounter,omitempty"`
+	// EnrollKey is the hash of the enrollment secret in the edge key of an
+	// environment not bound yet (protocol.EnrollKey): the first contact must
+	// prove the secret, and binding clears it. Never shown by the API.
+	EnrollKey []byte `json:"enrollKey,omitempty"`
 	// Frequencies overrides the global defaults field by field (0 = default).
 	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
 	Agent       *protocol.AgentInfo   `json:"agent,omitempty"`

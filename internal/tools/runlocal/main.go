@@ -253,9 +253,18 @@ func (a *apiClient) localEnvironment(freq int) (string, error) {
 		return "", err
 	}
 	for _, e := range page.Items {
-		if e.Name == "local" {
-			return e.EdgeKey, nil
+		if e.Name != "local" {
+			continue
 		}
+		if e.EdgeKey != "" {
+			return e.EdgeKey, nil // bound: the agent's data dir holds the rest
+		}
+		// Created on an earlier run that never bound it: the key with its
+		// enrollment secret was shown once, so ask for a new one.
+		if err := a.call("POST", fmt.Sprintf("/api/environments/%d/edge-key", e.ID), nil, &e); err != nil {
+			return "", err
+		}
+		return e.EdgeKey, nil
 	}
 	var e env
 	err := a.call("POST", "/api/environments", map[string]any{
