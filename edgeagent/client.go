@@ -54,8 +54,12 @@ func newClient(serverURL string, insecure bool, cert *tls.Certificate, dial func
 // post sends req to path, decodes the answer into ans and returns the
 // answer's CBOR as received, which its tag covers. A refusal by the server
 // comes back as *protocol.Error.
-func (c *edgeClient) post(ctx context.Context, path string, req, ans any) ([]byte, error) {
-	body, enc, err := protocol.WriteBody(req)
+//
+// A body whose CBOR is larger than protocol.MaxUnprovedBody goes with the
+// body proof prove gives for it (none if prove is nil or gives ""): the
+// server inflates nothing larger from a sender it does not know.
+func (c *edgeClient) post(ctx context.Context, path string, req, ans any, prove func(body []byte) string) ([]byte, error) {
+	body, enc, rawLen, err := protocol.EncodeBody(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
@@ -67,6 +71,11 @@ func (c *edgeClient) post(ctx context.Context, path string, req, ans any) ([]byt
 	hr.Header.Set("User-Agent", "") // not sent
 	if enc != "" {
 		hr.Header.Set("Content-Encoding", enc)
+	}
+	if rawLen > protocol.MaxUnprovedBody && prove != nil {
+		if v := prove(body); v != "" {
+			hr.Header.Set(protocol.BodyProofHeader, v)
+		}
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {

@@ -67,6 +67,24 @@ func (id *identity) seal(req *protocol.SyncRequest, st *state, reserve func() er
 	return protocol.SealEnrolled(req, req.Proof, id.enroll, func(in []byte) []byte { return ed25519.Sign(id.key, in) })
 }
 
+// bodyProof is the body proof header for a body of a request to env, with
+// the key the request's own proof uses: the MAC key, else the enrollment
+// key, else the identity key. A request under the onboarding key (env 0)
+// has none: nobody knows the device yet.
+func (id *identity) bodyProof(env uint64, body []byte) string {
+	if env == 0 {
+		return ""
+	}
+	in := protocol.BodyProofInput(env, body)
+	switch {
+	case id.mac != nil:
+		return protocol.FormatBodyProof(env, protocol.MAC(id.mac, in))
+	case id.enroll != nil:
+		return protocol.FormatBodyProof(env, protocol.MAC(id.enroll, in))
+	}
+	return protocol.FormatBodyProof(env, ed25519.Sign(id.key, in))
+}
+
 // serverKeyFor checks the server's key agreement key against the pinned
 // tunnel host key and returns the MAC key it gives for environment env.
 // It changes nothing: the caller adopts the key once the answer it came in

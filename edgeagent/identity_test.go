@@ -43,3 +43,31 @@ func TestFirstContactProvesTheEnrollmentSecret(t *testing.T) {
 		}
 	}
 }
+
+// A large body's proof uses the key the request's own proof uses, and none
+// goes with the onboarding key.
+func TestBodyProofKeys(t *testing.T) {
+	secret := strings.Repeat("k", protocol.EnrollSecretSize)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dh, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	id, err := newIdentity(Config{Key: protocol.EdgeKey{EnvironmentID: 7, Secret: secret}}, key, dh, "edge-7", &state{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("a large body")
+	check := func(name string, verify func(in, tag []byte) bool) {
+		t.Helper()
+		env, tag, err := protocol.ParseBodyProof(id.bodyProof(7, body))
+		if err != nil || env != 7 || !verify(protocol.BodyProofInput(7, body), tag) {
+			t.Fatalf("%s: body proof does not verify: %v", name, err)
+		}
+	}
+	check("enrollment", func(in, tag []byte) bool { return protocol.CheckMAC(protocol.EnrollKey(secret), in, tag) })
+	id.mac = make([]byte, 32)
+	check("MAC", func(in, tag []byte) bool { return protocol.CheckMAC(id.mac, in, tag) })
+	id.mac, id.enroll = nil, nil
+	check("signature", func(in, tag []byte) bool { return ed25519.Verify(key.Public().(ed25519.PublicKey), in, tag) })
+	if v := id.bodyProof(0, body); v != "" {
+		t.Fatalf("a body proof under the onboarding key: %q", v)
+	}
+}

@@ -161,7 +161,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	if s.standard {
 		path = "/edge/v1/poll"
 	}
-	raw, err := s.cl.post(ctx, path, &req, &ans)
+	raw, err := s.cl.post(ctx, path, &req, &ans, func(body []byte) string { return s.id.bodyProof(req.EnvID, body) })
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {

@@ -29,6 +29,7 @@ var codec struct {
 	enc    *zstd.Encoder // uses the current dictionary
 	plain  *zstd.Encoder // no dictionary, for measurement and tests
 	dec    *zstd.Decoder // knows every embedded dictionary
+	small  *zstd.Decoder // dec bounded to MaxUnprovedBody
 	dictID uint32
 }
 
@@ -62,9 +63,18 @@ func initCodec() {
 			codec.err = err
 			return
 		}
-		codec.dec, codec.err = zstd.NewReader(nil,
+		if codec.dec, err = zstd.NewReader(nil,
 			zstd.WithDecoderDicts(dicts...),
 			zstd.WithDecoderMaxMemory(MaxDecompressedBody),
+			zstd.WithDecoderMaxWindow(MaxDecompressedBody),
+			zstd.WithDecoderConcurrency(0),
+		); err != nil {
+			codec.err = err
+			return
+		}
+		codec.small, codec.err = zstd.NewReader(nil,
+			zstd.WithDecoderDicts(dicts...),
+			zstd.WithDecoderMaxMemory(MaxUnprovedBody),
 			zstd.WithDecoderMaxWindow(MaxDecompressedBody),
 			zstd.WithDecoderConcurrency(0),
 		)
@@ -129,7 +139,11 @@ func CompressPlain(b []byte) ([]byte, error) {
 // refusing input larger than MaxCompressedBody and output larger than
 // MaxDecompressedBody. The output bound is checked while decoding: a frame
 // that would inflate further is abandoned, not inflated.
-func Decompress(b []byte) ([]byte, error) {
+func Decompress(b []byte) ([]byte, error) { return decompress(b, MaxDecompressedBody) }
+
+// decompress is Decompress bounded to limit, MaxDecompressedBody or
+// MaxUnprovedBody.
+func decompress(b []byte, limit int) ([]byte, error) {
 	initCodec()
 	if codec.err != nil {
 		return nil, fmt.Errorf("zstd: %w", codec.err)
@@ -137,22 +151,29 @@ func Decompress(b []byte) ([]byte, error) {
 	if len(b) > MaxCompressedBody {
 		return nil, &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
 	}
+	dec, name := codec.dec, "MaxDecompressedBody"
+	if limit < MaxDecompressedBody {
+		dec, name, limit = codec.small, "MaxUnprovedBody", MaxUnprovedBody
+	}
 	h, most, err := oneFrame(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrMalformed, err)
+	}
+	if h.HasFCS && h.FrameContentSize > uint64(limit) {
+		return nil, &LimitError{Limit: name, Max: limit}
 	}
 	var dst []byte
 	if !h.HasFCS && most > 1<<20 {
 		// Without a declared size DecodeAll grows its output by append,
 		// allocating several times the bound on the way to it.
-		dst = make([]byte, 0, min(most, MaxDecompressedBody+maxBlockSize))
+		dst = make([]byte, 0, min(most, uint64(limit)+maxBlockSize))
 	}
-	out, err := codec.dec.DecodeAll(b, dst)
+	out, err := dec.DecodeAll(b, dst)
 	switch {
 	case err == nil:
 		return out, nil
 	case errors.Is(err, zstd.ErrDecoderSizeExceeded), errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrFrameSizeExceeded):
-		return nil, &LimitError{Limit: "MaxDecompressedBody", Max: MaxDecompressedBody}
+		return nil, &LimitError{Limit: name, Max: limit}
 	case errors.Is(err, zstd.ErrUnknownDictionary):
 		return nil, ErrUnknownDictionary
 	}
@@ -162,21 +183,29 @@ func Decompress(b []byte) ([]byte, error) {
 // WriteBody encodes msg as CBOR and, when that gains, compresses it. It
 // returns the body and the Content-Encoding to send ("" for plain CBOR).
 func WriteBody(msg any) (body []byte, encoding string, err error) {
+	body, encoding, _, err = EncodeBody(msg)
+	return body, encoding, err
+}
+
+// EncodeBody is WriteBody that also returns the CBOR's length, which says
+// whether the body needs a body proof (MaxUnprovedBody).
+func EncodeBody(msg any) (body []byte, encoding string, rawLen int, err error) {
 	raw, err := Marshal(msg)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
+	rawLen = len(raw)
 	if len(raw) < CompressThreshold {
-		return raw, "", nil
+		return raw, "", rawLen, nil
 	}
 	z, err := Compress(raw)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	if len(z) >= len(raw) {
-		return raw, "", nil
+		return raw, "", rawLen, nil
 	}
-	return z, EncodingZstd, nil
+	return z, EncodingZstd, rawLen, nil
 }
 
 // ReadBody decodes a body written by WriteBody into msg, given the
@@ -192,16 +221,50 @@ func ReadBody(body []byte, encoding string, msg any) error {
 // Inflate returns a body's CBOR, decompressing it if its Content-Encoding
 // says zstd.
 func Inflate(body []byte, encoding string) ([]byte, error) {
+	return InflateLimit(body, encoding, MaxDecompressedBody)
+}
+
+// InflateLimit is Inflate bounded to limit: MaxDecompressedBody, or
+// MaxUnprovedBody (any smaller limit) for a body whose sender is not known
+// yet. A body that would inflate further is refused with a *LimitError
+// naming the bound, and is not inflated past it.
+func InflateLimit(body []byte, encoding string, limit int) ([]byte, error) {
 	if len(body) > MaxCompressedBody {
 		return nil, &LimitError{Limit: "MaxCompressedBody", Max: MaxCompressedBody}
 	}
 	switch strings.ToLower(strings.TrimSpace(encoding)) {
 	case "", "identity":
+		if limit < MaxDecompressedBody && len(body) > MaxUnprovedBody {
+			return nil, &LimitError{Limit: "MaxUnprovedBody", Max: MaxUnprovedBody}
+		}
 		return body, nil
 	case EncodingZstd:
-		return Decompress(body)
+		return decompress(body, limit)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrContentEncoding, encoding)
+}
+
+// InflatedBound is the most body can inflate to under limit, from its zstd
+// frame's block headers (without decoding): what a server reserves before it
+// inflates. A body Inflate would refuse gives limit.
+func InflatedBound(body []byte, encoding string, limit int) int {
+	if limit < MaxDecompressedBody {
+		limit = MaxUnprovedBody
+	}
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "", "identity":
+		return min(len(body), limit)
+	case EncodingZstd:
+		h, most, err := oneFrame(body)
+		if err != nil {
+			return limit
+		}
+		if h.HasFCS {
+			most = min(most, h.FrameContentSize)
+		}
+		return int(min(most, uint64(limit)))
+	}
+	return limit
 }
 
 // maxBlockSize is the most one zstd block decodes to.

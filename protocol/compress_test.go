@@ -454,3 +454,67 @@ func TestDecompressCost(t *testing.T) {
 		}
 	})
 }
+
+// An unproved body inflates to MaxUnprovedBody at most: a bomb is refused
+// having allocated little more than that bound, and a body just under it,
+// as the agent's own encoder writes it, inflates.
+func TestInflateUnproved(t *testing.T) {
+	if _, err := protocol.InflateLimit(zeroFrame(t, 1<<10, true), protocol.EncodingZstd, protocol.MaxUnprovedBody); err != nil {
+		t.Fatal(err)
+	}
+	for _, declared := range []bool{true, false} {
+		z := zeroFrame(t, 1<<30, declared)
+		var err error
+		n := allocated(func() { _, err = protocol.InflateLimit(z, protocol.EncodingZstd, protocol.MaxUnprovedBody) })
+		checkLimit(t, err, "MaxUnprovedBody")
+		t.Logf("unproved bomb (size declared %v): allocated %d KiB while refusing it", declared, n>>10)
+		if n > 4*protocol.MaxUnprovedBody+1<<20 {
+			t.Errorf("refusing an unproved bomb (size declared %v) allocated %d KiB", declared, n>>10)
+		}
+		if b := protocol.InflatedBound(z, protocol.EncodingZstd, protocol.MaxUnprovedBody); b > protocol.MaxUnprovedBody {
+			t.Errorf("InflatedBound = %d over the unproved limit", b)
+		}
+	}
+	// A real body just under the bound: snapshot-like CBOR from the encoder.
+	raw := make([]byte, 0, protocol.MaxUnprovedBody)
+	for i := 0; len(raw) < protocol.MaxUnprovedBody-64; i++ {
+		raw = fmt.Appendf(raw, "container-%d nginx:1.%d running %x;", i, i%30, i*7919)
+	}
+	z, err := protocol.Compress(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := protocol.InflateLimit(z, protocol.EncodingZstd, protocol.MaxUnprovedBody)
+	if err != nil || !bytes.Equal(out, raw) {
+		t.Fatalf("a %d-byte body under the unproved bound: %v", len(raw), err)
+	}
+	if b := protocol.InflatedBound(z, protocol.EncodingZstd, protocol.MaxUnprovedBody); b < len(raw) {
+		t.Errorf("InflatedBound = %d, under the body's %d bytes", b, len(raw))
+	}
+	big := append(bytes.Clone(raw), raw...)
+	z, _ = protocol.Compress(big)
+	_, err = protocol.InflateLimit(z, protocol.EncodingZstd, protocol.MaxUnprovedBody)
+	checkLimit(t, err, "MaxUnprovedBody")
+	if out, err := protocol.InflateLimit(z, protocol.EncodingZstd, protocol.MaxDecompressedBody); err != nil || len(out) != len(big) {
+		t.Fatalf("a proved %d-byte body: %v", len(big), err)
+	}
+	// Plain CBOR is bounded the same way.
+	_, err = protocol.InflateLimit(big, "", protocol.MaxUnprovedBody)
+	checkLimit(t, err, "MaxUnprovedBody")
+}
+
+func TestBodyProofHeader(t *testing.T) {
+	tag := bytes.Repeat([]byte{0xab}, protocol.MACSize)
+	env, got, err := protocol.ParseBodyProof(protocol.FormatBodyProof(7, tag))
+	if err != nil || env != 7 || !bytes.Equal(got, tag) {
+		t.Fatalf("round trip: %d %x %v", env, got, err)
+	}
+	for _, bad := range []string{"", "7", "0.q6urq6urq6urq6urq6urqw", "x.q6urq6urq6urq6urq6urqw", "7.q6ur", "7.!!!!"} {
+		if _, _, err := protocol.ParseBodyProof(bad); !errors.Is(err, protocol.ErrMalformed) {
+			t.Errorf("ParseBodyProof(%q) = %v, want malformed", bad, err)
+		}
+	}
+	if a, b := protocol.BodyProofInput(7, []byte("x")), protocol.BodyProofInput(8, []byte("x")); bytes.Equal(a, b) {
+		t.Error("a body proof does not cover the environment")
+	}
+}

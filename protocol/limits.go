@@ -7,6 +7,11 @@ const (
 	// MaxDecompressedBody is the largest body after zstd decompression. A
 	// frame that would inflate past it is refused without being inflated.
 	MaxDecompressedBody = 32 << 20
+	// MaxUnprovedBody is the most an edge request's body may inflate to
+	// before the server knows who sent it: a request whose CBOR is larger
+	// carries a body proof (BodyProofHeader) over its body as sent, which
+	// the server checks before it inflates the body past this.
+	MaxUnprovedBody = 64 << 10
 	// MaxNestingDepth bounds how deeply CBOR arrays and maps may nest.
 	MaxNestingDepth = 16
 	// MaxArrayElements bounds the length of any CBOR array.

@@ -4,9 +4,11 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Identity proofs.
@@ -27,7 +29,55 @@ const (
 	macInfo = "outpost v1 device mac"
 	// enrollLabel labels the enrollment key derivation.
 	enrollLabel = "outpost v2 enrollment\x00"
+	// bodyProofLabel starts what a body proof covers.
+	bodyProofLabel = "outpost v2 body\x00"
 )
+
+// Body proofs.
+//
+// A request whose CBOR is larger than MaxUnprovedBody carries, in the HTTP
+// header BodyProofHeader, "ENV.TAG": the environment and a tag over
+// BodyProofInput(ENV, body as sent), TAG in unpadded URL-safe base64.
+// (Agents of protocol version 1 send no such header: the server keeps
+// them to MaxUnprovedBody, which their pings and deltas fit.) The tag
+// is the MAC under the device's MAC key, or before the device has one, the
+// MAC under its edge key's enrollment key (a pre-staged environment's first
+// contact) or the Ed25519 signature by its identity key (a bound device
+// signing again). The server checks it on the compressed bytes, before it
+// inflates them: whoever cannot prove who they are gets MaxUnprovedBody of
+// inflation, not MaxDecompressedBody. The proof inside the body still
+// decides everything else.
+const BodyProofHeader = "Outpost-Body-Proof"
+
+// BodyProofInput is what a body proof of env covers: a label, env, and the
+// SHA-256 of the body as sent (so neither side copies the body to sign it).
+func BodyProofInput(env uint64, body []byte) []byte {
+	h := sha256.Sum256(body)
+	b := make([]byte, 0, len(bodyProofLabel)+8+len(h))
+	b = append(b, bodyProofLabel...)
+	b = binary.BigEndian.AppendUint64(b, env)
+	return append(b, h[:]...)
+}
+
+// FormatBodyProof is the BodyProofHeader value for env and tag.
+func FormatBodyProof(env uint64, tag []byte) string {
+	return strconv.FormatUint(env, 10) + "." + base64.RawURLEncoding.EncodeToString(tag)
+}
+
+// ParseBodyProof reads a BodyProofHeader value.
+func ParseBodyProof(v string) (env uint64, tag []byte, err error) {
+	e, t, ok := strings.Cut(v, ".")
+	if !ok {
+		return 0, nil, fmt.Errorf("%w: body proof %q: want ENV.TAG", ErrMalformed, v)
+	}
+	if env, err = strconv.ParseUint(e, 10, 64); err != nil || env == 0 {
+		return 0, nil, fmt.Errorf("%w: body proof %q: want a positive environment ID", ErrMalformed, v)
+	}
+	if tag, err = base64.RawURLEncoding.DecodeString(t); err != nil || (len(tag) != MACSize && len(tag) != 64) {
+		return 0, nil, fmt.Errorf("%w: body proof %q: want a %d-byte MAC or a 64-byte signature in unpadded URL-safe base64", ErrMalformed, v, MACSize)
+	}
+	return env, tag, nil
+}
 
 // ServerKeyMessage is what the server's host key signs to vouch for its key
 // agreement key.

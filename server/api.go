@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,15 +33,32 @@ func writeErr(w http.ResponseWriter, status int, format string, args ...any) {
 
 // decodeJSON reads a bounded JSON body, refusing unknown fields so a typo in
 // a request is reported rather than ignored.
+// The body must arrive within its deadline (bodyDeadline: 2.5 minutes for
+// the largest), so a stalled client holds nothing for long.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	rc := http.NewResponseController(w)
+	wait := bodyDeadline(bodyBaseTime, r.ContentLength, maxJSONBody)
+	_ = rc.SetReadDeadline(time.Now().Add(wait)) // not every connection has one (tests)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeErr(w, http.StatusBadRequest, "invalid JSON body: %v", err)
-		return false
+	err := dec.Decode(v)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		return true
 	}
-	return true
+	// What is left of a refused body is not waited for (see readEdge).
+	_ = rc.SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		writeErr(w, http.StatusRequestTimeout, "the body did not arrive within %v", wait)
+	} else {
+		writeErr(w, http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	return false
 }
+
+// maxJSONBody bounds an API request's JSON body.
+const maxJSONBody = 1 << 20
 
 func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	var req struct {

@@ -26,6 +26,13 @@ type Config struct {
 	// ClientCA is a PEM file of CA certificates (--client-ca). When set, the
 	// edge endpoints refuse a device without a client certificate from it.
 	ClientCA string
+	// EdgeMemory bounds the bytes all edge requests in flight hold at once,
+	// bodies being read and inflated (--edge-memory); past it a device is
+	// told to slow down.
+	EdgeMemory int64
+	// MemoryLimit is the Go runtime's soft memory limit (--memory-limit,
+	// like GOMEMLIMIT): 0 leaves the runtime's own (GOMEMLIMIT, if set).
+	MemoryLimit int64
 
 	clientCAs *x509.CertPool // loaded from ClientCA by withDefaults
 }
@@ -38,6 +45,7 @@ var Defaults = Config{
 	MetricsAddr:   "127.0.0.1:9090", // loopback: /metrics needs no login
 	FlushInterval: 10 * time.Second,
 	ClientCA:      "", // no mTLS
+	EdgeMemory:    256 << 20,
 }
 
 // withDefaults fills zero fields from Defaults and checks the result,
@@ -51,6 +59,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TunnelAddr == "" {
 		c.TunnelAddr = Defaults.TunnelAddr
+	}
+	if c.EdgeMemory == 0 {
+		c.EdgeMemory = Defaults.EdgeMemory
 	}
 	if c.MetricsAddr == "" {
 		c.MetricsAddr = Defaults.MetricsAddr

@@ -2,15 +2,18 @@ package server
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/server/store"
+	"outpost/throttle"
 )
 
 // handleSync serves POST /edge/v1/sync, the async agent's one exchange per
@@ -24,8 +27,15 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) { s.exchange
 // exchange serves one sync or poll request.
 func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	var req protocol.SyncRequest
-	raw, ok := s.readEdge(w, r, &req)
+	body, ok := s.readEdge(w, r, &req)
 	if !ok {
+		return
+	}
+	defer body.hold.Release()
+	raw := body.raw
+	if body.proved != 0 && body.proved != req.EnvID {
+		s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity,
+			fmt.Sprintf("the body proof is for environment %d, the request for %d", body.proved, req.EnvID))
 		return
 	}
 	if err := protocol.CheckVersion(req.Version); err != nil {
@@ -166,38 +176,166 @@ func (s *Server) slowedDown(w http.ResponseWriter, kind string, key uint64, who 
 	return true
 }
 
-// readEdge reads and decodes an edge request body within the protocol bounds.
-// It returns the body's CBOR, which identity proofs cover.
-func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) ([]byte, bool) {
+// edgeBody is an edge request's body, read and decoded.
+type edgeBody struct {
+	raw []byte // the body's CBOR, which identity proofs cover
+	// proved is the environment whose device the body proof proved, 0 for
+	// a body without one (kept to protocol.MaxUnprovedBody).
+	proved uint64
+	// hold is the request's share of the in-flight budget; the handler
+	// releases it when it is done.
+	hold *throttle.Hold
+}
+
+// Slow links and body deadlines: a body must arrive within
+// bodyBaseTime plus its length at slowLinkRate (64 kbit/s, a satellite
+// link), bounded by the endpoint's largest body: 4 MiB takes 9 minutes.
+const (
+	bodyBaseTime = 30 * time.Second
+	slowLinkRate = 8 << 10 // bytes per second
+)
+
+// bodyDeadline is how long a body of length n (negative: unknown) up to
+// most bytes may take to arrive: base, and n at slowLinkRate.
+func bodyDeadline(base time.Duration, n, most int64) time.Duration {
+	if n < 0 || n > most {
+		n = most
+	}
+	return base + time.Duration(n)*time.Second/slowLinkRate
+}
+
+// readEdge reads and decodes an edge request body within the protocol
+// bounds. The body is read against a deadline and the in-flight budget;
+// it inflates past protocol.MaxUnprovedBody only under a body proof that
+// verifies, checked on the bytes as sent. On success the caller releases
+// the body's hold when done.
+func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edgeBody, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != protocol.ContentType {
 		s.edgeError(w, http.StatusUnsupportedMediaType, protocol.CodeMalformed,
 			fmt.Sprintf("content type %q: edge endpoints take only %s", ct, protocol.ContentType))
-		return nil, false
+		return edgeBody{}, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody))
+	b := edgeBody{hold: s.inflight.Hold()}
+	rc := http.NewResponseController(w)
+	wait := bodyDeadline(cmp.Or(s.bodyBase, bodyBaseTime), r.ContentLength, protocol.MaxCompressedBody)
+	_ = rc.SetReadDeadline(time.Now().Add(wait)) // not every connection has one (tests)
+	ok := false
+	defer func() {
+		if !ok {
+			b.hold.Release()
+			// A body left unread is not waited for: net/http would read
+			// what is left before it answers, from a client that may be
+			// stalling on purpose.
+			_ = rc.SetReadDeadline(time.Now())
+			w.Header().Set("Connection", "close")
+		}
+	}()
+	body, err := io.ReadAll(b.hold.Reader(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody)))
 	s.metrics.bytesIn.Add(float64(len(body)))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, (&protocol.LimitError{Limit: "MaxCompressedBody", Max: protocol.MaxCompressedBody}).Error())
-			return nil, false
+		case errors.Is(err, throttle.ErrBudgetSpent):
+			s.busy(w)
+		case errors.As(err, &ne) && ne.Timeout():
+			s.edgeError(w, http.StatusRequestTimeout, protocol.CodeMalformed, fmt.Sprintf("the body did not arrive within %v", wait))
+		default:
+			s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, "read body: "+err.Error())
 		}
-		s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, "read body: "+err.Error())
-		return nil, false
+		return edgeBody{}, false
 	}
-	raw, err := protocol.Inflate(body, r.Header.Get("Content-Encoding"))
+	enc := r.Header.Get("Content-Encoding")
+	limit := protocol.MaxUnprovedBody
+	if v := r.Header.Get(protocol.BodyProofHeader); v != "" {
+		env, tag, err := protocol.ParseBodyProof(v)
+		if err != nil {
+			s.edgeError(w, http.StatusBadRequest, protocol.CodeMalformed, err.Error())
+			return edgeBody{}, false
+		}
+		if err := s.checkBodyProof(env, tag, body); err != nil {
+			if !errors.Is(err, errIdentity) {
+				s.internalError(w, "check body proof", err)
+				return edgeBody{}, false
+			}
+			if s.auditRefusal(r.RemoteAddr, "device", auditIdentityRefused, envTarget(env), err.Error()) {
+				s.log.Warn("edge request refused (logged once a minute per network and environment)", "env", env, "remote", r.RemoteAddr, "err", err)
+			}
+			s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
+			return edgeBody{}, false
+		}
+		limit, b.proved = protocol.MaxDecompressedBody, env
+	}
+	if err := b.hold.Take(int64(protocol.InflatedBound(body, enc, limit))); err != nil {
+		s.busy(w)
+		return edgeBody{}, false
+	}
+	raw, err := protocol.InflateLimit(body, enc, limit)
 	if err == nil {
+		b.hold.Keep(int64(len(body) + len(raw))) // what it holds now
 		err = protocol.Unmarshal(raw, msg)
 	}
 	if err != nil {
-		code := protocol.CodeMalformed
-		if errors.Is(err, protocol.ErrLimit) {
-			code = protocol.CodeLimit
+		code := protocol.CodeLimit
+		var le *protocol.LimitError
+		switch {
+		case errors.As(err, &le) && le.Limit == "MaxUnprovedBody":
+			err = fmt.Errorf("%w: a body that inflates past %d bytes must carry a body proof (%s); agents of protocol version 2 send one", err, protocol.MaxUnprovedBody, protocol.BodyProofHeader)
+		case !errors.Is(err, protocol.ErrLimit):
+			code = protocol.CodeMalformed
 		}
 		s.edgeError(w, http.StatusBadRequest, code, err.Error())
-		return nil, false
+		return edgeBody{}, false
 	}
-	return raw, true
+	b.raw, ok = raw, true
+	return b, true
+}
+
+// busy answers a request the in-flight budget cannot take: slow_down.
+func (s *Server) busy(w http.ResponseWriter) {
+	s.writeEdge(w, http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: busyRetry,
+		Message: throttle.ErrBudgetSpent.Error()})
+}
+
+// busyRetry is how long, in seconds, a device told the server is busy waits.
+const busyRetry = 5
+
+// checkBodyProof checks a body proof for env against the body as sent: the
+// MAC under the bound device's key or the environment's enrollment key, or
+// the bound device's signature.
+func (s *Server) checkBodyProof(env uint64, tag, body []byte) error {
+	e, err := s.store.Environment(env)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: the body proof names environment %d, which does not exist", errIdentity, env)
+	} else if err != nil {
+		return err
+	}
+	in := protocol.BodyProofInput(env, body)
+	switch len(tag) {
+	case protocol.MACSize:
+		if e.EdgeID != "" && e.DeviceDH != nil {
+			key, err := s.ids.macKey(e)
+			if err != nil {
+				return err
+			}
+			if protocol.CheckMAC(key, in, tag) {
+				return nil
+			}
+		}
+		if e.EnrollKey != nil && protocol.CheckMAC(e.EnrollKey, in, tag) {
+			return nil
+		}
+	case ed25519.SignatureSize:
+		if len(e.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(e.PublicKey, in, tag) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the body proof does not verify for environment %d", errIdentity, env)
 }
 
 func (s *Server) writeEdge(w http.ResponseWriter, status int, msg any) {

@@ -17,10 +17,10 @@ type metrics struct {
 	bytesOut   prometheus.Counter
 	snapshots  *prometheus.CounterVec // kind (full, delta), result (stored, send_full)
 	storeWrite prometheus.Histogram
-	slowDowns  *prometheus.CounterVec // kind (sync, poll, waiting)
+	slowDowns  *prometheus.CounterVec // kind (sync, poll, waiting, busy)
 }
 
-func newMetrics(online, waiting func() float64) *metrics {
+func newMetrics(online, waiting, inflight func() float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -36,7 +36,7 @@ func newMetrics(online, waiting func() float64) *metrics {
 			Name: "outpost_snapshot_pushes_total", Help: "Snapshot pushes by kind (full, delta) and result (stored, send_full).",
 		}, []string{"kind", "result"}),
 		slowDowns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "outpost_edge_slow_downs_total", Help: "Edge requests answered slow_down because the device called far faster than its frequency allows, by kind (sync, poll, waiting).",
+			Name: "outpost_edge_slow_downs_total", Help: "Edge requests answered slow_down, by kind: sync, poll, waiting (the device called far faster than its frequency allows) or busy (the in-flight byte budget was spent).",
 		}, []string{"kind"}),
 		storeWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "outpost_store_write_seconds", Help: "Duration of store write transactions.",
@@ -50,6 +50,9 @@ func newMetrics(online, waiting func() float64) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_waiting_room_devices", Help: "Untrusted devices in the waiting room.",
 		}, waiting),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_edge_inflight_bytes", Help: "Bytes edge requests in flight hold, read and inflated (bounded by --edge-memory).",
+		}, inflight),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,3 +105,7 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	c.n += n
 	return n, err
 }
+
+// Unwrap lets http.ResponseController reach the connection (body read
+// deadlines) through the count.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -16,6 +16,7 @@ import (
 
 	"outpost/scheduler"
 	"outpost/server/store"
+	"outpost/throttle"
 	"outpost/waitingroom"
 )
 
@@ -35,15 +36,23 @@ type Server struct {
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
 	metrics     *metrics
-	setup       setupLink       // first-start link when no admin password was given; setup.go
-	settings    settingsCache   // edge settings in memory; settings.go
-	fleet       fleet           // environment summaries, tags and groups in memory; fleet.go
-	vault       *vault          // seals registry credentials in the store; secrets.go
-	kick        chan struct{}   // wakes the reconciler; reconcile.go
-	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
-	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
-	logins      loginLimits     // lockouts of failed logins; auth.go
-	refused     refusals        // this minute's refusals, aggregated for the audit log; audit.go
+	setup       setupLink        // first-start link when no admin password was given; setup.go
+	settings    settingsCache    // edge settings in memory; settings.go
+	fleet       fleet            // environment summaries, tags and groups in memory; fleet.go
+	vault       *vault           // seals registry credentials in the store; secrets.go
+	kick        chan struct{}    // wakes the reconciler; reconcile.go
+	tunnels     *tunnels         // standard agents' reverse tunnels; tunnels.go
+	pace        scheduler.Guard  // slows down devices calling far faster than their frequency; edge.go
+	logins      loginLimits      // lockouts of failed logins; auth.go
+	refused     refusals         // this minute's refusals, aggregated for the audit log; audit.go
+	inflight    *throttle.Budget // bytes edge requests hold, read and inflated; edge.go
+	bodyBase    time.Duration    // the fixed part of a body's deadline; bodyBaseTime unless a test shortens it
+}
+
+// inflightBytes is what edge requests in flight hold now, for /metrics.
+func (s *Server) inflightBytes() float64 {
+	now, _ := s.inflight.Used()
+	return float64(now)
 }
 
 // Run starts the server and serves until ctx is done. ready, if not nil, is
@@ -52,6 +61,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return fmt.Errorf("config:\n%w", err)
+	}
+	if n := applyMemoryLimit(cfg.MemoryLimit); n > 0 {
+		cfg.Logger.Info("soft memory limit set", "bytes", n)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -91,7 +103,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
 		return fmt.Errorf("waiting room: %w", err)
 	}
-	s.metrics = newMetrics(s.onlineCount, s.waitingCount)
+	s.inflight = throttle.NewBudget(cfg.EdgeMemory, func() { s.metrics.slowDowns.WithLabelValues("busy").Inc() })
+	s.metrics = newMetrics(s.onlineCount, s.waitingCount, s.inflightBytes)
 	st.ObserveWrites(s.metrics.observeWrite)
 	if err := s.fleetIndex().loadErr; err != nil {
 		return fmt.Errorf("load environment index: %w", err)

@@ -19,7 +19,7 @@ import (
 const testCompose = "services:\n  web:\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n"
 
 // bound stages a trusted environment, indexes it and binds a scripted device.
-func bound(t *testing.T, s *Server, h http.Handler, name string) *device {
+func bound(t testing.TB, s *Server, h http.Handler, name string) *device {
 	t.Helper()
 	env := stage(t, s, &protocol.Frequencies{Command: 1})
 	e, err := s.store.Environment(env)

@@ -22,6 +22,7 @@ import (
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
+	"outpost/throttle"
 	"outpost/waitingroom"
 )
 
@@ -52,7 +53,7 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 		t.Fatal(err)
 	}
 	s := &Server{
-		cfg: Config{FlushInterval: time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		cfg: Config{FlushInterval: time.Second, EdgeMemory: Defaults.EdgeMemory}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		store: st, now: time.Now, checkins: newCheckins(), ids: ids, vault: v,
 		url: "https://outpost.test:9443", tunnelAddr: "outpost.test:8000", fingerprint: ssh.FingerprintSHA256(host.PublicKey()),
 	}
@@ -62,7 +63,8 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
 		t.Fatal(err)
 	}
-	s.metrics = newMetrics(s.onlineCount, s.waitingCount)
+	s.inflight = throttle.NewBudget(s.cfg.EdgeMemory, func() { s.metrics.slowDowns.WithLabelValues("busy").Inc() })
+	s.metrics = newMetrics(s.onlineCount, s.waitingCount, s.inflightBytes)
 	st.ObserveWrites(s.metrics.observeWrite)
 	hs := httptest.NewServer(s.routes())
 	t.Cleanup(hs.Close)
@@ -86,6 +88,9 @@ type device struct {
 	// contact to a pre-staged environment; stage gives every environment
 	// testSecret. A squatter has none ("").
 	secret string
+	// bodyProof is the body proof header the next post carries, set by
+	// sync for a body past protocol.MaxUnprovedBody as the agent does.
+	bodyProof string
 }
 
 // testSecret is the enrollment secret stage gives environments.
@@ -144,11 +149,24 @@ func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *pr
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	body, enc, err := protocol.WriteBody(req)
+	body, enc, rawLen, err := protocol.EncodeBody(req)
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	d.last = body
+	if rawLen > protocol.MaxUnprovedBody && req.EnvID != 0 {
+		in := protocol.BodyProofInput(req.EnvID, body)
+		var tag []byte
+		switch {
+		case d.mac != nil:
+			tag = protocol.MAC(d.mac, in)
+		case d.secret != "":
+			tag = protocol.MAC(protocol.EnrollKey(d.secret), in)
+		default:
+			tag = ed25519.Sign(d.key, in)
+		}
+		d.bodyProof = protocol.FormatBodyProof(req.EnvID, tag)
+	}
 	status, ans, perr := d.post(body, enc)
 	if ans != nil {
 		d.verifyAnswer(ans, req.Proof.Counter)
@@ -219,6 +237,10 @@ func (d *device) post(body []byte, enc string) (int, *protocol.SyncAnswer, *prot
 	hr.Header.Set("Content-Type", protocol.ContentType)
 	if enc != "" {
 		hr.Header.Set("Content-Encoding", enc)
+	}
+	if d.bodyProof != "" {
+		hr.Header.Set(protocol.BodyProofHeader, d.bodyProof)
+		d.bodyProof = ""
 	}
 	if d.remote != "" {
 		hr.RemoteAddr = d.remote
