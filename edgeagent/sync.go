@@ -1,6 +1,7 @@
 package edgeagent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,8 @@ type syncer struct {
 	st   *state
 	plan *scheduler.Plan
 	now  func() time.Time
+	// resync is the nonce a restored server asked this device to echo.
+	resync []byte
 	// cmds is the command journal and ack outbox; exec runs the commands.
 	cmds *journal
 	exec Executor
@@ -123,13 +126,14 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	// The plan learns that everything it asked for was served, including
 	// what is left out below: a left-out kind must not stay due.
 	due := inc
+	asked := inc
 	if s.waiting || s.id.env == 0 {
 		// A device in the waiting room, or calling with the onboarding key
 		// for the first time, gets nothing but its trust state: no
 		// snapshot leaves it until an operator trusts it.
 		inc &^= protocol.IncludeSnapshot
 	}
-	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc}
+	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc, Resync: s.resync}
 	if s.id.mac == nil {
 		req.EdgeID = s.id.edgeID
 		req.Agent = s.agentInfo()
@@ -180,6 +184,18 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	if ans.Resync != nil {
+		// The server's store is a restored backup and served nothing of
+		// this request: ask again at once, echoing its nonce. Acks,
+		// statuses and the snapshot go again with it.
+		if bytes.Equal(ans.Resync, req.Resync) {
+			return errors.New("sync: the server asks again for the nonce this request echoed")
+		}
+		s.log.Info("the server was restored from a backup; this device confirms itself")
+		s.resync = ans.Resync
+		return s.exchange(ctx, asked)
+	}
+	s.resync = nil
 	if err := s.cmds.confirm(req.Acks); err != nil {
 		// Not worth failing the exchange: at worst a restarted agent sends
 		// these acks again, and the server ignores duplicates.

@@ -163,6 +163,11 @@ var goldenVectors = []goldenVector{
 	{"error_slow_down", "a device calling far faster than its frequency: wait 37 s",
 		&protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown,
 			Message: "environment 7 called 130 times in a minute; its interval allows 120", RetryAfter: 37}},
+	{"sync_answer_resync", "the server's store was restored: nothing served; ask again echoing the nonce",
+		&protocol.SyncAnswer{Version: protocol.Version, EnvID: 7, Trust: protocol.TrustTrusted, Resync: seqBytes(0x30, 16), Tag: make([]byte, protocol.MACSize)}},
+	{"sync_request_resync", "a ping echoing the restored server's nonce",
+		&protocol.SyncRequest{Version: protocol.Version, EnvID: 7, Include: protocol.IncludePing,
+			Proof: &protocol.Proof{Counter: 43, Tag: proofTag}, Resync: seqBytes(0x30, 16)}},
 	{"frequencies", "async frequencies: ping, snapshot, command seconds",
 		&protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}},
 }

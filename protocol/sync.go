@@ -34,6 +34,8 @@ type SyncRequest struct {
 	Acks          []CommandAck  `cbor:"8,keyasint,omitempty"`
 	StackStatuses []StackStatus `cbor:"9,keyasint,omitempty"`
 	JobResults    []JobResult   `cbor:"10,keyasint,omitempty"`
+	// Resync echoes the nonce of the answer that asked for it (SyncAnswer.Resync).
+	Resync []byte `cbor:"11,keyasint,omitempty"`
 }
 
 // Proof proves the request comes from the device holding the identity key the
@@ -162,6 +164,10 @@ type SyncAnswer struct {
 	// Mode is set when the device called the other mode's endpoint: an
 	// operator changed the environment's mode, and the device switches.
 	Mode Mode `cbor:"11,keyasint,omitempty"`
+	// Resync is set when the server's store was restored from a backup:
+	// the request was not served (its counter, under the restored floor,
+	// proves nothing), and the device asks again at once, echoing this.
+	Resync []byte `cbor:"12,keyasint,omitempty"`
 }
 
 // Mode is how an agent talks to the server.

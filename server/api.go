@@ -110,7 +110,7 @@ type environmentView struct {
 // read once per request by the caller.
 func (s *Server) view(e *store.Environment, set EdgeSettings) environmentView {
 	v := environmentView{Environment: *e}
-	v.Environment.EnrollKey = nil // the secret's hash stays on the server
+	v.Environment.EnrollKey, v.Environment.Resync = nil, nil // they stay on the server
 	switch {
 	case e.EdgeID != "":
 		v.EdgeKey = s.edgeKey(e.ID, "") // bound: the secret is spent

@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"crypto/ed25519"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -77,6 +78,9 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		s.refuseIdentity(w, r, &req, err)
 		return
 	}
+	if env.Resync != nil && !s.resynced(w, env, &req, proof, first) {
+		return
+	}
 	now := s.now()
 	kind := "sync"
 	if poll {
@@ -136,6 +140,36 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		return
 	}
 	s.writeEdge(w, http.StatusOK, &ans)
+}
+
+// resynced serves the resync of a restored store (Environment.Resync): a
+// request that does not echo env's nonce is answered with it and nothing
+// else; one that does clears it and goes on. It reports whether to go on.
+// A signed request (first) is answered with the server's key, as always,
+// for the device to check the answer with.
+func (s *Server) resynced(w http.ResponseWriter, env *store.Environment, req *protocol.SyncRequest, proof *protocol.Proof, first bool) bool {
+	if subtle.ConstantTimeCompare(req.Resync, env.Resync) == 1 {
+		if _, err := s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error { e.Resync = nil; return nil }); err != nil {
+			s.internalError(w, "sync: clear resync", err)
+			return false
+		}
+		s.log.Info("device confirmed itself after the restore", "env", env.ID)
+		return true
+	}
+	ans := protocol.SyncAnswer{Version: protocol.Version, EnvID: env.ID, Trust: protocol.TrustTrusted, Resync: env.Resync}
+	if first {
+		ans.Server = s.ids.serverKey
+	}
+	key, err := s.ids.macKey(env)
+	if err == nil {
+		err = protocol.SealAnswer(&ans, key, proof.Counter)
+	}
+	if err != nil {
+		s.internalError(w, "sync: seal resync", err)
+		return false
+	}
+	s.writeEdge(w, http.StatusOK, &ans)
+	return false
 }
 
 // wireMode is an environment's mode as the protocol says it.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -49,6 +50,37 @@ type Server struct {
 	bodyBase    time.Duration    // the fixed part of a body's deadline; bodyBaseTime unless a test shortens it
 }
 
+// startStore readies a store opened at now: command IDs start above the
+// clock's floor, and a restored store has every device confirm itself once.
+func startStore(st *store.Store, log *slog.Logger, now time.Time) error {
+	if err := st.RaiseCommandIDs(commandIDFloor(now)); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if !st.Restored() {
+		return nil
+	}
+	n, err := st.MarkResync(func() []byte {
+		b := make([]byte, 16)
+		rand.Read(b) // never fails
+		return b
+	})
+	if err != nil {
+		return fmt.Errorf("store: mark devices to confirm after the restore: %w", err)
+	}
+	log.Warn("the store is a backup put back in place: each device's next request is answered with a nonce to echo, and nothing older than the restore is served", "environments", n)
+	return nil
+}
+
+// commandIDFloor is what command IDs start above in a server started at
+// now: its Unix time in seconds, shifted left 20 bits. A restored store's
+// sequence goes back to the backup's, but the clock does not, so a command
+// queued after a restore gets an ID above every ID the server gave out
+// before it, and an agent's journal, which runs each ID at most once, runs
+// it. (It holds while the server gives out fewer than a million command IDs
+// per second of its uptime, and its clock does not go back across a
+// restart; IDs stay below 2^53, exact as JSON numbers, until the year 2242.)
+func commandIDFloor(now time.Time) uint64 { return uint64(now.Unix()) << 20 }
+
 // inflightBytes is what edge requests in flight hold now, for /metrics.
 func (s *Server) inflightBytes() float64 {
 	now, _ := s.inflight.Used()
@@ -77,6 +109,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 			cfg.Logger.Error("close store", "err", err)
 		}
 	}()
+	if err := startStore(st, cfg.Logger, time.Now()); err != nil {
+		return err
+	}
 	cert, err := loadOrCreateCert(cfg.DataDir)
 	if err != nil {
 		return err

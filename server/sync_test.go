@@ -30,7 +30,14 @@ import (
 // the handlers are what is under test, not TLS.
 func testServer(t testing.TB) (*Server, *httptest.Server) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "outpost.db"))
+	return testServerAt(t, t.TempDir())
+}
+
+// testServerAt is testServer on the store and key agreement key in dir, as
+// Run opens them.
+func testServerAt(t testing.TB, dir string) (*Server, *httptest.Server) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "outpost.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +51,10 @@ func testServer(t testing.TB) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := newIdentities(t.TempDir(), host)
+	if err := startStore(st, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Unix(0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := newIdentities(dir, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +92,7 @@ type device struct {
 	counter uint64
 	mac     []byte // derived once the server's key agreement key arrived
 	last    []byte // the last body sent, for replays
+	lastEnc string // and its Content-Encoding
 	remote  string // the address it calls from, if not httptest's default
 	path    string // the endpoint it calls, if not /edge/v1/sync
 	// secret is the enrollment secret of its edge key, proved on a first
@@ -153,7 +164,7 @@ func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *pr
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.last = body
+	d.last, d.lastEnc = body, enc
 	if rawLen > protocol.MaxUnprovedBody && req.EnvID != 0 {
 		in := protocol.BodyProofInput(req.EnvID, body)
 		var tag []byte

@@ -59,6 +59,20 @@ func (s *Store) AddCommand(c *Command) error {
 	})
 }
 
+// RaiseCommandIDs makes every command ID from now on larger than floor (and
+// than every ID given before). The server raises it to its start time at
+// every start (server.commandIDFloor), so a store restored from a backup,
+// whose sequence went back, never gives out again an ID a device has run.
+func (s *Store) RaiseCommandIDs(floor uint64) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bCommands)
+		if b.Sequence() >= floor {
+			return nil
+		}
+		return b.SetSequence(floor)
+	})
+}
+
 // PendingCommands returns up to limit commands of env not yet acked, by ID.
 func (s *Store) PendingCommands(env uint64, limit int) ([]Command, error) {
 	return s.scanCommands(bCommands, env, limit, false)

@@ -36,6 +36,12 @@ type Environment struct {
 	// environment not bound yet (protocol.EnrollKey): the first contact must
 	// prove the secret, and binding clears it. Never shown by the API.
 	EnrollKey []byte `json:"enrollKey,omitempty"`
+	// Resync is set on every bound environment when the store turns out to
+	// be a restored backup: the device's next request is answered with it
+	// and nothing else, and only a request echoing it is served. Requests
+	// made before the restore, which its counter floor no longer refuses,
+	// cannot echo it. Never shown by the API.
+	Resync []byte `json:"resync,omitempty"`
 	// Frequencies overrides the global defaults field by field (0 = default).
 	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
 	Agent       *protocol.AgentInfo   `json:"agent,omitempty"`
@@ -240,4 +246,21 @@ func (s *Store) FlushCheckIns(seen map[uint64]int64) error {
 		}
 		return nil
 	})
+}
+
+// MarkResync gives every bound environment a Resync nonce from nonce, after
+// a restore.
+func (s *Store) MarkResync(nonce func() []byte) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		return updateAll(tx.Bucket(bEnvironments), func(e *Environment) bool {
+			if e.EdgeID == "" {
+				return false
+			}
+			e.Resync = nonce()
+			n++
+			return true
+		})
+	})
+	return n, err
 }

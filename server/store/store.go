@@ -40,8 +40,10 @@ var lockTimeout = 2 * time.Second
 
 // Store is the server's bbolt database.
 type Store struct {
-	db      *bolt.DB
-	observe func(time.Duration) // write transaction durations; set before use
+	db       *bolt.DB
+	path     string
+	restored bool                // a backup put back in place; generation.go
+	observe  func(time.Duration) // write transaction durations; set before use
 }
 
 // ObserveWrites makes the store report how long each write transaction
@@ -66,13 +68,21 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, path: path}
 	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	if s.restored, err = s.advanceGeneration(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: generation: %w", path, err)
+	}
 	return s, nil
 }
+
+// Restored reports whether the store was a backup put back in place: its
+// generation was behind the one the data dir last saw (generation.go).
+func (s *Store) Restored() bool { return s.restored }
 
 // openError words bolt.Open's error; a lock held elsewhere becomes ErrLocked,
 // naming the data dir.
