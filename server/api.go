@@ -186,6 +186,8 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > 128 {
 		problems = append(problems, "name: required, at most 128 characters")
+	} else if p := plainText("name", req.Name); p != "" {
+		problems = append(problems, p)
 	}
 	if req.Mode == "" {
 		req.Mode = store.ModeAsync

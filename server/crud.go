@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"outpost/server/store"
 )
@@ -100,6 +102,8 @@ func checkName(what, name string, taken bool) (string, string) {
 	switch {
 	case name == "" || len(name) > nameMax:
 		return name, fmt.Sprintf("name %q: required, at most %d characters", name, nameMax)
+	case plainText("name", name) != "":
+		return name, plainText("name", name)
 	case taken:
 		return name, fmt.Sprintf("name %q: another %s has it", name, what)
 	}
@@ -165,4 +169,18 @@ func (s *Server) writeFailed(w http.ResponseWriter, err error, op, what string, 
 	}
 	writeErr(w, http.StatusInternalServerError, "could not %s the %s", verb, what)
 	return true
+}
+
+// plainText is the problem with an operator's or a device's one-line text
+// (a name, an edge ID, a hostname) holding what no name needs and a log or
+// a terminal would act on: invalid UTF-8, or a control character (NUL, ESC,
+// newline, DEL, the C1 controls). It is "" for text without them.
+func plainText(field, s string) string {
+	if !utf8.ValidString(s) {
+		return fmt.Sprintf("%s %q: not valid UTF-8", field, s)
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		return fmt.Sprintf("%s %q: control character %U at byte %d; names take printable text only", field, s, []rune(s[i:])[0], i)
+	}
+	return ""
 }

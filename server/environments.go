@@ -68,6 +68,8 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		n := strings.TrimSpace(*req.Name)
 		if n == "" || len(n) > 128 {
 			problems = append(problems, "name: required, at most 128 characters")
+		} else if p := plainText("name", n); p != "" {
+			problems = append(problems, p)
 		}
 		req.Name = &n
 		changes = append(changes, fmt.Sprintf("name %q", n))

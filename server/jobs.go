@@ -55,6 +55,9 @@ func (s *Server) validateJob(req *jobRequest, create bool) []string {
 	if len(req.Name) > 128 {
 		problems = append(problems, "name: at most 128 characters")
 	}
+	if p := plainText("name", req.Name); p != "" {
+		problems = append(problems, p)
+	}
 	if create && req.Cron == nil {
 		problems = append(problems, "cron: required")
 	}

@@ -107,9 +107,14 @@ func checkRequestSizes(edgeID string, agent *protocol.AgentInfo) error {
 
 // checkLen reports field's value being longer than most bytes, under the
 // name of its bound.
+// A value with a control character is refused as malformed-in-limits too:
+// it is stored and shown to operators.
 func checkLen(field, limit, value string, most int) error {
-	if len(value) <= most {
-		return nil
+	if len(value) > most {
+		return fmt.Errorf("%s: %d bytes: %w", field, len(value), &protocol.LimitError{Limit: limit, Max: most})
 	}
-	return fmt.Errorf("%s: %d bytes: %w", field, len(value), &protocol.LimitError{Limit: limit, Max: most})
+	if p := plainText(field, value); p != "" {
+		return fmt.Errorf("%s: %w", p, protocol.ErrLimit)
+	}
+	return nil
 }

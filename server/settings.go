@@ -111,6 +111,8 @@ func (e EdgeSettings) problems() []string {
 			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: an edge ID alone is a claim any device can make; give it with the device's key fingerprint, \"EDGE_ID SHA256:...\" (the agent logs its key at start, and the waiting room shows it), or list the key in preauthorizedKeys", entry))
 		case id == "" || len(id) > 256:
 			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: want a non-empty edge ID of at most 256 characters before the fingerprint", entry))
+		case plainText("preauthorizedEdgeIds", entry) != "":
+			p = append(p, plainText("preauthorizedEdgeIds", entry))
 		case !validFingerprint(fp):
 			p = append(p, fmt.Sprintf("preauthorizedEdgeIds %q: want an SSH SHA256 fingerprint like \"SHA256:\" followed by 43 base64 characters after the edge ID", entry))
 		}

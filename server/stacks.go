@@ -146,6 +146,9 @@ func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string
 			if r.Username == "" || r.Password == "" {
 				problems = append(problems, fmt.Sprintf("registries[%d]: username and password required", i))
 			}
+			if p := plainText(fmt.Sprintf("registries[%d].url", i), r.URL) + plainText(fmt.Sprintf("registries[%d].username", i), r.Username); p != "" {
+				problems = append(problems, p)
+			}
 		}
 	}
 	slices.Sort(problems)

@@ -32,6 +32,8 @@ func (s *Server) handleCreateTeam(w http.ResponseWriter, r *http.Request, ss ses
 	var problems []string
 	if req.Name == "" || len(req.Name) > 64 {
 		problems = append(problems, "name: required, at most 64 characters")
+	} else if p := plainText("name", req.Name); p != "" {
+		problems = append(problems, p)
 	}
 	problems = s.checkMembers(problems, req.Members)
 	if len(problems) > 0 {
