@@ -28,6 +28,8 @@ const (
 	auditEnvUpdate       = "environment.update"
 	auditEnvDelete       = "environment.delete"
 	auditEdgeKeyReissue  = "environment.edge_key"
+	auditLogout          = "logout"
+	auditSessionRevoke   = "user.sessions_revoke"
 	auditIdentityRefused = "edge.identity_refused"
 	auditDeviceRejected  = "device.rejected"
 	auditBackup          = "store.backup"

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +32,7 @@ type sessions struct {
 type session struct {
 	user    string
 	role    string
+	created time.Time
 	expires time.Time
 }
 
@@ -48,7 +52,7 @@ func (s *sessions) issue(u *store.User) string {
 			delete(s.byTok, t)
 		}
 	}
-	s.byTok[tok] = session{user: u.Username, role: u.Role, expires: now.Add(tokenTTL)}
+	s.byTok[tok] = session{user: u.Username, role: u.Role, created: now, expires: now.Add(tokenTTL)}
 	return tok
 }
 
@@ -60,6 +64,50 @@ func (s *sessions) lookup(tok string) (session, bool) {
 		return session{}, false
 	}
 	return ss, true
+}
+
+// sessionID names a session without being its token: the first 8 bytes of
+// the token's SHA-256, in hex. Listing it gives nobody the token.
+func sessionID(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:8])
+}
+
+// sessionView is a session as the API lists it.
+type sessionView struct {
+	ID      string `json:"id"`
+	Created int64  `json:"created"`
+	Expires int64  `json:"expires"`
+	Current bool   `json:"current,omitempty"` // the caller's own
+}
+
+// of lists user's live sessions, oldest first; current is the caller's
+// token, marked.
+func (s *sessions) of(user, current string) []sessionView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	out := []sessionView{}
+	for tok, ss := range s.byTok {
+		if ss.user == user && !now.After(ss.expires) {
+			out = append(out, sessionView{ID: sessionID(tok), Created: ss.created.Unix(), Expires: ss.expires.Unix(), Current: tok == current})
+		}
+	}
+	slices.SortFunc(out, func(a, b sessionView) int { return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.ID, b.ID)) })
+	return out
+}
+
+// revokeID ends user's session with ID id, reporting whether there was one.
+func (s *sessions) revokeID(user, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tok, ss := range s.byTok {
+		if ss.user == user && sessionID(tok) == id {
+			delete(s.byTok, tok)
+			return true
+		}
+	}
+	return false
 }
 
 func (s *sessions) revoke(tok string) {

@@ -262,6 +262,7 @@ func (s *Server) routeTable() []route {
 		publicRoute("POST /edge/v1/sync", s.metrics.edge("sync", s.handleSync)),
 		publicRoute("POST /edge/v1/poll", s.metrics.edge("poll", s.handlePoll)),
 		publicRoute("POST /api/auth", http.HandlerFunc(s.handleAuth)),
+		apiRoute("DELETE /api/auth", permAccount, s.handleLogout),
 		publicRoute("GET /setup", http.HandlerFunc(s.handleSetupForm)),
 		publicRoute("POST /setup", http.HandlerFunc(s.handleSetup)),
 		publicRoute("/", s.uiHandler()),
@@ -315,6 +316,9 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/users/{id}", permAccount, s.handleGetUser),      // self, or users:manage
 		apiRoute("PATCH /api/users/{id}", permAccount, s.handleUpdateUser), // own password, or users:manage
 		apiRoute("DELETE /api/users/{id}", permUsersManage, s.handleDeleteUser),
+		apiRoute("GET /api/users/{id}/sessions", permAccount, s.handleListSessions),      // own, or users:manage
+		apiRoute("DELETE /api/users/{id}/sessions", permAccount, s.handleRevokeSessions), // own, or users:manage
+		apiRoute("DELETE /api/users/{id}/sessions/{sid}", permAccount, s.handleRevokeSessions),
 		apiRoute("GET /api/teams", permUsersManage, s.handleListTeams),
 		apiRoute("POST /api/teams", permUsersManage, s.handleCreateTeam),
 		apiRoute("DELETE /api/teams/{id}", permUsersManage, s.handleDeleteTeam),

@@ -315,3 +315,53 @@ func (ss *sessions) setRole(tok, role string) {
 		ss.byTok[tok] = s
 	}
 }
+
+// handleLogout serves DELETE /api/auth: the caller's token ends now.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, ss session) {
+	s.sessions.revoke(bearer(r))
+	s.audit(r, ss.user, auditLogout, userTarget(ss.user), "api")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionsOwner loads the user of the {id} path value, whose sessions the
+// caller may see and end: their own, or anyone's for an administrator.
+func (s *Server) sessionsOwner(w http.ResponseWriter, r *http.Request, ss session) (*store.User, bool) {
+	u, ok := s.userFromPath(w, r)
+	if !ok {
+		return nil, false
+	}
+	if u.Username != ss.user && !can(ss.role, permUsersManage) {
+		writeErr(w, http.StatusForbidden, "you may only see and end your own sessions")
+		return nil, false
+	}
+	return u, true
+}
+
+// handleListSessions serves GET /api/users/{id}/sessions: the user's live
+// sessions (IDs, never tokens).
+func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request, ss session) {
+	if u, ok := s.sessionsOwner(w, r, ss); ok {
+		writeJSON(w, http.StatusOK, s.sessions.of(u.Username, bearer(r)))
+	}
+}
+
+// handleRevokeSessions serves DELETE /api/users/{id}/sessions (all of them,
+// the caller's own excepted) and DELETE /api/users/{id}/sessions/{sid} (one).
+func (s *Server) handleRevokeSessions(w http.ResponseWriter, r *http.Request, ss session) {
+	u, ok := s.sessionsOwner(w, r, ss)
+	if !ok {
+		return
+	}
+	if sid := r.PathValue("sid"); sid != "" {
+		if !s.sessions.revokeID(u.Username, sid) {
+			writeErr(w, http.StatusNotFound, "user %s has no session %q", u.Username, sid)
+			return
+		}
+		s.audit(r, ss.user, auditSessionRevoke, userTarget(u.Username), "session "+sid)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	s.sessions.revokeUser(u.Username, bearer(r))
+	s.audit(r, ss.user, auditSessionRevoke, userTarget(u.Username), "every session but the caller's")
+	w.WriteHeader(http.StatusNoContent)
+}
