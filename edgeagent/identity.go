@@ -24,9 +24,12 @@ type identity struct {
 	pin     string // tunnel host key fingerprint from the edge key
 	counter uint64
 	mac     []byte
-	// enroll is the enrollment key of a pre-staged environment's edge key
-	// (protocol.EnrollKey of its secret): a signed first contact proves it.
-	enroll []byte
+	// enroll is the enrollment key of the edge key's secret (protocol.
+	// EnrollKey): a signed first contact proves it. For a pre-staged
+	// environment it is that environment's (enrollEnv); for the onboarding
+	// key the fleet's (enrollEnv 0).
+	enroll    []byte
+	enrollEnv uint64
 }
 
 // newIdentity resumes the device's identity from its keys and state: counters
@@ -36,8 +39,9 @@ func newIdentity(cfg Config, key ed25519.PrivateKey, dh *ecdh.PrivateKey, edgeID
 	id := &identity{key: key, dh: dh, edgeID: edgeID, env: cfg.Key.EnvironmentID, pin: cfg.Key.TunnelFingerprint, counter: st.Reserved}
 	if id.env == 0 {
 		id.env = st.EnvID // onboarded on an earlier start
-	} else if cfg.Key.Secret != "" {
-		id.enroll = protocol.EnrollKey(cfg.Key.Secret)
+	}
+	if cfg.Key.Secret != "" {
+		id.enroll, id.enrollEnv = protocol.EnrollKey(cfg.Key.Secret), cfg.Key.EnvironmentID
 	}
 	if st.ServerDH != nil {
 		if err := id.deriveMAC(st.ServerDH); err != nil {
@@ -79,7 +83,7 @@ func (id *identity) bodyProof(env uint64, body []byte) string {
 	switch {
 	case id.mac != nil:
 		return protocol.FormatBodyProof(env, protocol.MAC(id.mac, in))
-	case id.enroll != nil:
+	case id.enroll != nil && id.enrollEnv == env:
 		return protocol.FormatBodyProof(env, protocol.MAC(id.enroll, in))
 	}
 	return protocol.FormatBodyProof(env, ed25519.Sign(id.key, in))

@@ -20,8 +20,10 @@ type EdgeKey struct {
 	EnvironmentID     uint64
 	// Secret is the enrollment secret (EnrollSecretSize random bytes) of a
 	// pre-staged environment: the first contact proves it knows it
-	// (EnrollMAC), and the server spends it at binding. Nil in the
-	// onboarding key, and in the key of an environment already bound. It
+	// (Proof.Enroll), and the server spends it at binding. In the
+	// onboarding key it is the fleet's onboarding secret, which every call
+	// with that key proves, and which the server rotates. Empty in the key
+	// of an environment already bound. It
 	// holds the raw bytes (a string keeps EdgeKey comparable).
 	Secret string
 }
@@ -70,7 +72,7 @@ func ParseEdgeKey(s string) (EdgeKey, error) {
 	}
 	if len(f) == 5 {
 		b, err := base64.RawURLEncoding.DecodeString(f[4])
-		if err != nil || len(b) != EnrollSecretSize || k.EnvironmentID == 0 {
+		if err != nil || len(b) != EnrollSecretSize {
 			return EdgeKey{}, ErrKeySecret
 		}
 		k.Secret = string(b)

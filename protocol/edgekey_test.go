@@ -113,7 +113,6 @@ func TestParseEdgeKeyErrors(t *testing.T) {
 		{"secret too short", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", "WlpaWlpa"), protocol.ErrKeySecret},
 		{"secret not URL-safe base64", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", strings.Repeat("+", 43)), protocol.ErrKeySecret},
 		{"secret empty", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "7", ""), protocol.ErrKeySecret},
-		{"secret in the onboarding key", rawKey("https://outpost.example.com", "outpost.example.com:8000", testFingerprint, "0", base64.RawURLEncoding.EncodeToString([]byte(testSecret))), protocol.ErrKeySecret},
 		{"one field", rawKey("https://outpost.example.com"), protocol.ErrKeyFields},
 
 		{"http URL", key(url, "http://outpost.example.com"), protocol.ErrKeyServerURL},

@@ -28,7 +28,7 @@ var (
 	ErrKeyTunnelAddr  = errors.New("edge key tunnel address must be host:port")
 	ErrKeyFingerprint = errors.New("edge key tunnel fingerprint must be SHA256: followed by 43 base64 characters")
 	ErrKeyEnvironment = errors.New("edge key environment ID must be a non-negative integer")
-	ErrKeySecret      = errors.New("edge key enrollment secret must be 32 bytes in unpadded URL-safe base64, and only in an environment's key (not the onboarding key)")
+	ErrKeySecret      = errors.New("edge key enrollment secret must be 32 bytes in unpadded URL-safe base64")
 )
 
 // LimitError reports which bound a body broke.

@@ -47,6 +47,7 @@ type Server struct {
 	logins      loginLimits      // lockouts of failed logins; auth.go
 	refused     refusals         // this minute's refusals, aggregated for the audit log; audit.go
 	inflight    *throttle.Budget // bytes edge requests hold, read and inflated; edge.go
+	onboarding  onboardingSecret // the onboarding key's secret; onboarding.go
 	bodyBase    time.Duration    // the fixed part of a body's deadline; bodyBaseTime unless a test shortens it
 }
 
@@ -143,6 +144,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	st.ObserveWrites(s.metrics.observeWrite)
 	if err := s.fleetIndex().loadErr; err != nil {
 		return fmt.Errorf("load environment index: %w", err)
+	}
+	if err := s.loadOnboarding(); err != nil {
+		return fmt.Errorf("onboarding key: %w", err)
 	}
 	needSetup, err := s.ensureAdmin(cfg.AdminPassword)
 	if err != nil {
@@ -327,6 +331,7 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/backup", permBackup, s.handleBackup), // administrator only
 
 		apiRoute("GET /api/edge/onboarding-key", permEnvWrite, s.handleOnboardingKey),
+		apiRoute("POST /api/edge/onboarding-key", permEnvWrite, s.handleRotateOnboardingKey),
 		apiRoute("GET /api/waiting-room", permEnvRead, s.handleWaitingRoom),
 		apiRoute("POST /api/waiting-room/trust", permEnvWrite, s.handleTrust),
 		apiRoute("POST /api/waiting-room/reject", permEnvWrite, s.handleReject),
@@ -362,4 +367,5 @@ func (s *Server) flush() {
 			s.room.putBackSeen(ws)
 		}
 	}
+	s.expireWaiting(s.now().Unix())
 }

@@ -37,6 +37,13 @@ type EdgeSettings struct {
 	WaitingRoomMax int `json:"waitingRoomMax"`
 	// NewDevicesPerMinute caps new unknown devices per source address.
 	NewDevicesPerMinute int `json:"newDevicesPerMinute"`
+	// NewDevicesPerNetwork caps them per source network (/24, /64) and
+	// minute, NewDevicesTotal per minute from everywhere.
+	NewDevicesPerNetwork int `json:"newDevicesPerNetwork"`
+	NewDevicesTotal      int `json:"newDevicesTotal"`
+	// WaitingExpiry is how long, in seconds, a waiting device that stops
+	// calling stays in the room.
+	WaitingExpiry int `json:"waitingExpiry"`
 }
 
 // Edge settings defaults and bounds, in one table.
@@ -44,6 +51,10 @@ const (
 	defaultPollInterval        = 5
 	defaultWaitingRoomMax      = 1000
 	defaultNewDevicesPerMinute = 10
+	defaultNewDevicesPerNet    = 30
+	defaultNewDevicesTotal     = 300
+	defaultWaitingExpiry       = 3600
+	minWaitingExpiry           = 300
 	maxFrequency               = 7 * 86400 // a week, in seconds
 	maxPollInterval            = 3600
 	maxPreauthorized           = 10000
@@ -70,6 +81,15 @@ func (e EdgeSettings) withDefaults() EdgeSettings {
 	}
 	if e.NewDevicesPerMinute == 0 {
 		e.NewDevicesPerMinute = defaultNewDevicesPerMinute
+	}
+	if e.NewDevicesPerNetwork == 0 {
+		e.NewDevicesPerNetwork = defaultNewDevicesPerNet
+	}
+	if e.NewDevicesTotal == 0 {
+		e.NewDevicesTotal = defaultNewDevicesTotal
+	}
+	if e.WaitingExpiry == 0 {
+		e.WaitingExpiry = defaultWaitingExpiry
 	}
 	if e.PreauthorizedEdgeIDs == nil {
 		e.PreauthorizedEdgeIDs = []string{}
@@ -100,6 +120,12 @@ func (e EdgeSettings) problems() []string {
 	}
 	if e.NewDevicesPerMinute < 1 {
 		p = append(p, fmt.Sprintf("newDevicesPerMinute %d: want at least 1", e.NewDevicesPerMinute))
+	}
+	if e.NewDevicesPerNetwork < 1 || e.NewDevicesTotal < 1 {
+		p = append(p, fmt.Sprintf("newDevicesPerNetwork %d, newDevicesTotal %d: want at least 1 each", e.NewDevicesPerNetwork, e.NewDevicesTotal))
+	}
+	if e.WaitingExpiry < minWaitingExpiry {
+		p = append(p, fmt.Sprintf("waitingExpiry %d: want at least %d seconds", e.WaitingExpiry, minWaitingExpiry))
 	}
 	if len(e.PreauthorizedEdgeIDs) > maxPreauthorized || len(e.PreauthorizedKeys) > maxPreauthorized {
 		p = append(p, fmt.Sprintf("preauthorized lists: at most %d entries each", maxPreauthorized))

@@ -230,6 +230,12 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	}
 	rm.mu.Unlock()
 
+	if _, enroll := s.onboardingKey(); !isEnv && !protocol.CheckMAC(enroll, input, p.Enroll) {
+		// A device already trusted by key may still call with an old key
+		// until it learns its environment; every other needs the current.
+		s.refuseUnverified(w, r, req, errors.New("the request does not prove the current onboarding key: it was rotated, or this is not an Outpost onboarding key; ask the operator for the current one (GET /api/edge/onboarding-key)"))
+		return nil
+	}
 	switch {
 	case isEnv:
 		env, err := s.store.Environment(envID)
@@ -269,6 +275,7 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	rules := waitingroom.Rules{
 		TrustOnFirstConnect: es.TrustOnFirstConnect, PreauthorizedEdgeIDs: es.PreauthorizedEdgeIDs,
 		PreauthorizedKeys: es.PreauthorizedKeys, Max: es.WaitingRoomMax, PerMinute: es.NewDevicesPerMinute,
+		PerNetwork: es.NewDevicesPerNetwork, Total: es.NewDevicesTotal,
 	}
 	source := sourceOf(r)
 	// A preauthorized edge ID trusts the key it names, once: the same
@@ -548,6 +555,39 @@ func (rm *room) leave(id uint64, fp string) {
 	delete(rm.seen, id)
 }
 
+// expireWaiting lets the waiting devices not seen for the edge settings'
+// waitingExpiry go, so devices that called once and never again (a flood)
+// do not hold the room. One that comes back later waits again. It runs after
+// the last-seen times were flushed, so the store's are the live ones.
+func (s *Server) expireWaiting(now int64) {
+	cutoff := now - int64(s.edgeSettings().WaitingExpiry)
+	rm := s.room
+	var stale []uint64
+	rm.mu.Lock()
+	for id, d := range rm.devices {
+		if ws, ok := rm.seen[id]; d.LastSeen < cutoff && (!ok || ws.At < cutoff) {
+			stale = append(stale, id)
+		}
+	}
+	rm.mu.Unlock()
+	if len(stale) == 0 {
+		return
+	}
+	gone, err := s.store.ExpireWaiting(stale, cutoff)
+	if err != nil {
+		s.log.Error("expire stale waiting devices", "err", err)
+		return
+	}
+	rm.mu.Lock()
+	for _, id := range gone {
+		if d := rm.devices[id]; d != nil {
+			rm.leave(id, d.KeyFingerprint)
+		}
+	}
+	rm.mu.Unlock()
+	s.log.Info("stale waiting devices expired", "devices", len(gone), "not_seen_for_s", s.edgeSettings().WaitingExpiry)
+}
+
 // waitingProblem words why waiting device id could not be acted on.
 func (s *Server) waitingProblem(id uint64, action string, err error) string {
 	if errors.Is(err, store.ErrNotFound) {
@@ -641,10 +681,4 @@ func (s *Server) handleReject(w http.ResponseWriter, r *http.Request, ss session
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, map[string]any{"rejected": rejected, "problems": problems})
-}
-
-// handleOnboardingKey serves GET /api/edge/onboarding-key: the edge key any
-// device may use to call in and land in the waiting room.
-func (s *Server) handleOnboardingKey(w http.ResponseWriter, _ *http.Request, _ session) {
-	writeJSON(w, http.StatusOK, map[string]string{"edgeKey": s.edgeKey(0, "")})
 }

@@ -313,7 +313,7 @@ func TestWaitingRoomUnverifiedNotAudited(t *testing.T) {
 func TestWaitingRoomCapConcurrent(t *testing.T) {
 	s, hs := testServer(t)
 	es := s.edgeSettings()
-	es.WaitingRoomMax, es.NewDevicesPerMinute = 2, 1000
+	es.WaitingRoomMax, es.NewDevicesPerMinute, es.NewDevicesPerNetwork = 2, 1000, 1000
 	if err := s.putEdgeSettings(es); err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestWaitingRoomCapConcurrent(t *testing.T) {
 		d.remote = fmt.Sprintf("198.51.%d.%d:4000", i/100, i%100)
 		req := d.firstContact()
 		req.Proof.Counter = 1
-		if err := protocol.Seal(req, req.Proof, func(in []byte) []byte { return ed25519.Sign(d.key, in) }); err != nil {
+		if err := protocol.SealEnrolled(req, req.Proof, protocol.EnrollKey(d.secret), func(in []byte) []byte { return ed25519.Sign(d.key, in) }); err != nil {
 			t.Fatal(err)
 		}
 		body, enc, err := protocol.WriteBody(req)

@@ -3,6 +3,8 @@ package waitingroom
 import (
 	"slices"
 	"strings"
+
+	"outpost/throttle"
 )
 
 // Rules is the onboarding policy, from the server's edge settings.
@@ -15,6 +17,8 @@ type Rules struct {
 	PreauthorizedKeys    []string // "SHA256:..." fingerprints of device identity keys
 	Max                  int      // waiting room size
 	PerMinute            int      // new devices per source address and minute
+	PerNetwork           int      // new devices per source network (/24, /64) and minute
+	Total                int      // new devices per minute, from everywhere
 }
 
 // Decision is what to do with a new device.
@@ -33,13 +37,22 @@ func (d Decision) String() string {
 }
 
 // Decide places a new device: edgeID and keyFP identify it, source is its
-// address, waiting the room's current size. The rate limit applies to every
-// new device, so a flood cannot mint trusted environments either.
+// address, waiting the room's current size.
+//
+// A device a preauthorization names by its key is trusted whatever else
+// arrives: a flood cannot make its key, so it neither waits for the rate
+// limits nor for room. Every other new device goes through the limits, per
+// address, per network (/24 for IPv4, /64 for IPv6, since one host has a
+// whole /64) and in all, so a flood from many addresses slows down too and
+// cannot mint trusted environments under trust on first connect.
 func Decide(r Rules, l *Limiter, edgeID, keyFP, source string, waiting int) Decision {
-	if !l.Allow(source, r.PerMinute) {
+	if PreauthorizedPair(r.PreauthorizedEdgeIDs, edgeID, keyFP) || slices.Contains(r.PreauthorizedKeys, keyFP) {
+		return Trust
+	}
+	if !l.Allow("address "+source, r.PerMinute) || !l.Allow("network "+throttle.Network(source), r.PerNetwork) || !l.Allow("all", r.Total) {
 		return SlowDown
 	}
-	if r.TrustOnFirstConnect || PreauthorizedPair(r.PreauthorizedEdgeIDs, edgeID, keyFP) || slices.Contains(r.PreauthorizedKeys, keyFP) {
+	if r.TrustOnFirstConnect {
 		return Trust
 	}
 	if waiting >= r.Max {

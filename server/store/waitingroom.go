@@ -167,3 +167,30 @@ type WaitingSeen struct {
 	At      int64
 	Counter uint64
 }
+
+// ExpireWaiting removes the waiting devices ids that were last seen before
+// cutoff (Unix seconds), as stored, and returns those it removed.
+func (s *Store) ExpireWaiting(ids []uint64, cutoff int64) ([]uint64, error) {
+	var gone []uint64
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bWaiting)
+		for _, id := range ids {
+			var d WaitingDevice
+			if err := getJSON(b, u64(id), &d); err != nil {
+				continue // trusted or rejected meanwhile
+			}
+			if d.LastSeen >= cutoff {
+				continue
+			}
+			if err := b.Delete(u64(id)); err != nil {
+				return err
+			}
+			gone = append(gone, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return gone, nil
+}
