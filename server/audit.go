@@ -46,14 +46,20 @@ const auditFieldMax = 256
 // gives the remote address and may be nil. A failure to write is logged,
 // not returned: the change it records has already happened.
 func (s *Server) audit(r *http.Request, actor, action, target, detail string) {
-	e := &store.AuditEntry{
-		Time: s.now().Unix(), Actor: clip(actor), Action: clip(action),
-		Target: clip(target), Detail: clip(detail),
-	}
+	remote := ""
 	if r != nil {
-		e.Remote = clip(r.RemoteAddr)
+		remote = r.RemoteAddr
 	}
-	s.appendAudit(e)
+	s.auditAt(remote, actor, action, target, detail)
+}
+
+// auditAt is audit for a request known by its client's address alone (the
+// web UI's actions).
+func (s *Server) auditAt(remote, actor, action, target, detail string) {
+	s.appendAudit(&store.AuditEntry{
+		Time: s.now().Unix(), Actor: clip(actor), Action: clip(action),
+		Target: clip(target), Detail: clip(detail), Remote: clip(remote),
+	})
 }
 
 // Refusals (failed logins, refused device identities, refused setup posts)

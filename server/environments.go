@@ -411,6 +411,18 @@ func (f *fleet) page(q *listQuery) ([]uint64, int) {
 	return ids, total
 }
 
+// statusCounts counts every environment of the index by status, with q's
+// settings, clock and check-ins (not its filters).
+func (f *fleet) statusCounts(q *listQuery) map[string]int {
+	out := map[string]int{"online": 0, "offline": 0, "never": 0}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, sum := range f.byID {
+		out[onlineStatus(q.last(sum), effectiveFrequencies(q.settings, sum.mode, sum.freq), q.now)]++
+	}
+	return out
+}
+
 // handleListEnvironments serves GET /api/environments: filters name
 // (substring), status, group, tag, trusted, mode; sort id|name|lastCheckIn,
 // order asc|desc; limit and offset. The page is cut from the in-memory

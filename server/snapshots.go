@@ -56,9 +56,10 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	}
 
 	var (
-		next *snapshot.Docker
-		kind = "full"
-		hist = &store.HistoryEntry{Seq: p.Seq, Base: p.Base, Bytes: len(p.Data), At: now.Unix()}
+		next      *snapshot.Docker
+		kind      = "full"
+		sinceFull int // deltas since the last entry keeping a whole snapshot
+		hist      = &store.HistoryEntry{Seq: p.Seq, Base: p.Base, Bytes: len(p.Data), At: now.Unix()}
 	)
 	if p.IsDelta() {
 		kind = "delta"
@@ -85,6 +86,7 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 			return &protocol.SnapshotAck{Stored: cur.Seq, SendFull: true}, nil
 		}
 		hist.Data = p.Data
+		sinceFull = cur.SinceFull + 1
 	} else {
 		next = &snapshot.Docker{}
 		if err := protocol.Unmarshal(p.Data, next); err != nil {
@@ -105,7 +107,10 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 		return &protocol.SnapshotAck{SendFull: true}, nil
 	}
 	hist.Kind = kind
-	sn := &store.Snapshot{Seq: p.Seq, Hash: sum[:], Updated: now.Unix(), Kind: kind, Data: data}
+	if sinceFull == 0 || sinceFull >= store.KeyframeEvery {
+		hist.Full, sinceFull = data, 0
+	}
+	sn := &store.Snapshot{Seq: p.Seq, Hash: sum[:], Updated: now.Unix(), Kind: kind, Data: data, SinceFull: sinceFull}
 	if err := s.store.PutSnapshot(env, sn, hist); err != nil {
 		return nil, err
 	}

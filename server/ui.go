@@ -1,9 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"outpost/protocol"
@@ -50,19 +53,6 @@ func (b uiBackend) Logout(token string) {
 	b.s.sessions.revoke(token)
 }
 
-func (b uiBackend) Environments() ([]web.Environment, error) {
-	envs, err := b.s.store.Environments()
-	if err != nil {
-		return nil, fmt.Errorf("environments: %w", err)
-	}
-	out := make([]web.Environment, 0, len(envs))
-	set := b.s.edgeSettings()
-	for i := range envs {
-		out = append(out, b.env(&envs[i], set))
-	}
-	return out, nil
-}
-
 func (b uiBackend) Environment(id uint64) (web.Environment, error) {
 	e, err := b.s.store.Environment(id)
 	if err != nil {
@@ -84,9 +74,104 @@ func (b uiBackend) env(e *store.Environment, set EdgeSettings) web.Environment {
 		out.LastCheckIn = time.Unix(v.LastCheckIn, 0)
 	}
 	if e.Agent != nil {
-		out.AgentVersion, out.Hostname = e.Agent.Version, e.Agent.Hostname
+		out.AgentVersion, out.Hostname, out.Platform = e.Agent.Version, e.Agent.Hostname, e.Agent.Platform
 	}
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	for _, t := range e.TagIDs {
+		if tag, ok := f.tags[t]; ok {
+			out.Tags = append(out.Tags, tag.Name)
+		}
+	}
+	if g, ok := f.envGroups[e.GroupID]; ok && e.GroupID != 0 {
+		out.Group = g.Name
+	}
+	f.mu.RUnlock()
 	return out
+}
+
+// uiGrants maps the UI's actions to the API's permissions, so both grant
+// the same.
+var uiGrants = map[web.Action]permission{web.ActWrite: permEnvWrite, web.ActSettings: permSettingsWrite}
+
+func (b uiBackend) Can(user string, a web.Action) bool {
+	u, err := b.s.store.UserByName(user)
+	if err != nil {
+		return false
+	}
+	p, ok := uiGrants[a]
+	return ok && can(u.Role, p)
+}
+
+// EnvironmentPage cuts the page from the fleet index, as GET
+// /api/environments does, and reads only its environments from the store.
+func (b uiBackend) EnvironmentPage(q web.EnvQuery) (web.EnvPage, error) {
+	set := b.s.edgeSettings()
+	lq := listQuery{name: strings.ToLower(q.Name), status: q.Status, mode: q.Mode, sort: q.Sort, desc: q.Desc,
+		limit: q.Limit, offset: q.Offset, settings: set, now: b.s.now().Unix(), lastCheckIn: b.s.checkins.get}
+	if lq.sort == "" {
+		lq.sort = "id"
+	}
+	if lq.limit <= 0 {
+		lq.limit = listDefaultLimit
+	}
+	lq.tag, lq.hasTag = q.Tag, q.Tag != 0
+	lq.group, lq.hasGroup = q.Group, q.Group != 0
+	f := b.s.fleetIndex()
+	ids, total := f.page(&lq)
+	envs, err := b.s.store.EnvironmentsByID(ids)
+	if err != nil {
+		return web.EnvPage{}, fmt.Errorf("environments: %w", err)
+	}
+	out := web.EnvPage{Total: total, Items: make([]web.Environment, 0, len(envs)), Counts: f.statusCounts(&lq)}
+	for i := range envs {
+		e := b.env(&envs[i], set)
+		if sn, err := b.s.store.SnapshotMeta(envs[i].ID); err == nil {
+			e.SnapshotAt = time.Unix(sn.Updated, 0)
+		}
+		out.Items = append(out.Items, e)
+	}
+	return out, nil
+}
+
+func (b uiBackend) Tags() ([]web.Option, error) {
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	out := make([]web.Option, 0, len(f.tags))
+	for _, t := range f.tags {
+		out = append(out, web.Option{ID: t.ID, Name: t.Name})
+	}
+	f.mu.RUnlock()
+	return sortedOptions(out), nil
+}
+
+func (b uiBackend) EdgeGroups() ([]web.Option, error) {
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	out := make([]web.Option, 0, len(f.edgeGroups))
+	for _, g := range f.edgeGroups {
+		out = append(out, web.Option{ID: g.ID, Name: g.Name, Dynamic: g.Dynamic})
+	}
+	f.mu.RUnlock()
+	return sortedOptions(out), nil
+}
+
+func (b uiBackend) EnvGroups() ([]web.Option, error) {
+	f := b.s.fleetIndex()
+	f.mu.RLock()
+	out := make([]web.Option, 0, len(f.envGroups))
+	for _, g := range f.envGroups {
+		out = append(out, web.Option{ID: g.ID, Name: g.Name})
+	}
+	f.mu.RUnlock()
+	return sortedOptions(out), nil
+}
+
+func sortedOptions(o []web.Option) []web.Option {
+	slices.SortFunc(o, func(a, b web.Option) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)), cmp.Compare(a.ID, b.ID))
+	})
+	return o
 }
 
 func (b uiBackend) Snapshot(id uint64) (*web.Snapshot, error) {
@@ -107,10 +192,56 @@ func (b uiBackend) History(id uint64) ([]web.HistoryEntry, error) {
 		return nil, fmt.Errorf("snapshot history %d: %w", id, uiErr(err))
 	}
 	out := make([]web.HistoryEntry, 0, len(hist))
-	for _, h := range hist {
-		out = append(out, web.HistoryEntry{Seq: h.Seq, Base: h.Base, Kind: h.Kind, Bytes: h.Bytes, At: time.Unix(h.At, 0)})
+	for i, h := range hist {
+		out = append(out, web.HistoryEntry{Seq: h.Seq, Base: h.Base, Kind: h.Kind, Bytes: h.Bytes, At: time.Unix(h.At, 0),
+			Viewable: rebuildable(hist, i)})
 	}
 	return out, nil
+}
+
+// rebuildable reports whether history entry i can be rebuilt: it keeps a
+// whole snapshot, or it is a delta on the entry before it, which can.
+func rebuildable(hist []store.HistoryEntry, i int) bool {
+	for ; i >= 0; i-- {
+		h := &hist[i]
+		if len(h.Full) > 0 {
+			return true
+		}
+		if h.Kind != "delta" || len(h.Data) == 0 || i == 0 || hist[i-1].Seq != h.Base {
+			return false
+		}
+	}
+	return false
+}
+
+// SnapshotAt rebuilds the snapshot as it was after push seq: the nearest
+// entry at or before it that keeps a whole snapshot, then the deltas after
+// it, in order.
+func (b uiBackend) SnapshotAt(id, seq uint64) (*web.Snapshot, error) {
+	hist, err := b.s.store.History(id)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot history %d: %w", id, uiErr(err))
+	}
+	i := slices.IndexFunc(hist, func(h store.HistoryEntry) bool { return h.Seq == seq })
+	if i < 0 || !rebuildable(hist, i) {
+		if cur, err := b.Snapshot(id); err == nil && cur.Seq == seq {
+			return cur, nil // the latest, whatever the history still holds
+		}
+		return nil, fmt.Errorf("environment %d: seq %d: %w", id, seq, web.ErrNotFound)
+	}
+	start := i
+	for len(hist[start].Full) == 0 {
+		start--
+	}
+	var deltas [][]byte
+	for _, h := range hist[start+1 : i+1] {
+		deltas = append(deltas, h.Data)
+	}
+	d, err := snapshot.Replay(hist[start].Full, deltas)
+	if err != nil {
+		return nil, fmt.Errorf("environment %d: rebuild seq %d: %w", id, seq, err)
+	}
+	return &web.Snapshot{Seq: seq, Updated: time.Unix(hist[i].At, 0), Kind: hist[i].Kind, Docker: d}, nil
 }
 
 func (b uiBackend) Stacks() ([]web.Stack, error) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -454,60 +455,123 @@ type waitingView struct {
 	store.WaitingDevice
 	PublicKey []byte `json:"publicKey,omitempty"`
 	DeviceDH  []byte `json:"deviceDH,omitempty"`
+	// BoundTo is the environment already bound to this device's edge ID,
+	// under another key: a re-flashed device, or a copied edge ID. Trusting
+	// the device makes a new environment beside it; the bound one keeps its
+	// key.
+	BoundTo uint64 `json:"boundTo,omitempty"`
 }
 
-// handleWaitingRoom serves GET /api/waiting-room: ?q= (edge ID or hostname
-// substring), ?sort=firstSeen|lastSeen|hostname|edgeId (- prefix for
-// descending), ?limit=&offset=.
-func (s *Server) handleWaitingRoom(w http.ResponseWriter, r *http.Request, _ session) {
-	q := strings.ToLower(r.URL.Query().Get("q"))
-	limit, offset, err := pageParams(r, 100, 1000)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "%v", err)
-		return
+// waitingQuery selects and orders waiting devices: q is a substring of the
+// edge ID, hostname, key fingerprint or source address (any case); sort is
+// firstSeen, lastSeen, hostname or edgeId.
+type waitingQuery struct {
+	q             string
+	sort          string
+	desc          bool
+	limit, offset int
+}
+
+// waitingSorts are the orders the waiting room lists in.
+var waitingSorts = map[string]func(a, b *waitingView) int{
+	"firstSeen": func(a, b *waitingView) int { return cmp.Compare(a.FirstSeen, b.FirstSeen) },
+	"lastSeen":  func(a, b *waitingView) int { return cmp.Compare(a.LastSeen, b.LastSeen) },
+	"hostname":  func(a, b *waitingView) int { return strings.Compare(a.Hostname, b.Hostname) },
+	"edgeId":    func(a, b *waitingView) int { return strings.Compare(a.EdgeID, b.EdgeID) },
+}
+
+// parseWaitingSort reads a sort parameter: a key of waitingSorts, - before
+// it for descending, empty for firstSeen.
+func parseWaitingSort(v string) (key string, desc bool, err error) {
+	desc = strings.HasPrefix(v, "-")
+	key = strings.TrimPrefix(v, "-")
+	if key == "" {
+		key = "firstSeen"
 	}
+	if waitingSorts[key] == nil {
+		return "", false, fmt.Errorf("sort %q: want firstSeen, lastSeen, hostname or edgeId, with - for descending", v)
+	}
+	return key, desc, nil
+}
+
+// matchesWaiting reports whether d matches the lower-case search q.
+func matchesWaiting(d *store.WaitingDevice, q string) bool {
+	if q == "" {
+		return true
+	}
+	for _, f := range [...]string{d.EdgeID, d.Hostname, d.KeyFingerprint, d.Source} {
+		if strings.Contains(strings.ToLower(f), q) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitingPage returns one page of the waiting devices matching q, with the
+// number that match. Each carries its live last-seen time and, when its
+// edge ID is already bound to an environment (under another key, or it
+// would not wait), that environment's ID.
+func (s *Server) waitingPage(q waitingQuery) ([]waitingView, int) {
+	q.q = strings.ToLower(strings.TrimSpace(q.q))
 	rm := s.room
 	rm.mu.Lock()
 	items := make([]waitingView, 0, len(rm.devices))
 	for id, d := range rm.devices {
-		v := waitingView{WaitingDevice: *d}
+		if !matchesWaiting(d, q.q) {
+			continue
+		}
+		v := waitingView{WaitingDevice: *d, BoundTo: rm.envByEdge[d.EdgeID]}
 		if ws, ok := rm.seen[id]; ok && ws.At > v.LastSeen {
 			v.LastSeen = ws.At
 		}
-		if q == "" || strings.Contains(strings.ToLower(d.EdgeID), q) || strings.Contains(strings.ToLower(d.Hostname), q) {
-			items = append(items, v)
-		}
+		items = append(items, v)
 	}
 	rm.mu.Unlock()
-	sortKey := r.URL.Query().Get("sort")
-	desc := strings.HasPrefix(sortKey, "-")
-	sortKey = strings.TrimPrefix(sortKey, "-")
-	var cmp func(a, b waitingView) int
-	switch sortKey {
-	case "", "firstSeen":
-		cmp = func(a, b waitingView) int { return int(a.FirstSeen - b.FirstSeen) }
-	case "lastSeen":
-		cmp = func(a, b waitingView) int { return int(a.LastSeen - b.LastSeen) }
-	case "hostname":
-		cmp = func(a, b waitingView) int { return strings.Compare(a.Hostname, b.Hostname) }
-	case "edgeId":
-		cmp = func(a, b waitingView) int { return strings.Compare(a.EdgeID, b.EdgeID) }
-	default:
-		writeErr(w, http.StatusBadRequest, "sort %q: want firstSeen, lastSeen, hostname or edgeId, with - for descending", sortKey)
-		return
+	by := waitingSorts[q.sort]
+	if by == nil {
+		by = waitingSorts["firstSeen"]
 	}
-	slices.SortStableFunc(items, func(a, b waitingView) int {
-		c := cmp(a, b)
-		if c == 0 {
-			c = int(a.ID) - int(b.ID)
-		}
-		if desc {
+	slices.SortFunc(items, func(a, b waitingView) int {
+		c := cmp.Or(by(&a, &b), cmp.Compare(a.ID, b.ID))
+		if q.desc {
 			return -c
 		}
 		return c
 	})
 	total := len(items)
-	items = items[min(offset, total):min(offset+limit, total)]
+	items = items[min(q.offset, total):min(q.offset+q.limit, total)]
+	return items, total
+}
+
+// waitingIDs returns the IDs of every waiting device matching the search q
+// (as in waitingQuery), in ID order.
+func (s *Server) waitingIDs(q string) []uint64 {
+	q = strings.ToLower(strings.TrimSpace(q))
+	rm := s.room
+	rm.mu.Lock()
+	var ids []uint64
+	for id, d := range rm.devices {
+		if matchesWaiting(d, q) {
+			ids = append(ids, id)
+		}
+	}
+	rm.mu.Unlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// handleWaitingRoom serves GET /api/waiting-room: ?q= (a substring of the
+// edge ID, hostname, key fingerprint or source address),
+// ?sort=firstSeen|lastSeen|hostname|edgeId (- prefix for descending),
+// ?limit=&offset=.
+func (s *Server) handleWaitingRoom(w http.ResponseWriter, r *http.Request, _ session) {
+	limit, offset, err := pageParams(r, 100, 1000)
+	key, desc, serr := parseWaitingSort(r.URL.Query().Get("sort"))
+	if err = errors.Join(err, serr); err != nil {
+		writeErr(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	items, total := s.waitingPage(waitingQuery{q: r.URL.Query().Get("q"), sort: key, desc: desc, limit: limit, offset: offset})
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": total})
 }
 
@@ -597,25 +661,34 @@ func (s *Server) waitingProblem(id uint64, action string, err error) string {
 	return fmt.Sprintf("waiting device %d: could not be %s", id, action)
 }
 
-// handleTrust serves POST /api/waiting-room/trust: each device becomes a
-// trusted environment, with the given tags and edge groups.
-func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session) {
-	req, ok := readWaitingAction(w, r)
-	if !ok {
-		return
-	}
-	var created []environmentView
-	var problems []string
-	set := s.edgeSettings()
+// waitingResult is what became of one waiting device an operator acted on:
+// Env is set when it was trusted, Problem when the action failed or was
+// only partly done (trusted, but a tag or group could not be set).
+type waitingResult struct {
+	ID      uint64
+	EdgeID  string
+	Env     *store.Environment
+	BoundTo uint64 // the environment that already had this edge ID, left as it was
+	Problem string
+}
+
+// trustWaiting makes each waiting device of req a trusted environment, with
+// its tags and edge groups, on behalf of user (from remote). A device whose
+// edge ID is bound to another environment becomes a new environment beside
+// it; the other keeps its key and its device.
+func (s *Server) trustWaiting(remote, user string, req waitingAction) []waitingResult {
+	var out []waitingResult
 	for _, id := range req.IDs {
 		s.room.mu.Lock()
 		seen := s.room.seen[id]
-		var mode string
+		var mode, edgeID string
 		if d := s.room.devices[id]; d != nil {
 			seen.Counter = max(seen.Counter, d.Counter) // taken by a flush not yet written
-			mode = d.Mode                               // from its latest call
+			mode, edgeID = d.Mode, d.EdgeID             // mode from its latest call
 		}
+		boundTo := s.room.envByEdge[edgeID]
 		s.room.mu.Unlock()
+		res := waitingResult{ID: id, EdgeID: edgeID, BoundTo: boundTo}
 		env, err := s.store.TrustWaiting(id, func(d *store.WaitingDevice) *store.Environment {
 			d.Counter = max(d.Counter, seen.Counter)
 			if mode != "" {
@@ -624,9 +697,11 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 			return newEnvironmentFor(d, nil, s.now().Unix())
 		})
 		if err != nil {
-			problems = append(problems, s.waitingProblem(id, "trusted", err))
+			res.Problem = s.waitingProblem(id, "trusted", err)
+			out = append(out, res)
 			continue
 		}
+		res.Env, res.EdgeID = env, env.EdgeID
 		fp := keyFingerprint(env.PublicKey)
 		s.room.mu.Lock()
 		s.room.leave(id, fp)
@@ -634,6 +709,7 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 		s.room.envByEdge[env.EdgeID] = env.ID
 		s.room.mu.Unlock()
 		s.fleetIndex().putEnv(env)
+		var problems []string
 		if len(req.TagIDs) > 0 {
 			if err := s.setEnvironmentTags(env.ID, req.TagIDs); err != nil {
 				problems = append(problems, fmt.Sprintf("environment %d: %v", env.ID, err))
@@ -644,8 +720,57 @@ func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session)
 				problems = append(problems, fmt.Sprintf("environment %d: %v", env.ID, err))
 			}
 		}
-		s.audit(r, ss.user, auditDeviceTrusted, envTarget(env.ID), "edge ID "+env.EdgeID+", key "+fp)
-		created = append(created, s.view(env, set))
+		res.Problem = strings.Join(problems, "; ")
+		if e, err := s.store.Environment(env.ID); err == nil {
+			res.Env = e // with its tags
+		}
+		detail := "edge ID " + env.EdgeID + ", key " + fp
+		if boundTo != 0 {
+			detail += fmt.Sprintf("; the edge ID was already bound to environment %d, which keeps its key", boundTo)
+		}
+		s.auditAt(remote, user, auditDeviceTrusted, envTarget(env.ID), detail)
+		out = append(out, res)
+	}
+	return out
+}
+
+// rejectWaiting refuses each waiting device of ids from now on; their keys
+// cannot come back.
+func (s *Server) rejectWaiting(remote, user string, ids []uint64) []waitingResult {
+	var out []waitingResult
+	for _, id := range ids {
+		d, err := s.store.RejectWaiting(id, store.RejectedKey{At: s.now().Unix(), By: user})
+		if err != nil {
+			out = append(out, waitingResult{ID: id, Problem: s.waitingProblem(id, "rejected", err)})
+			continue
+		}
+		s.room.mu.Lock()
+		s.room.leave(id, d.KeyFingerprint)
+		s.room.rejected[d.KeyFingerprint] = true
+		s.room.mu.Unlock()
+		s.auditAt(remote, user, auditDeviceRejected, "waiting device "+strconv.FormatUint(id, 10), "edge ID "+d.EdgeID+", key "+d.KeyFingerprint)
+		out = append(out, waitingResult{ID: id, EdgeID: d.EdgeID})
+	}
+	return out
+}
+
+// handleTrust serves POST /api/waiting-room/trust: each device becomes a
+// trusted environment, with the given tags and edge groups.
+func (s *Server) handleTrust(w http.ResponseWriter, r *http.Request, ss session) {
+	req, ok := readWaitingAction(w, r)
+	if !ok {
+		return
+	}
+	created := []environmentView{}
+	var problems []string
+	set := s.edgeSettings()
+	for _, res := range s.trustWaiting(r.RemoteAddr, ss.user, req) {
+		if res.Env != nil {
+			created = append(created, s.view(res.Env, set))
+		}
+		if res.Problem != "" {
+			problems = append(problems, res.Problem)
+		}
 	}
 	status := http.StatusOK
 	if len(created) == 0 {
@@ -661,20 +786,14 @@ func (s *Server) handleReject(w http.ResponseWriter, r *http.Request, ss session
 	if !ok {
 		return
 	}
-	var rejected []uint64
+	rejected := []uint64{}
 	var problems []string
-	for _, id := range req.IDs {
-		d, err := s.store.RejectWaiting(id, store.RejectedKey{At: s.now().Unix(), By: ss.user})
-		if err != nil {
-			problems = append(problems, s.waitingProblem(id, "rejected", err))
-			continue
+	for _, res := range s.rejectWaiting(r.RemoteAddr, ss.user, req.IDs) {
+		if res.Problem != "" {
+			problems = append(problems, res.Problem)
+		} else {
+			rejected = append(rejected, res.ID)
 		}
-		s.room.mu.Lock()
-		s.room.leave(id, d.KeyFingerprint)
-		s.room.rejected[d.KeyFingerprint] = true
-		s.room.mu.Unlock()
-		s.audit(r, ss.user, auditDeviceRejected, "waiting device "+strconv.FormatUint(id, 10), "edge ID "+d.EdgeID+", key "+d.KeyFingerprint)
-		rejected = append(rejected, id)
 	}
 	status := http.StatusOK
 	if len(rejected) == 0 {

@@ -240,3 +240,24 @@ func applyPatch[T Record](r T, p Patch) (T, error) {
 	}
 	return out, nil
 }
+
+// Replay rebuilds a snapshot from a whole one (as CBOR) and the deltas
+// (as CBOR) pushed after it, in order.
+func Replay(full []byte, deltas [][]byte) (*Docker, error) {
+	d := &Docker{}
+	if err := protocol.Unmarshal(full, d); err != nil {
+		return nil, fmt.Errorf("replay: decode snapshot: %w", err)
+	}
+	for i, raw := range deltas {
+		var delta Delta
+		if err := protocol.Unmarshal(raw, &delta); err != nil {
+			return nil, fmt.Errorf("replay: decode delta %d: %w", i+1, err)
+		}
+		next, err := Apply(d, &delta)
+		if err != nil {
+			return nil, fmt.Errorf("replay: delta %d: %w", i+1, err)
+		}
+		d = next
+	}
+	return d, nil
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,26 @@ type fakeBackend struct {
 	stacks  []web.Stack
 	targets map[uint64][]web.StackTarget
 	err     error // when set, every read fails with it
+
+	readOnly bool // the user may read, not act
+	tags     []web.Option
+	groups   []web.Option // edge groups
+	envGroup []web.Option
+	// past snapshots by environment and seq, for SnapshotAt
+	past map[uint64]map[uint64]*web.Snapshot
+	// the waiting room, its onboarding settings, and what was asked of it
+	waiting   []web.WaitingDevice
+	onboard   web.Onboarding
+	trusted   []trustCall
+	rejected  [][]uint64
+	rulesSet  *web.OnboardingRules
+	rulesErr  []string
+	rotations int
+}
+
+type trustCall struct {
+	actor             web.Actor
+	ids, groups, tags []uint64
 }
 
 func (f *fakeBackend) Login(username, password, _ string) (string, error) {
@@ -56,11 +78,29 @@ func (f *fakeBackend) Logout(token string) {
 	delete(f.tokens, token)
 }
 
-func (f *fakeBackend) Environments() ([]web.Environment, error) {
+func (f *fakeBackend) EnvironmentPage(q web.EnvQuery) (web.EnvPage, error) {
 	if f.err != nil {
-		return nil, f.err
+		return web.EnvPage{}, f.err
 	}
-	return f.envs, nil
+	p := web.EnvPage{Counts: map[string]int{}}
+	var match []web.Environment
+	for _, e := range f.envs {
+		p.Counts[e.Status]++
+		if (q.Status != "" && e.Status != q.Status) || (q.Mode != "" && e.Mode != q.Mode) ||
+			(q.Name != "" && !strings.Contains(strings.ToLower(e.Name), strings.ToLower(q.Name))) {
+			continue
+		}
+		match = append(match, e)
+	}
+	if q.Sort == "name" {
+		slices.SortFunc(match, func(a, b web.Environment) int { return strings.Compare(a.Name, b.Name) })
+	}
+	if q.Desc {
+		slices.Reverse(match)
+	}
+	p.Total = len(match)
+	p.Items = match[min(q.Offset, len(match)):min(q.Offset+q.Limit, len(match))]
+	return p, nil
 }
 
 func (f *fakeBackend) Environment(id uint64) (web.Environment, error) {

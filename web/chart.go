@@ -57,6 +57,7 @@ type historyRow struct {
 	Bytes     string
 	When      string
 	Title     string
+	Viewable  bool
 }
 
 type historyView struct {
@@ -65,6 +66,10 @@ type historyView struct {
 	Max     string       // the chart's top, in bytes
 	From    string       // when the first bar was pushed
 	Summary string
+	EnvID   uint64
+	Current uint64 // the point shown above the tab
+	// Newest is the latest seq, the diff form's default "to".
+	Newest uint64
 }
 
 // newHistoryView lists the pushes and draws bytes per push. The scale is
@@ -111,8 +116,9 @@ func newHistoryView(hist []HistoryEntry, now time.Time) historyView {
 
 	for _, h := range slices.Backward(hist) {
 		v.Rows = append(v.Rows, historyRow{Seq: h.Seq, Base: h.Base, Kind: h.Kind, Bytes: humanSize(int64(h.Bytes)),
-			When: ago(h.At, now), Title: absTime(h.At)})
+			When: ago(h.At, now), Title: absTime(h.At), Viewable: h.Viewable})
 	}
+	v.Newest = hist[len(hist)-1].Seq
 
 	v.Summary = fmt.Sprintf("%s since %s, %s in all", plural(len(hist), "push", "pushes"), ago(hist[0].At, now), humanSize(int64(total)))
 	if full > 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,61 +31,128 @@ type envRow struct {
 	Ping, Snap, Cmd    string
 	AgentVersion       string
 	Hostname           string
+	Tags               []string
+	Group              string
+	SnapAge, SnapTitle string
+	SnapStale          bool // older than two snapshot intervals
 }
 
 type statusCount struct {
 	Status, Text string
 	N            int
+	URL          string // the list filtered to it
 }
 
 type envListPage struct {
 	base
 	Rows     []envRow
-	Total    int
+	All      int // environments in all
 	Counts   []statusCount
 	Query    string // name filter
 	Status   string // status filter; "" is all
+	Mode     string
+	Tag      uint64
+	Group    uint64
 	Statuses []string
+	Tags     []Option
+	Groups   []Option
+	Sort     map[string]sortLink
+	Pager    pager
+	Filtered bool
 	Host     string // for the empty state's example
 }
 
+// envPerPage is the environments list's page size.
+const envPerPage = 50
+
+// envSorts are the columns the list sorts on, as the fleet index does.
+var envSorts = []string{"id", "name", "lastCheckIn"}
+
 func newEnvRow(e Environment, now time.Time) envRow {
-	return envRow{
+	r := envRow{
 		ID: e.ID, Name: e.Name, Mode: e.Mode, Status: e.Status, StatusText: statusText(e.Status),
 		LastCheckIn: ago(e.LastCheckIn, now), LastCheckInTitle: absTime(e.LastCheckIn),
 		Ping: every(e.Ping), Snap: every(e.Snapshot), Cmd: every(e.Command),
-		AgentVersion: e.AgentVersion, Hostname: e.Hostname,
+		AgentVersion: e.AgentVersion, Hostname: e.Hostname, Tags: e.Tags, Group: e.Group,
 	}
+	if !e.SnapshotAt.IsZero() {
+		r.SnapAge, r.SnapTitle = ago(e.SnapshotAt, now), absTime(e.SnapshotAt)
+		r.SnapStale = e.Snapshot > 0 && now.Sub(e.SnapshotAt) > 2*e.Snapshot
+	}
+	return r
+}
+
+// uintParam reads an ID parameter; anything else is 0 (no filter).
+func uintParam(v url.Values, name string) uint64 {
+	n, _ := strconv.ParseUint(v.Get(name), 10, 64)
+	return n
 }
 
 func (h *handler) handleEnvironments(w http.ResponseWriter, r *http.Request, user string) {
-	envs, err := h.b.Environments()
+	v := r.URL.Query()
+	q := EnvQuery{Name: strings.TrimSpace(v.Get("q")), Status: v.Get("status"), Mode: v.Get("mode"),
+		Tag: uintParam(v, "tag"), Group: uintParam(v, "group"), Limit: envPerPage}
+	if !slices.Contains(statusOrder, q.Status) {
+		q.Status = ""
+	}
+	if q.Mode != "async" && q.Mode != "standard" {
+		q.Mode = ""
+	}
+	q.Sort = strings.TrimPrefix(v.Get("sort"), "-")
+	q.Desc = strings.HasPrefix(v.Get("sort"), "-")
+	if !slices.Contains(envSorts, q.Sort) {
+		q.Sort, q.Desc = "id", false
+	}
+	page := pageOf(v)
+	q.Offset = (page - 1) * envPerPage
+	ep, err := h.b.EnvironmentPage(q)
 	if err != nil {
 		h.internalError(w, r, user, "read the environments", err)
 		return
 	}
-	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	status := r.URL.Query().Get("status")
-	if !slices.Contains(statusOrder, status) {
-		status = ""
+	tags, err := h.b.Tags()
+	if err != nil {
+		h.internalError(w, r, user, "read the tags", err)
+		return
 	}
-	p := envListPage{base: h.base("Environments", user, "environments"), Total: len(envs),
-		Query: q, Status: status, Statuses: statusOrder, Host: r.Host}
-	n := map[string]int{}
-	now := h.now()
-	for _, e := range envs {
-		n[e.Status]++
-		if status != "" && e.Status != status {
-			continue
-		}
-		if q != "" && !strings.Contains(strings.ToLower(e.Name), strings.ToLower(q)) &&
-			!strings.Contains(strings.ToLower(e.Hostname), strings.ToLower(q)) {
-			continue
-		}
-		p.Rows = append(p.Rows, newEnvRow(e, now))
+	groups, err := h.b.EnvGroups()
+	if err != nil {
+		h.internalError(w, r, user, "read the environment groups", err)
+		return
 	}
+	filters := url.Values{}
+	for k, val := range map[string]string{"q": q.Name, "status": q.Status, "mode": q.Mode} {
+		if val != "" {
+			filters.Set(k, val)
+		}
+	}
+	if q.Tag != 0 {
+		filters.Set("tag", strconv.FormatUint(q.Tag, 10))
+	}
+	if q.Group != 0 {
+		filters.Set("group", strconv.FormatUint(q.Group, 10))
+	}
+	keep := url.Values{}
+	for k, vs := range filters {
+		keep[k] = vs
+	}
+	if q.Sort != "id" || q.Desc {
+		keep.Set("sort", map[bool]string{true: "-", false: ""}[q.Desc]+q.Sort)
+	}
+	p := envListPage{base: h.base("Environments", user, "environments"), Query: q.Name, Status: q.Status, Mode: q.Mode,
+		Tag: q.Tag, Group: q.Group, Statuses: statusOrder, Tags: tags, Groups: groups, Host: r.Host,
+		Pager: newPager("/environments", keep, page, envPerPage, ep.Total), Sort: map[string]sortLink{},
+		Filtered: len(filters) > 0}
 	for _, s := range statusOrder {
-		p.Counts = append(p.Counts, statusCount{Status: s, Text: statusText(s), N: n[s]})
+		p.All += ep.Counts[s]
+		p.Counts = append(p.Counts, statusCount{Status: s, Text: statusText(s), N: ep.Counts[s], URL: "/environments?status=" + s})
+	}
+	for _, k := range envSorts {
+		p.Sort[k] = newSortLink("/environments", filters, k, q.Sort, q.Desc)
+	}
+	now := h.now()
+	for _, e := range ep.Items {
+		p.Rows = append(p.Rows, newEnvRow(e, now))
 	}
 	h.render(w, http.StatusOK, "environments", p)
 }
@@ -103,6 +171,7 @@ type tabLink struct {
 	ID, Label string
 	N         int
 	Current   bool
+	URL       string
 }
 
 type envPage struct {
@@ -115,24 +184,39 @@ type envPage struct {
 	Tab        string
 	Tabs       []tabLink
 	History    historyView
+	// Past: the snapshot shown is an earlier point of the history, not the
+	// latest (seq Latest).
+	Past   bool
+	Latest uint64
 }
 
-func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user string) {
+// envFromPath reads the environment the path names, answering the error
+// page itself when there is none.
+func (h *handler) envFromPath(w http.ResponseWriter, r *http.Request, user string) (Environment, bool) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil || id == 0 {
 		h.renderError(w, user, http.StatusNotFound, "Environment not found",
 			fmt.Sprintf("%q is not an environment ID. Pick one from the list.", r.PathValue("id")))
-		return
+		return Environment{}, false
 	}
 	env, err := h.b.Environment(id)
 	if errors.Is(err, ErrNotFound) {
 		h.renderError(w, user, http.StatusNotFound, "Environment not found",
 			fmt.Sprintf("There is no environment %d. It may have been deleted; pick one from the list.", id))
-		return
+		return Environment{}, false
 	} else if err != nil {
 		h.internalError(w, r, user, fmt.Sprintf("read environment %d", id), err)
+		return Environment{}, false
+	}
+	return env, true
+}
+
+func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user string) {
+	env, ok := h.envFromPath(w, r, user)
+	if !ok {
 		return
 	}
+	id := env.ID
 	now := h.now()
 	p := envPage{base: h.base(env.Name, user, "environments"), Env: newEnvRow(env, now), EdgeID: env.EdgeID, EdgeKey: env.EdgeKey}
 
@@ -151,9 +235,32 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		h.render(w, http.StatusOK, "environment", p)
 		return
 	}
-
+	if at := r.URL.Query().Get("at"); at != "" {
+		seq, err := strconv.ParseUint(at, 10, 64)
+		if err != nil {
+			h.renderErrorBack(w, user, http.StatusBadRequest, "No such point", fmt.Sprintf("at=%q is not a sequence number: pick a point in the history.", at),
+				fmt.Sprintf("/environments/%d?tab=history", id), "the history")
+			return
+		}
+		if seq != snap.Seq {
+			past, err := h.b.SnapshotAt(id, seq)
+			if errors.Is(err, ErrNotFound) {
+				h.renderErrorBack(w, user, http.StatusNotFound, "No such point",
+					fmt.Sprintf("The history no longer holds what it takes to show seq %d: older points are dropped as new ones arrive.", seq),
+					fmt.Sprintf("/environments/%d?tab=history", id), "the history")
+				return
+			} else if err != nil {
+				h.internalError(w, r, user, fmt.Sprintf("rebuild seq %d of environment %d", seq, id), err)
+				return
+			}
+			p.Past, p.Latest = true, snap.Seq
+			snap = past
+		}
+	}
 	p.Snap = newSnapView(snap, hist, now)
+	p.Snap.Stale = !p.Past && env.Snapshot > 0 && now.Sub(snap.Updated) > 2*env.Snapshot
 	p.History = newHistoryView(hist, now)
+	p.History.Current, p.History.EnvID = snap.Seq, id
 	p.Tab = r.URL.Query().Get("tab")
 	if !slices.ContainsFunc(tabs, func(t struct{ id, label string }) bool { return t.id == p.Tab }) {
 		p.Tab = tabs[0].id
@@ -163,7 +270,25 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		"networks": len(p.Snap.Networks), "projects": len(p.Snap.Projects), "history": len(hist),
 	}
 	for _, t := range tabs {
-		p.Tabs = append(p.Tabs, tabLink{ID: t.id, Label: t.label, N: counts[t.id], Current: t.id == p.Tab})
+		l := tabLink{ID: t.id, Label: t.label, N: counts[t.id], Current: t.id == p.Tab, URL: fmt.Sprintf("/environments/%d?tab=%s", id, t.id)}
+		if p.Past && t.id != "history" {
+			l.URL += fmt.Sprintf("&at=%d", snap.Seq)
+		}
+		p.Tabs = append(p.Tabs, l)
+	}
+	if p.Past {
+		p.Snap.AtParam = fmt.Sprintf("&at=%d", snap.Seq)
+	}
+	if c := r.URL.Query().Get("container"); c != "" && p.Tab == "containers" {
+		for _, ct := range snap.Docker.Containers {
+			if ct.ID == c || ct.Name == c {
+				p.Snap.Detail = newContainerDetail(ct, now)
+				break
+			}
+		}
+		if p.Snap.Detail == nil {
+			p.Snap.NoContainer = c
+		}
 	}
 	h.render(w, http.StatusOK, "environment", p)
 }

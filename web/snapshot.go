@@ -3,6 +3,7 @@ package web
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,54 @@ type snapView struct {
 	Networks     []networkRow
 	Projects     []projectRow
 	ImageBytes   string
+	Stale        bool   // older than two of the device's snapshot intervals
+	AtParam      string // "&at=SEQ" when this is a past point, for links that stay on it
+	// Detail is the one container opened from the list; NoContainer names
+	// one asked for that this snapshot does not have.
+	Detail      *containerDetail
+	NoContainer string
+}
+
+// containerDetail is everything the snapshot knows about one container.
+type containerDetail struct {
+	Name, ID       string
+	State, Health  string
+	Image, ImageID string
+	Command        string
+	Status         string
+	Times          []fact
+	Restart        string
+	ExitCode       int
+	Exited         bool
+	Ports          []string
+	Mounts         []string
+	Networks       []string
+	Labels         []fact
+}
+
+func newContainerDetail(c snapshot.Container, now time.Time) *containerDetail {
+	d := &containerDetail{Name: cmp.Or(c.Name, c.ID), ID: c.ID, State: c.State.String(), Health: healthText(c.Health),
+		Image: c.Image, ImageID: c.ImageID, Command: c.Command, Status: containerStatus(c, now), Restart: c.Restart,
+		ExitCode: c.ExitCode, Exited: c.State == snapshot.StateExited, Ports: ports(c.Ports), Networks: c.Networks}
+	for _, t := range []struct {
+		name string
+		at   int64
+	}{{"Created", c.Created}, {"Started", c.Started}, {"Finished", c.Finished}} {
+		if t.at != 0 {
+			d.Times = append(d.Times, fact{t.name, absTime(unix(t.at)) + " (" + ago(unix(t.at), now) + ")"})
+		}
+	}
+	for _, m := range c.Mounts {
+		s := fmt.Sprintf("%s %s → %s", cmp.Or(m.Type, "mount"), m.Source, m.Destination)
+		if m.ReadOnly {
+			s += " (read-only)"
+		}
+		d.Mounts = append(d.Mounts, s)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
+		d.Labels = append(d.Labels, fact{k, c.Labels[k]})
+	}
+	return d
 }
 
 func newSnapView(s *Snapshot, hist []HistoryEntry, now time.Time) *snapView {

@@ -31,6 +31,10 @@ type Environment struct {
 	EdgeKey      string
 	AgentVersion string
 	Hostname     string
+	Platform     string
+	Tags         []string // names
+	Group        string   // environment group name, "" when none
+	SnapshotAt   time.Time
 	// Effective frequencies: the environment's own, else the global defaults.
 	Ping, Snapshot, Command time.Duration
 }
@@ -49,6 +53,9 @@ type HistoryEntry struct {
 	Kind      string // full or delta
 	Bytes     int    // size of the pushed data
 	At        time.Time
+	// Viewable: the history holds what it takes to rebuild the snapshot
+	// as it was after this push.
+	Viewable bool
 }
 
 // Stack is one edge stack: a compose project deployed to every environment
@@ -87,7 +94,15 @@ type Backend interface {
 	Login(username, password, remote string) (token string, err error)
 	// Authenticate returns the user a token belongs to, if it is valid.
 	Authenticate(token string) (username string, ok bool)
-	Environments() ([]Environment, error)
+	// Can reports whether user's role allows a; pages show only the
+	// actions it allows, and forms check it again when posted.
+	Can(user string, a Action) bool
+	// EnvironmentPage returns one page of the environments matching q.
+	EnvironmentPage(q EnvQuery) (EnvPage, error)
+	// Tags and EdgeGroups are what environments can be given, by name.
+	Tags() ([]Option, error)
+	EdgeGroups() ([]Option, error)
+	EnvGroups() ([]Option, error)
 	// Environment returns an error wrapping ErrNotFound when id is unknown.
 	Environment(id uint64) (Environment, error)
 	// Snapshot returns an error wrapping ErrNotFound when the environment
@@ -95,12 +110,17 @@ type Backend interface {
 	Snapshot(id uint64) (*Snapshot, error)
 	// History returns the snapshot pushes, oldest first.
 	History(id uint64) ([]HistoryEntry, error)
+	// SnapshotAt returns the snapshot as it was right after push seq; an
+	// error wrapping ErrNotFound when the history no longer holds enough
+	// to rebuild it.
+	SnapshotAt(id, seq uint64) (*Snapshot, error)
 	// Stacks returns every edge stack with its status counts.
 	Stacks() ([]Stack, error)
 	// Stack returns an edge stack and its state on each environment it
 	// targets or is being removed from; an error wrapping ErrNotFound when
 	// id is unknown.
 	Stack(id uint64) (Stack, []StackTarget, error)
+	WaitingRoom
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging
@@ -157,6 +177,11 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("POST /logout", h.handleLogout)
 	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
 	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
+	mux.HandleFunc("GET /environments/{id}/diff", h.authed(h.handleDiff))
+	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
+	mux.HandleFunc("POST /waiting-room/action", h.authed(h.handleWaitingAction))
+	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.handleRules))
+	mux.HandleFunc("POST /waiting-room/rotate", h.authed(h.handleRotate))
 	mux.HandleFunc("GET /stacks", h.authed(h.handleStacks))
 	mux.HandleFunc("GET /stacks/{id}", h.authed(h.handleStack))
 	mux.HandleFunc("/", h.authed(h.handleNotFound))
@@ -230,12 +255,25 @@ type base struct {
 	Title string
 	User  string // empty on the login and error pages of anonymous users
 	Nav   string // the header link to mark current
-	CSS   template.CSS
-	JS    template.JS
+	// CanWrite and CanSettings say which action buttons the page shows.
+	CanWrite, CanSettings bool
+	CSS                   template.CSS
+	JS                    template.JS
 }
 
 func (h *handler) base(title, user, nav string) base {
-	return base{Title: title, User: user, Nav: nav, CSS: template.CSS(styleCSS), JS: template.JS(copyJS)}
+	b := base{Title: title, User: user, Nav: nav, CSS: template.CSS(styleCSS), JS: template.JS(copyJS)}
+	if user != "" {
+		b.CanWrite, b.CanSettings = h.b.Can(user, ActWrite), h.b.Can(user, ActSettings)
+	}
+	return b
+}
+
+// forbidden answers a form the user's role does not allow.
+func (h *handler) forbidden(w http.ResponseWriter, r *http.Request, user, what string) {
+	h.log.Warn("ui: action refused by role", "user", user, "path", r.URL.Path)
+	h.renderError(w, user, http.StatusForbidden, "Not allowed",
+		"Your role does not allow you to "+what+". Ask an administrator.")
 }
 
 // parsePages parses each page template together with the layout.

@@ -102,14 +102,14 @@ func writeSchema1(path string) error {
 				"lastCheckIn": 1790000500,
 			}},
 			{"environments", be(2), map[string]any{"id": 2, "name": "shop-3", "mode": "standard", "created": 1790000100, "trusted": false}},
-			{"snapshots", be(1), snapshotV1(fixtureSnapshot)},
+			{"snapshots", be(1), snapshotV1{Seq: fixtureSnapshot.Seq, Hash: fixtureSnapshot.Hash, Updated: fixtureSnapshot.Updated, Kind: fixtureSnapshot.Kind, Data: fixtureSnapshot.Data}},
 		}
 		for _, h := range fixtureHistory {
 			recs = append(recs, struct {
 				bucket string
 				key    []byte
 				v      any
-			}{"snapshot_history", key2(1, h.Seq), historyV1(h)})
+			}{"snapshot_history", key2(1, h.Seq), historyV1{Seq: h.Seq, Base: h.Base, Kind: h.Kind, Bytes: h.Bytes, At: h.At, Data: h.Data}})
 		}
 		for _, r := range recs {
 			if err := put(tx, r.bucket, r.key, r.v); err != nil {

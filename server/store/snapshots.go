@@ -30,6 +30,9 @@ type Snapshot struct {
 	Updated int64  `cbor:"3,keyasint"`
 	Kind    string `cbor:"4,keyasint"` // how it last changed: full or delta
 	Data    []byte `cbor:"5,keyasint"` // CBOR of snapshot.Docker
+	// SinceFull counts the deltas stored since the last history entry that
+	// holds a whole snapshot (HistoryEntry.Full).
+	SinceFull int `cbor:"6,keyasint,omitempty"`
 }
 
 // HistoryEntry records one snapshot push that changed the stored snapshot.
@@ -41,7 +44,15 @@ type HistoryEntry struct {
 	Bytes int    `json:"bytes" cbor:"4,keyasint"` // size of the pushed data, CBOR
 	At    int64  `json:"at" cbor:"5,keyasint"`
 	Data  []byte `json:"data,omitempty" cbor:"6,keyasint,omitempty"` // CBOR of the delta; empty for full
+	// Full is the whole snapshot after this push, as CBOR: kept for every
+	// full push and every KeyframeEvery deltas, so any point of the
+	// history can be rebuilt from the nearest one before it.
+	Full []byte `json:"-" cbor:"7,keyasint,omitempty"`
 }
+
+// KeyframeEvery is how many deltas in a row the history holds at most
+// before one entry keeps the whole snapshot again.
+const KeyframeEvery = 16
 
 // Snapshot returns the latest snapshot of environment env.
 func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
@@ -51,6 +62,24 @@ func (s *Store) Snapshot(env uint64) (*Snapshot, error) {
 		return nil, err
 	}
 	return &sn, nil
+}
+
+// SnapshotMeta is a stored snapshot without its data.
+type SnapshotMeta struct {
+	Seq     uint64 `cbor:"1,keyasint"`
+	Updated int64  `cbor:"3,keyasint"`
+	Kind    string `cbor:"4,keyasint"`
+}
+
+// SnapshotMeta returns the sequence number, time and kind of environment
+// env's latest snapshot, without decoding its data: what a list shows.
+func (s *Store) SnapshotMeta(env uint64) (*SnapshotMeta, error) {
+	var m SnapshotMeta
+	err := s.db.View(func(tx *bolt.Tx) error { return getCBOR(tx.Bucket(bSnapshots), u64(env), &m) })
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // PutSnapshot replaces environment env's snapshot and appends h to its

@@ -1,0 +1,151 @@
+package web
+
+import "time"
+
+// Action is what a page or form asks the user's role for. The server maps
+// each to the permission its API requires for the same thing, so the UI and
+// the API grant the same.
+type Action string
+
+const (
+	// ActWrite: trust and reject devices, change and delete environments,
+	// queue commands.
+	ActWrite Action = "write"
+	// ActSettings: change the onboarding rules, rotate the onboarding key.
+	ActSettings Action = "settings"
+)
+
+// EnvQuery selects a page of environments; the zero value is the first page
+// of all, by ID.
+type EnvQuery struct {
+	Name   string // substring of the name, any case
+	Status string // online, offline, never; "" for any
+	Mode   string // async, standard; "" for any
+	Tag    uint64 // 0 for any
+	Group  uint64 // environment group, 0 for any
+	Sort   string // id, name, lastCheckIn
+	Desc   bool
+	Limit  int
+	Offset int
+}
+
+// EnvPage is one page of environments with the number matching the query
+// and the whole fleet's count per status.
+type EnvPage struct {
+	Items  []Environment
+	Total  int
+	Counts map[string]int // online, offline, never, over every environment
+}
+
+// Option is a tag, edge group or environment group as a form offers it.
+type Option struct {
+	ID      uint64
+	Name    string
+	Dynamic bool // an edge group whose members come from tags: nobody is added to it by hand
+}
+
+// WaitingQuery selects a page of the waiting room.
+type WaitingQuery struct {
+	Q      string // substring of the edge ID, hostname, key fingerprint or source
+	Sort   string // firstSeen, lastSeen, hostname, edgeId
+	Desc   bool
+	Limit  int
+	Offset int
+}
+
+// WaitingDevice is one untrusted device in the waiting room.
+type WaitingDevice struct {
+	ID           uint64
+	EdgeID       string
+	Fingerprint  string
+	Hostname     string
+	AgentVersion string
+	Platform     string // docker, ... and the OS/arch
+	Mode         string // async or standard: the endpoint it calls
+	Groups, Tags []string
+	Source       string
+	FirstSeen    time.Time
+	LastSeen     time.Time
+	// BoundTo is the environment already bound to the device's edge ID
+	// under another key (a re-flashed device or a copied edge ID), 0 when
+	// none; BoundName its name.
+	BoundTo   uint64
+	BoundName string
+}
+
+// WaitingPage is one page of the waiting room and what the whole room
+// looks like: its size against its cap, arrivals per minute over the last
+// hour (oldest first), and the source networks most devices came from.
+type WaitingPage struct {
+	Items    []WaitingDevice
+	Total    int // matching the query
+	Room     int // waiting in all
+	Max      int // the room's cap
+	Arrivals []int
+	Networks []NetworkCount
+}
+
+// NetworkCount is how many waiting devices came from one source network.
+type NetworkCount struct {
+	Network string
+	N       int
+}
+
+// WaitingResult is what became of one device an operator trusted or
+// rejected.
+type WaitingResult struct {
+	ID      uint64
+	EdgeID  string
+	EnvID   uint64 // the environment it became, when trusted
+	EnvName string
+	BoundTo uint64 // the environment that already had its edge ID; it keeps its own key
+	Problem string // why it failed, or what part of it did
+}
+
+// Onboarding is the onboarding key, the line that starts an agent with it,
+// and the rules that decide what happens to a device that calls with it.
+type Onboarding struct {
+	EdgeKey   string
+	DockerRun string
+	Rules     OnboardingRules
+}
+
+// OnboardingRules are the waiting room's settings.
+type OnboardingRules struct {
+	TrustOnFirstConnect  bool
+	PreauthorizedEdgeIDs []string // "EDGE_ID SHA256:fingerprint"
+	PreauthorizedKeys    []string // "SHA256:fingerprint"
+	WaitingRoomMax       int
+	PerSource            int // new devices per source address and minute
+	PerNetwork           int // per /24 or /64 and minute
+	Total                int // per minute from everywhere
+	ExpirySeconds        int // how long a device that stops calling waits
+}
+
+// RulesError is the Backend's refusal of onboarding rules: every problem,
+// worded for the form.
+type RulesError struct{ Problems []string }
+
+func (e *RulesError) Error() string { return "the onboarding rules were not saved" }
+
+// Actor is the user an action is done for and the address of their browser,
+// for the audit log.
+type Actor struct {
+	User   string
+	Remote string
+}
+
+// WaitingRoom is the waiting room part of Backend.
+type WaitingRoom interface {
+	WaitingRoom(q WaitingQuery) (WaitingPage, error)
+	// WaitingIDs returns every waiting device matching the search q.
+	WaitingIDs(q string) ([]uint64, error)
+	// Trust makes each device an environment, in the given edge groups
+	// and with the given tags. Reject refuses them for good.
+	Trust(a Actor, ids, edgeGroups, tags []uint64) ([]WaitingResult, error)
+	Reject(a Actor, ids []uint64) ([]WaitingResult, error)
+	Onboarding() (Onboarding, error)
+	// SetOnboardingRules returns a *RulesError when the rules are refused.
+	SetOnboardingRules(a Actor, r OnboardingRules) error
+	RotateOnboardingKey(a Actor) error
+}

@@ -1,0 +1,100 @@
+package web_test
+
+import (
+	"fmt"
+	"strings"
+
+	"outpost/web"
+)
+
+func (f *fakeBackend) Can(_ string, a web.Action) bool {
+	return !f.readOnly && (a == web.ActWrite || a == web.ActSettings)
+}
+
+func (f *fakeBackend) Tags() ([]web.Option, error)       { return f.tags, f.err }
+func (f *fakeBackend) EdgeGroups() ([]web.Option, error) { return f.groups, f.err }
+func (f *fakeBackend) EnvGroups() ([]web.Option, error)  { return f.envGroup, f.err }
+
+func (f *fakeBackend) SnapshotAt(id, seq uint64) (*web.Snapshot, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if s := f.past[id][seq]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("environment %d seq %d: %w", id, seq, web.ErrNotFound)
+}
+
+func (f *fakeBackend) matching(q string) []web.WaitingDevice {
+	var out []web.WaitingDevice
+	for _, d := range f.waiting {
+		if q == "" || strings.Contains(d.EdgeID, q) || strings.Contains(d.Hostname, q) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (f *fakeBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
+	if f.err != nil {
+		return web.WaitingPage{}, f.err
+	}
+	m := f.matching(q.Q)
+	p := web.WaitingPage{Total: len(m), Room: len(f.waiting), Max: 1000, Arrivals: make([]int, 60)}
+	p.Items = m[min(q.Offset, len(m)):min(q.Offset+q.Limit, len(m))]
+	for range f.waiting {
+		p.Arrivals[59]++
+	}
+	if len(f.waiting) > 0 {
+		p.Networks = []web.NetworkCount{{Network: "198.51.100.0/24", N: len(f.waiting)}}
+	}
+	return p, nil
+}
+
+func (f *fakeBackend) WaitingIDs(q string) ([]uint64, error) {
+	var ids []uint64
+	for _, d := range f.matching(q) {
+		ids = append(ids, d.ID)
+	}
+	return ids, f.err
+}
+
+func (f *fakeBackend) Trust(a web.Actor, ids, groups, tags []uint64) ([]web.WaitingResult, error) {
+	f.trusted = append(f.trusted, trustCall{actor: a, ids: ids, groups: groups, tags: tags})
+	var out []web.WaitingResult
+	for _, id := range ids {
+		r := web.WaitingResult{ID: id, Problem: fmt.Sprintf("waiting device %d: not in the waiting room", id)}
+		for _, d := range f.waiting {
+			if d.ID == id {
+				r = web.WaitingResult{ID: id, EdgeID: d.EdgeID, EnvID: 100 + id, EnvName: d.Hostname, BoundTo: d.BoundTo}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Reject(_ web.Actor, ids []uint64) ([]web.WaitingResult, error) {
+	f.rejected = append(f.rejected, ids)
+	var out []web.WaitingResult
+	for _, id := range ids {
+		out = append(out, web.WaitingResult{ID: id})
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Onboarding() (web.Onboarding, error) { return f.onboard, f.err }
+
+func (f *fakeBackend) SetOnboardingRules(_ web.Actor, r web.OnboardingRules) error {
+	if len(f.rulesErr) > 0 {
+		return &web.RulesError{Problems: f.rulesErr}
+	}
+	f.rulesSet = &r
+	f.onboard.Rules = r
+	return nil
+}
+
+func (f *fakeBackend) RotateOnboardingKey(web.Actor) error {
+	f.rotations++
+	return nil
+}
