@@ -84,7 +84,9 @@ func (id *identity) bodyProof(env uint64, body []byte) string {
 	case id.mac != nil:
 		return protocol.FormatBodyProof(env, protocol.MAC(id.mac, in))
 	case id.enroll != nil && id.enrollEnv == env:
-		return protocol.FormatBodyProof(env, protocol.MAC(id.enroll, in))
+		// The enrollment MAC for a server that has not bound the device
+		// yet, and the signature for one that has (its answer was lost).
+		return protocol.FormatBodyProof(env, append(protocol.MAC(id.enroll, in), ed25519.Sign(id.key, in)...))
 	}
 	return protocol.FormatBodyProof(env, ed25519.Sign(id.key, in))
 }

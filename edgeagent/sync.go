@@ -99,6 +99,18 @@ func (s *syncer) run(ctx context.Context) error {
 			d := min(time.Duration(pe.RetryAfter)*time.Second, maxRetryAfter)
 			s.log.Warn("the server asked this device to slow down", "retry_in", d, "server_says", pe.Message)
 			s.plan.Pause(now, d)
+		case errors.As(err, &pe) && pe.Code == protocol.CodeLimit && inc&protocol.IncludeSnapshot != 0:
+			// The server will not keep a snapshot this large: the slot
+			// counts as served, so the device goes on pinging and pulling
+			// commands now, and tries again at its next snapshot slot.
+			s.log.Error("the server refused this device's snapshot as too large; going on without it until the next snapshot slot", "server_says", pe.Message)
+			s.plan.Done(protocol.IncludeSnapshot, now)
+			if rest := inc &^ protocol.IncludeSnapshot; rest != 0 {
+				if err := s.exchange(ctx, rest); err != nil && ctx.Err() == nil {
+					s.log.Warn("sync failed; retrying with backoff", "err", err)
+					s.plan.Failed(s.now())
+				}
+			}
 		case errors.As(err, &pe) && pe.Code == protocol.CodeRejected:
 			s.log.Error("an operator rejected this device; it will keep being refused with this identity key", "edge_id", s.id.edgeID)
 			s.plan.Failed(now)

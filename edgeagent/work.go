@@ -304,7 +304,10 @@ func (w *work) takeStack(c protocol.Command) error {
 	}
 	w.mu.Lock()
 	old := w.st.Stacks[id]
-	if old != nil {
+	// A version already deployed stays deployed, unless it comes back with
+	// other content: the server's store was restored from a backup and
+	// the version number is reused for a new edit. The content decides.
+	if old != nil && (old.Version != want.Version || (old.Hash == want.Hash && old.Project == want.Project)) {
 		want.Deployed = old.Deployed
 	}
 	w.st.Stacks[id] = want

@@ -43,7 +43,10 @@ const (
 // is the MAC under the device's MAC key, or before the device has one, the
 // MAC under its edge key's enrollment key (a pre-staged environment's first
 // contact) or the Ed25519 signature by its identity key (a bound device
-// signing again). The server checks it on the compressed bytes, before it
+// signing again). A device that proves its first contact with the
+// enrollment key sends that MAC followed by the signature, and the server
+// takes either: if the first answer was lost, the server has bound the
+// device and spent the enrollment key, and the signature is what verifies. The server checks it on the compressed bytes, before it
 // inflates them: whoever cannot prove who they are gets MaxUnprovedBody of
 // inflation, not MaxDecompressedBody. The proof inside the body still
 // decides everything else.
@@ -73,8 +76,8 @@ func ParseBodyProof(v string) (env uint64, tag []byte, err error) {
 	if env, err = strconv.ParseUint(e, 10, 64); err != nil || env == 0 {
 		return 0, nil, fmt.Errorf("%w: body proof %q: want a positive environment ID", ErrMalformed, v)
 	}
-	if tag, err = base64.RawURLEncoding.DecodeString(t); err != nil || (len(tag) != MACSize && len(tag) != 64) {
-		return 0, nil, fmt.Errorf("%w: body proof %q: want a %d-byte MAC or a 64-byte signature in unpadded URL-safe base64", ErrMalformed, v, MACSize)
+	if tag, err = base64.RawURLEncoding.DecodeString(t); err != nil || (len(tag) != MACSize && len(tag) != 64 && len(tag) != MACSize+64) {
+		return 0, nil, fmt.Errorf("%w: body proof %q: want a %d-byte MAC, a 64-byte signature, or both, in unpadded URL-safe base64", ErrMalformed, v, MACSize)
 	}
 	return env, tag, nil
 }

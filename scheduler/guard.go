@@ -35,6 +35,7 @@ type Guard struct {
 type pace struct {
 	start  time.Time // when the window opened
 	calls  int
+	limit  int       // the highest limit of the window
 	logged time.Time // last time a slow-down was reported for logging
 }
 
@@ -76,11 +77,15 @@ func (g *Guard) Check(key uint64, every time.Duration, now time.Time) Verdict {
 		g.seen[key] = p
 	}
 	if now.Sub(p.start) >= GuardWindow || now.Before(p.start) {
-		p.start, p.calls = now, 0
+		p.start, p.calls, p.limit = now, 0, 0
 	}
 	p.calls++
+	// The most any frequency of this window allowed: calls made on time
+	// under a shorter interval do not count against one an operator set
+	// since, which the device learns only at its next call.
+	p.limit = max(p.limit, Limit(every))
 	v := Verdict{Calls: p.calls}
-	if p.calls <= Limit(every) {
+	if p.calls <= p.limit {
 		return v
 	}
 	v.RetryAfter = max(p.start.Add(GuardWindow).Sub(now), time.Second)

@@ -67,21 +67,38 @@ func (s *Server) auditAt(remote, actor, action, target, detail string) {
 // source network, target, reason) in a minute is written at once, and the
 // rest of that minute become one entry with their count when it ends. They
 // are kept apart from changes and decisions, under store.RefusalLimit.
+//
+// A kind holds what the sender chose (the edge ID it claims, the
+// environment it names), so kinds are capped too: past
+// refusalKindsPerNetwork kinds of one action from one source network, the
+// rest from that network share one entry; past refusalKindsPerAction kinds
+// of one action in all, the rest share one entry. An anonymous flood from
+// everywhere writes at most refusalKindsPerAction+1 entries of an action a
+// minute, so store.RefusalLimit holds over an hour of it before older
+// refusals (failed logins among them) go.
 const (
-	refusalWindow  = 60     // seconds
-	refusalKeysMax = 10_000 // kinds tracked at once; past it, new kinds share one per action
+	refusalWindow          = 60  // seconds
+	refusalKindsPerNetwork = 10  // kinds of one action from one source network at once
+	refusalKindsPerAction  = 300 // kinds of one action at once
 )
 
 // refusals is the aggregation of the current minute's refusals.
 type refusals struct {
-	mu sync.Mutex // guards m; never held across a store call
+	mu sync.Mutex // guards the maps; never held across a store call
 	m  map[string]*refusal
+	// live kinds (keys of m that are not a shared "many" key) by action
+	// and network, and by action
+	perNetwork map[string]int
+	perAction  map[string]int
 }
 
 type refusal struct {
 	first store.AuditEntry // as written
 	count int              // this window, the first included
 	last  int64
+	// the perNetwork and perAction keys it counts under; empty for a
+	// shared entry
+	netKey, action string
 }
 
 // auditRefusal records a refusal from remote (an address, or "" when
@@ -96,12 +113,22 @@ func (s *Server) auditRefusal(remote, actor, action, target, detail string) bool
 	rs := &s.refused
 	rs.mu.Lock()
 	if rs.m == nil {
-		rs.m = map[string]*refusal{}
+		rs.m, rs.perNetwork, rs.perAction = map[string]*refusal{}, map[string]int{}, map[string]int{}
 	}
-	if _, ok := rs.m[key]; !ok && len(rs.m) >= refusalKeysMax {
-		// A flood of ever-new kinds: one entry per action stands for them.
-		key = action + "\x00many"
-		e.Actor, e.Target, e.Remote, e.Detail = "anonymous", "many targets", "many sources", "refusals of many kinds; see the log"
+	netKey, counted := action+"\x00"+network, false
+	if _, ok := rs.m[key]; !ok {
+		switch {
+		case rs.perNetwork[netKey] >= refusalKindsPerNetwork:
+			// Ever-new kinds from one network: one entry stands for them.
+			key = netKey + "\x00many"
+			e.Target, e.Detail = "many targets", "refusals of many kinds from this network; see the log"
+		case rs.perAction[action] >= refusalKindsPerAction:
+			// ... from everywhere: one entry per action.
+			key = action + "\x00many"
+			e.Actor, e.Target, e.Remote, e.Detail = "anonymous", "many targets", "many sources", "refusals of many kinds; see the log"
+		default:
+			counted = true
+		}
 	}
 	r := rs.m[key]
 	if r != nil && now-r.first.Time < refusalWindow {
@@ -114,7 +141,15 @@ func (s *Server) auditRefusal(remote, actor, action, target, detail string) bool
 	if r != nil {
 		done = r.summary()
 	}
-	rs.m[key] = &refusal{first: e, count: 1, last: now}
+	nr := &refusal{first: e, count: 1, last: now}
+	if r != nil {
+		nr.netKey, nr.action = r.netKey, r.action // the same kind, counted once
+	} else if counted {
+		nr.netKey, nr.action = netKey, action
+		rs.perNetwork[netKey]++
+		rs.perAction[action]++
+	}
+	rs.m[key] = nr
 	rs.mu.Unlock()
 	s.appendAudit(done)
 	s.appendAudit(&e)
@@ -131,6 +166,13 @@ func (s *Server) flushRefusals(now int64) {
 		if now-r.first.Time >= refusalWindow {
 			done = append(done, r.summary())
 			delete(rs.m, k)
+			if r.action != "" {
+				rs.perNetwork[r.netKey]--
+				rs.perAction[r.action]--
+				if rs.perNetwork[r.netKey] <= 0 {
+					delete(rs.perNetwork, r.netKey)
+				}
+			}
 		}
 	}
 	rs.mu.Unlock()

@@ -78,7 +78,10 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 		s.refuseIdentity(w, r, &req, err)
 		return
 	}
-	if env.Resync != nil && !s.resynced(w, env, &req, proof, first) {
+	// A version 1 agent knows no resync and could never echo the nonce: it
+	// is served as before (its requests' version is under their proof, so
+	// a version 2 request cannot pass for one).
+	if env.Resync != nil && req.Version >= 2 && !s.resynced(w, env, &req, proof, first) {
 		return
 	}
 	now := s.now()
@@ -243,6 +246,11 @@ func bodyDeadline(base time.Duration, n, most int64) time.Duration {
 // it inflates past protocol.MaxUnprovedBody only under a body proof that
 // verifies, checked on the bytes as sent. On success the caller releases
 // the body's hold when done.
+// unprovedReadMax is how much of a body without a body proof is read: what
+// inflates to MaxUnprovedBody, with room for a zstd frame's own bytes
+// around data that does not compress.
+const unprovedReadMax = protocol.MaxUnprovedBody + 4<<10
+
 func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edgeBody, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != protocol.ContentType {
 		s.edgeError(w, http.StatusUnsupportedMediaType, protocol.CodeMalformed,
@@ -250,8 +258,15 @@ func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edge
 		return edgeBody{}, false
 	}
 	b := edgeBody{hold: s.inflight.Hold()}
+	// A body without a body proof inflates to MaxUnprovedBody at most, so
+	// one larger than that as sent is refused whatever it holds: it is not
+	// read (nor held in the in-flight budget) past that.
+	readMax, readLimit := int64(protocol.MaxCompressedBody), "MaxCompressedBody"
+	if r.Header.Get(protocol.BodyProofHeader) == "" {
+		readMax, readLimit = unprovedReadMax, "MaxUnprovedBody"
+	}
 	rc := http.NewResponseController(w)
-	wait := bodyDeadline(cmp.Or(s.bodyBase, bodyBaseTime), r.ContentLength, protocol.MaxCompressedBody)
+	wait := bodyDeadline(cmp.Or(s.bodyBase, bodyBaseTime), r.ContentLength, readMax)
 	_ = rc.SetReadDeadline(time.Now().Add(wait)) // not every connection has one (tests)
 	ok := false
 	defer func() {
@@ -264,7 +279,7 @@ func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edge
 			w.Header().Set("Connection", "close")
 		}
 	}()
-	body, err := io.ReadAll(b.hold.Reader(http.MaxBytesReader(w, r.Body, protocol.MaxCompressedBody)))
+	body, err := io.ReadAll(b.hold.Reader(http.MaxBytesReader(w, r.Body, readMax)))
 	s.metrics.bytesIn.Add(float64(len(body)))
 	if err == nil {
 		_ = rc.SetReadDeadline(time.Time{})
@@ -273,8 +288,11 @@ func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edge
 		var mbe *http.MaxBytesError
 		var ne net.Error
 		switch {
+		case errors.As(err, &mbe) && readLimit == "MaxUnprovedBody":
+			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, fmt.Sprintf("%s; a body past %d bytes must carry a body proof (%s); agents of protocol version 2 send one",
+				(&protocol.LimitError{Limit: readLimit, Max: protocol.MaxUnprovedBody}).Error(), protocol.MaxUnprovedBody, protocol.BodyProofHeader))
 		case errors.As(err, &mbe):
-			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, (&protocol.LimitError{Limit: "MaxCompressedBody", Max: protocol.MaxCompressedBody}).Error())
+			s.edgeError(w, http.StatusRequestEntityTooLarge, protocol.CodeLimit, (&protocol.LimitError{Limit: readLimit, Max: protocol.MaxCompressedBody}).Error())
 		case errors.Is(err, throttle.ErrBudgetSpent):
 			s.busy(w)
 		case errors.As(err, &ne) && ne.Timeout():
@@ -366,6 +384,16 @@ func (s *Server) checkBodyProof(env uint64, tag, body []byte) error {
 		}
 	case ed25519.SignatureSize:
 		if len(e.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(e.PublicKey, in, tag) {
+			return nil
+		}
+	case protocol.MACSize + ed25519.SignatureSize:
+		// A first contact's: the enrollment MAC, then the signature for
+		// when this server bound the device already.
+		mac, sig := tag[:protocol.MACSize], tag[protocol.MACSize:]
+		if e.EnrollKey != nil && protocol.CheckMAC(e.EnrollKey, in, mac) {
+			return nil
+		}
+		if len(e.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(e.PublicKey, in, sig) {
 			return nil
 		}
 	}

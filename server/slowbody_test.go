@@ -15,7 +15,9 @@ import (
 
 // stalledBody opens a connection to hs, sends an edge request's headers
 // declaring a body of declared bytes, sends sent of them and stalls. It
-// returns the connection and a reader of the server's answer.
+// returns the connection and a reader of the server's answer. A body past
+// MaxUnprovedBody claims a body proof (checked only once it has arrived),
+// as a device's large body does.
 func stalledBody(t *testing.T, addr string, declared, sent int) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -23,7 +25,11 @@ func stalledBody(t *testing.T, addr string, declared, sent int) (net.Conn, *bufi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	fmt.Fprintf(c, "POST /edge/v1/sync HTTP/1.1\r\nHost: outpost\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", protocol.ContentType, declared)
+	proof := ""
+	if declared > protocol.MaxUnprovedBody {
+		proof = protocol.BodyProofHeader + ": " + protocol.FormatBodyProof(1, make([]byte, protocol.MACSize)) + "\r\n"
+	}
+	fmt.Fprintf(c, "POST /edge/v1/sync HTTP/1.1\r\nHost: outpost\r\nContent-Type: %s\r\n%sContent-Length: %d\r\n\r\n", protocol.ContentType, proof, declared)
 	if _, err := c.Write(make([]byte, sent)); err != nil {
 		t.Fatal(err)
 	}

@@ -173,7 +173,8 @@ func (d *device) sync(req *protocol.SyncRequest) (int, *protocol.SyncAnswer, *pr
 		case d.mac != nil:
 			tag = protocol.MAC(d.mac, in)
 		case d.secret != "":
-			tag = protocol.MAC(protocol.EnrollKey(d.secret), in)
+			// as the agent does: the enrollment MAC, then the signature
+			tag = append(protocol.MAC(protocol.EnrollKey(d.secret), in), ed25519.Sign(d.key, in)...)
 		default:
 			tag = ed25519.Sign(d.key, in)
 		}

@@ -86,9 +86,10 @@ func (h *Hold) Keep(n int64) {
 // Release gives back everything the request took.
 func (h *Hold) Release() { h.Keep(0) }
 
-// Reader reads from r, taking each chunk it reads from the hold first: a
-// body still arriving holds only what arrived, and a read that finds the
-// budget spent fails with ErrBudgetSpent.
+// Reader reads from r, taking what each read brought from the hold: a body
+// still arriving holds only what arrived (a connection stalled before its
+// first byte holds nothing), and a read that finds the budget spent fails
+// with ErrBudgetSpent.
 func (h *Hold) Reader(r io.Reader) io.Reader { return &heldReader{r: r, h: h} }
 
 type heldReader struct {
@@ -103,10 +104,11 @@ func (hr *heldReader) Read(p []byte) (int, error) {
 	if len(p) > readChunk {
 		p = p[:readChunk]
 	}
-	if err := hr.h.Take(int64(len(p))); err != nil {
-		return 0, err
-	}
 	n, err := hr.r.Read(p)
-	hr.h.Keep(hr.h.n - int64(len(p)-n)) // give back what did not arrive
+	if n > 0 {
+		if terr := hr.h.Take(int64(n)); terr != nil {
+			return 0, terr
+		}
+	}
 	return n, err
 }
