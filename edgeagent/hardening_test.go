@@ -115,3 +115,26 @@ func TestReusedStackVersionWithNewContentIsDeployed(t *testing.T) {
 		t.Fatalf("%d deploys after the same version and content came again, want 2", len(fs.deploys))
 	}
 }
+
+// TestChangingResyncNonceIsNotChasedAtOnce: an answer asking for a resync
+// is retried at once with its nonce, once; a server that answers the echo
+// with yet another nonce gets the next try after the backoff. Before, the
+// agent retried at once for as long as the nonce kept changing.
+func TestChangingResyncNonceIsNotChasedAtOnce(t *testing.T) {
+	srv := newScriptedServer(t, nil)
+	calls := 0
+	srv.answer = func(req *protocol.SyncRequest) (int, any) {
+		calls++
+		nonce := bytes.Repeat([]byte{byte(calls)}, 16)
+		return http.StatusOK, &protocol.SyncAnswer{Version: protocol.Version, EnvID: req.EnvID, Trust: protocol.TrustTrusted, Resync: nonce}
+	}
+	hs := httptest.NewTLSServer(srv)
+	defer hs.Close()
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Docker{}})
+	if err := s.exchange(context.Background(), all); err == nil {
+		t.Fatal("an exchange whose every answer asks for a new nonce succeeded")
+	}
+	if calls != 2 {
+		t.Fatalf("%d requests in one exchange, want 2: the first, and one echoing its nonce", calls)
+	}
+}

@@ -203,8 +203,14 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		if bytes.Equal(ans.Resync, req.Resync) {
 			return errors.New("sync: the server asks again for the nonce this request echoed")
 		}
-		s.log.Info("the server was restored from a backup; this device confirms itself")
 		s.resync = ans.Resync
+		if req.Resync != nil {
+			// This request echoed a nonce and was given another: retry
+			// with the backoff, not at once, so a server that keeps
+			// changing its nonce cannot keep the device calling.
+			return errors.New("sync: the server answered the echoed nonce with a new one; trying again later")
+		}
+		s.log.Info("the server was restored from a backup; this device confirms itself")
 		return s.exchange(ctx, asked)
 	}
 	s.resync = nil
