@@ -277,7 +277,7 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		p.Tabs = append(p.Tabs, l)
 	}
 	if p.Past {
-		p.Snap.AtParam = fmt.Sprintf("&at=%d", snap.Seq)
+		p.Snap.AtSeq = snap.Seq
 	}
 	if c := r.URL.Query().Get("container"); c != "" && p.Tab == "containers" {
 		for _, ct := range snap.Docker.Containers {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"outpost/snapshot"
 	"outpost/web"
 )
 
@@ -97,4 +98,8 @@ func (f *fakeBackend) SetOnboardingRules(_ web.Actor, r web.OnboardingRules) err
 func (f *fakeBackend) RotateOnboardingKey(web.Actor) error {
 	f.rotations++
 	return nil
+}
+
+func snapshotMount(s string) snapshot.Mount {
+	return snapshot.Mount{Type: "bind", Source: s, Destination: s}
 }

@@ -80,7 +80,7 @@ type snapView struct {
 	Projects     []projectRow
 	ImageBytes   string
 	Stale        bool   // older than two of the device's snapshot intervals
-	AtParam      string // "&at=SEQ" when this is a past point, for links that stay on it
+	AtSeq        uint64 // the seq when this is a past point, for links that stay on it
 	// Detail is the one container opened from the list; NoContainer names
 	// one asked for that this snapshot does not have.
 	Detail      *containerDetail
