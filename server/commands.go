@@ -209,14 +209,24 @@ func (s *Server) handleQueueCommand(w http.ResponseWriter, r *http.Request, ss s
 		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
 		return
 	}
-	c := &store.Command{Env: e.ID, Kind: req.Kind, Args: args, Created: s.now().Unix(), By: ss.user}
-	if err := s.store.AddCommand(c); err != nil {
+	c, err := s.queueCommand(r.RemoteAddr, ss.user, e.ID, req.Kind, args)
+	if err != nil {
 		s.log.Error("queue command", "env", e.ID, "err", err)
 		writeErr(w, http.StatusInternalServerError, "could not queue the command")
 		return
 	}
-	s.audit(r, ss.user, auditCommandQueue, envTarget(e.ID), fmt.Sprintf("command %d: %s %v", c.ID, c.Kind, c.Args))
 	writeJSON(w, http.StatusAccepted, c)
+}
+
+// queueCommand appends a checked command to environment env's log for
+// user (from remote), audited.
+func (s *Server) queueCommand(remote, user string, env uint64, kind string, args map[string]string) (*store.Command, error) {
+	c := &store.Command{Env: env, Kind: kind, Args: args, Created: s.now().Unix(), By: user}
+	if err := s.store.AddCommand(c); err != nil {
+		return nil, err
+	}
+	s.auditAt(remote, user, auditCommandQueue, envTarget(env), fmt.Sprintf("command %d: %s %v", c.ID, c.Kind, c.Args))
+	return c, nil
 }
 
 // handleCommands serves GET /api/environments/{id}/commands: what waits for

@@ -2,10 +2,12 @@ package server
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"outpost/server/store"
 	"outpost/throttle"
@@ -131,4 +133,64 @@ func (b uiBackend) RotateOnboardingKey(a web.Actor) error {
 	b.s.auditAt(a.Remote, a.User, auditOnboardingRotate, "onboarding key", "the old key is refused from now on (web UI)")
 	b.s.log.Info("onboarding key rotated", "by", a.User)
 	return nil
+}
+
+// QueueCommand checks a command as POST /api/environments/{id}/commands
+// does and queues it.
+func (b uiBackend) QueueCommand(a web.Actor, env uint64, kind string, args map[string]string) (uint64, error) {
+	raw := make(map[string]json.RawMessage, len(args))
+	for k, v := range args {
+		raw[k], _ = json.Marshal(v)
+	}
+	checked, problems := commandArgsOf(kind, raw)
+	if len(problems) > 0 {
+		return 0, &web.CommandError{Problems: problems}
+	}
+	if _, err := b.s.store.Environment(env); err != nil {
+		return 0, uiErr(err)
+	}
+	c, err := b.s.queueCommand(a.Remote, a.User, env, kind, checked)
+	if err != nil {
+		return 0, err
+	}
+	return c.ID, nil
+}
+
+// CommandLog is the environment's command log, and when its device should
+// pull next: its last check-in plus its effective command frequency.
+func (b uiBackend) CommandLog(env uint64) (web.CommandLog, error) {
+	s := b.s
+	e, err := s.store.Environment(env)
+	if err != nil {
+		return web.CommandLog{}, uiErr(err)
+	}
+	pending, err := s.store.PendingCommands(env, store.ResultsLimit)
+	if err != nil {
+		return web.CommandLog{}, err
+	}
+	results, err := s.store.CommandResults(env, 50)
+	if err != nil {
+		return web.CommandLog{}, err
+	}
+	var out web.CommandLog
+	for _, c := range pending {
+		out.Pending = append(out.Pending, uiCommand(c))
+	}
+	for _, c := range results {
+		out.Results = append(out.Results, uiCommand(c))
+	}
+	last := e.LastCheckIn
+	if t, ok := s.checkins.get(env); ok {
+		last = max(last, t)
+	}
+	if last != 0 {
+		f := effectiveFrequencies(s.edgeSettings(), e.Mode, e.Frequencies)
+		out.NextPull = time.Unix(last+int64(f.Command), 0)
+	}
+	return out, nil
+}
+
+func uiCommand(c store.Command) web.Command {
+	return web.Command{ID: c.ID, Kind: c.Kind, Target: cmp.Or(c.Args["id"], c.Args["name"]), Status: c.Status, Error: c.Error,
+		By: c.By, Created: unixTime(c.Created), Finished: unixTime(c.Finished)}
 }

@@ -149,3 +149,37 @@ type WaitingRoom interface {
 	SetOnboardingRules(a Actor, r OnboardingRules) error
 	RotateOnboardingKey(a Actor) error
 }
+
+// Command is one operation queued for a device, and what became of it.
+type Command struct {
+	ID       uint64
+	Kind     string // container.stop, image.remove, snapshot.now, ...
+	Target   string // the container, image or volume it acts on
+	Status   string // pending, ok, failed
+	Error    string
+	By       string
+	Created  time.Time
+	Finished time.Time // when the device ran it
+}
+
+// CommandLog is what waits for a device and what it ran, newest first, and
+// when it is expected to pull commands next: its last check-in plus its
+// command frequency.
+type CommandLog struct {
+	Pending  []Command
+	Results  []Command
+	NextPull time.Time // zero when it never checked in
+}
+
+// CommandError is the Backend's refusal of a command: every problem.
+type CommandError struct{ Problems []string }
+
+func (e *CommandError) Error() string { return "the command was not queued" }
+
+// Commands is the command part of Backend.
+type Commands interface {
+	// QueueCommand checks and queues kind with args for environment env,
+	// returning its ID; a *CommandError when it is refused.
+	QueueCommand(a Actor, env uint64, kind string, args map[string]string) (uint64, error)
+	CommandLog(env uint64) (CommandLog, error)
+}

@@ -45,6 +45,9 @@ type fakeBackend struct {
 	rulesSet  *web.OnboardingRules
 	rulesErr  []string
 	rotations int
+	// commands queued, and the log the commands tab shows
+	queued []queued
+	log    web.CommandLog
 }
 
 type trustCall struct {

@@ -165,6 +165,7 @@ var tabs = []struct{ id, label string }{
 	{"networks", "Networks"},
 	{"projects", "Compose"},
 	{"history", "History"},
+	{"commands", "Commands"},
 }
 
 type tabLink struct {
@@ -188,6 +189,8 @@ type envPage struct {
 	// latest (seq Latest).
 	Past   bool
 	Latest uint64
+	// Commands is the commands tab, when it is the one shown.
+	Commands *commandsView
 }
 
 // envFromPath reads the environment the path names, answering the error
@@ -265,13 +268,28 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 	if !slices.ContainsFunc(tabs, func(t struct{ id, label string }) bool { return t.id == p.Tab }) {
 		p.Tab = tabs[0].id
 	}
+	p.Snap.EnvID, p.Snap.CanAct = id, p.CanWrite && !p.Past
+	log, err := h.b.CommandLog(id)
+	if err != nil {
+		h.internalError(w, r, user, fmt.Sprintf("read the command log of environment %d", id), err)
+		return
+	}
+	if p.Tab == "commands" {
+		cv := newCommandsView(env, log, now)
+		cv.CanWrite = p.CanWrite
+		cv.Queued = uintParam(r.URL.Query(), "queued")
+		p.Commands = &cv
+		if len(log.Pending) > 0 {
+			p.Refresh = 5 // the result shows up without a click; no script needed
+		}
+	}
 	counts := map[string]int{
 		"containers": len(p.Snap.Containers), "images": len(p.Snap.Images), "volumes": len(p.Snap.Volumes),
-		"networks": len(p.Snap.Networks), "projects": len(p.Snap.Projects), "history": len(hist),
+		"networks": len(p.Snap.Networks), "projects": len(p.Snap.Projects), "history": len(hist), "commands": len(log.Pending),
 	}
 	for _, t := range tabs {
 		l := tabLink{ID: t.id, Label: t.label, N: counts[t.id], Current: t.id == p.Tab, URL: fmt.Sprintf("/environments/%d?tab=%s", id, t.id)}
-		if p.Past && t.id != "history" {
+		if p.Past && t.id != "history" && t.id != "commands" {
 			l.URL += fmt.Sprintf("&at=%d", snap.Seq)
 		}
 		p.Tabs = append(p.Tabs, l)

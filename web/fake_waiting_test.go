@@ -103,3 +103,22 @@ func (f *fakeBackend) RotateOnboardingKey(web.Actor) error {
 func snapshotMount(s string) snapshot.Mount {
 	return snapshot.Mount{Type: "bind", Source: s, Destination: s}
 }
+
+type queued struct {
+	actor web.Actor
+	env   uint64
+	kind  string
+	args  map[string]string
+}
+
+func (f *fakeBackend) QueueCommand(a web.Actor, env uint64, kind string, args map[string]string) (uint64, error) {
+	if kind == "container.remove" && args["id"] == "refused" {
+		return 0, &web.CommandError{Problems: []string{"args.id: no such container"}}
+	}
+	f.queued = append(f.queued, queued{a, env, kind, args})
+	id := uint64(len(f.queued))
+	f.log.Pending = append(f.log.Pending, web.Command{ID: id, Kind: kind, Target: args["id"] + args["name"], Status: "pending", By: a.User})
+	return id, nil
+}
+
+func (f *fakeBackend) CommandLog(uint64) (web.CommandLog, error) { return f.log, f.err }

@@ -81,6 +81,8 @@ type snapView struct {
 	ImageBytes   string
 	Stale        bool   // older than two of the device's snapshot intervals
 	AtSeq        uint64 // the seq when this is a past point, for links that stay on it
+	EnvID        uint64
+	CanAct       bool // the user may queue commands, and this is the latest snapshot
 	// Detail is the one container opened from the list; NoContainer names
 	// one asked for that this snapshot does not have.
 	Detail      *containerDetail

@@ -121,6 +121,7 @@ type Backend interface {
 	// id is unknown.
 	Stack(id uint64) (Stack, []StackTarget, error)
 	WaitingRoom
+	Commands
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging
@@ -178,6 +179,7 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
 	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
 	mux.HandleFunc("GET /environments/{id}/diff", h.authed(h.handleDiff))
+	mux.HandleFunc("POST /environments/{id}/commands", h.authed(h.handleQueueCommand))
 	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
 	mux.HandleFunc("POST /waiting-room/action", h.authed(h.handleWaitingAction))
 	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.handleRules))
@@ -257,7 +259,10 @@ type base struct {
 	Nav   string // the header link to mark current
 	// CanWrite and CanSettings say which action buttons the page shows.
 	CanWrite, CanSettings bool
-	CSS                   template.CSS
+	// Refresh, when set, reloads the page after that many seconds: a page
+	// waiting on a device shows what arrives without any script.
+	Refresh int
+	CSS     template.CSS
 	JS                    template.JS
 }
 

@@ -1,0 +1,120 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// uiCommands are the operations the snapshot pages offer, with what each
+// names its target by and how the confirmation words it.
+var uiCommands = map[string]struct{ arg, verb string }{
+	"container.start":   {"id", "start"},
+	"container.stop":    {"id", "stop"},
+	"container.restart": {"id", "restart"},
+	"container.kill":    {"id", "kill"},
+	"container.remove":  {"id", "remove"},
+	"image.remove":      {"id", "remove image"},
+	"volume.remove":     {"name", "remove volume"},
+	"snapshot.now":      {"", "take a snapshot"},
+}
+
+// commandRow is one line of the commands tab.
+type commandRow struct {
+	Command
+	CreatedText, CreatedTitle   string
+	FinishedText, FinishedTitle string
+}
+
+// commandsView is the commands tab: what waits, when the device should
+// pull it, and what it ran.
+type commandsView struct {
+	EnvID    uint64
+	Pending  []commandRow
+	Results  []commandRow
+	NextPull string // "in 40 s" or "overdue by 3 min"
+	PullAt   string // absolute
+	Overdue  bool
+	Every    string // the command frequency
+	Queued   uint64 // the command just queued, to mark
+	CanWrite bool
+}
+
+func newCommandsView(env Environment, log CommandLog, now time.Time) commandsView {
+	v := commandsView{EnvID: env.ID, Every: every(env.Command)}
+	row := func(c Command) commandRow {
+		return commandRow{Command: c, CreatedText: ago(c.Created, now), CreatedTitle: absTime(c.Created),
+			FinishedText: ago(c.Finished, now), FinishedTitle: absTime(c.Finished)}
+	}
+	for _, c := range log.Pending {
+		v.Pending = append(v.Pending, row(c))
+	}
+	for _, c := range log.Results {
+		v.Results = append(v.Results, row(c))
+	}
+	if !log.NextPull.IsZero() {
+		v.PullAt = absTime(log.NextPull)
+		if d := log.NextPull.Sub(now); d >= 0 {
+			v.NextPull = "in " + strings.ToLower(humanDuration(d))
+		} else {
+			v.NextPull, v.Overdue = "overdue by "+strings.ToLower(humanDuration(-d)), true
+		}
+	}
+	return v
+}
+
+// handleQueueCommand queues a container, image or volume operation, or a
+// snapshot, from the snapshot pages, then shows the commands tab.
+func (h *handler) handleQueueCommand(w http.ResponseWriter, r *http.Request, user string) {
+	if !h.b.Can(user, ActWrite) {
+		h.forbidden(w, r, user, "queue commands")
+		return
+	}
+	env, ok := h.envFromPath(w, r, user)
+	if !ok {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request", "The form could not be read: "+err.Error(), fmt.Sprintf("/environments/%d", env.ID), env.Name)
+		return
+	}
+	kind, target := r.PostForm.Get("kind"), strings.TrimSpace(r.PostForm.Get("target"))
+	spec, known := uiCommands[kind]
+	back := fmt.Sprintf("/environments/%d", env.ID)
+	if !known {
+		kinds := make([]string, 0, len(uiCommands))
+		for k := range uiCommands {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		h.renderErrorBack(w, user, http.StatusBadRequest, "Unknown command", fmt.Sprintf("%q is not a command here: %s.", kind, strings.Join(kinds, ", ")), back, env.Name)
+		return
+	}
+	args := map[string]string{}
+	if spec.arg != "" {
+		if target == "" {
+			h.renderErrorBack(w, user, http.StatusBadRequest, "Nothing to act on", "Name the container, image or volume to "+spec.verb+".", back, env.Name)
+			return
+		}
+		args[spec.arg] = target
+	}
+	if kind == "container.stop" || kind == "container.restart" {
+		args["timeout"] = "10"
+	}
+	id, err := h.b.QueueCommand(Actor{User: user, Remote: r.RemoteAddr}, env.ID, kind, args)
+	var ce *CommandError
+	switch {
+	case errors.As(err, &ce):
+		h.renderErrorBack(w, user, http.StatusBadRequest, "Command refused", strings.Join(ce.Problems, "; "), back, env.Name)
+		return
+	case err != nil:
+		h.internalError(w, r, user, "queue the command", err)
+		return
+	}
+	h.log.Info("ui: command queued", "user", user, "env", env.ID, "kind", kind, "target", target, "id", id)
+	http.Redirect(w, r, fmt.Sprintf("/environments/%d?tab=commands&queued=%d", env.ID, id), http.StatusSeeOther)
+}
