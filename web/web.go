@@ -263,7 +263,7 @@ type base struct {
 	// waiting on a device shows what arrives without any script.
 	Refresh int
 	CSS     template.CSS
-	JS                    template.JS
+	JS      template.JS
 }
 
 func (h *handler) base(title, user, nav string) base {
