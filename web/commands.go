@@ -25,6 +25,7 @@ var uiCommands = map[string]struct{ arg, verb string }{
 // commandRow is one line of the commands tab.
 type commandRow struct {
 	Command
+	TargetName                  string // the container's name or the image's tag, when the snapshot knows it
 	CreatedText, CreatedTitle   string
 	FinishedText, FinishedTitle string
 }
@@ -43,11 +44,32 @@ type commandsView struct {
 	CanWrite bool
 }
 
-func newCommandsView(env Environment, log CommandLog, now time.Time) commandsView {
+// targetNames maps container and image IDs of a snapshot to their names.
+func targetNames(s *Snapshot) map[string]string {
+	out := map[string]string{}
+	if s == nil || s.Docker == nil {
+		return out
+	}
+	for _, c := range s.Docker.Containers {
+		out[c.ID] = c.Name
+	}
+	for _, im := range s.Docker.Images {
+		if len(im.Tags) > 0 {
+			out[im.ID] = im.Tags[0]
+		}
+	}
+	return out
+}
+
+func newCommandsView(env Environment, log CommandLog, now time.Time, names map[string]string) commandsView {
 	v := commandsView{EnvID: env.ID, Every: every(env.Command)}
 	row := func(c Command) commandRow {
-		return commandRow{Command: c, CreatedText: ago(c.Created, now), CreatedTitle: absTime(c.Created),
+		r := commandRow{Command: c, CreatedText: ago(c.Created, now), CreatedTitle: absTime(c.Created),
 			FinishedText: ago(c.Finished, now), FinishedTitle: absTime(c.Finished)}
+		if n := names[c.Target]; n != c.Target {
+			r.TargetName = n
+		}
+		return r
 	}
 	for _, c := range log.Pending {
 		v.Pending = append(v.Pending, row(c))
@@ -57,9 +79,14 @@ func newCommandsView(env Environment, log CommandLog, now time.Time) commandsVie
 	}
 	if !log.NextPull.IsZero() {
 		v.PullAt = absTime(log.NextPull)
-		if d := log.NextPull.Sub(now); d >= 0 {
+		// A device is late only past its jitter and a request's time.
+		grace := max(env.Command/5, 5*time.Second)
+		switch d := log.NextPull.Sub(now); {
+		case d >= time.Second:
 			v.NextPull = "in " + strings.ToLower(humanDuration(d))
-		} else {
+		case d > -grace:
+			v.NextPull = "about now"
+		default:
 			v.NextPull, v.Overdue = "overdue by "+strings.ToLower(humanDuration(-d)), true
 		}
 	}

@@ -33,6 +33,7 @@ type envRow struct {
 	Hostname           string
 	Tags               []string
 	Group              string
+	EdgeID             string
 	SnapAge, SnapTitle string
 	SnapStale          bool // older than two snapshot intervals
 }
@@ -73,7 +74,7 @@ func newEnvRow(e Environment, now time.Time) envRow {
 		ID: e.ID, Name: e.Name, Mode: e.Mode, Status: e.Status, StatusText: statusText(e.Status),
 		LastCheckIn: ago(e.LastCheckIn, now), LastCheckInTitle: absTime(e.LastCheckIn),
 		Ping: every(e.Ping), Snap: every(e.Snapshot), Cmd: every(e.Command),
-		AgentVersion: e.AgentVersion, Hostname: e.Hostname, Tags: e.Tags, Group: e.Group,
+		AgentVersion: e.AgentVersion, Hostname: e.Hostname, Tags: e.Tags, Group: e.Group, EdgeID: e.EdgeID,
 	}
 	if !e.SnapshotAt.IsZero() {
 		r.SnapAge, r.SnapTitle = ago(e.SnapshotAt, now), absTime(e.SnapshotAt)
@@ -275,7 +276,7 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		return
 	}
 	if p.Tab == "commands" {
-		cv := newCommandsView(env, log, now)
+		cv := newCommandsView(env, log, now, targetNames(snap))
 		cv.CanWrite = p.CanWrite
 		cv.Queued = uintParam(r.URL.Query(), "queued")
 		p.Commands = &cv

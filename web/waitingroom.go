@@ -32,6 +32,7 @@ type waitingPage struct {
 	Full      bool
 	Arrivals  chart
 	LastHour  int // arrivals in the last hour
+	Peak      int // in the busiest minute of it
 	Networks  []NetworkCount
 	Groups    []Option // static edge groups a trusted device can join
 	Tags      []Option
@@ -117,6 +118,9 @@ func (h *handler) renderWaitingRoom(w http.ResponseWriter, r *http.Request, user
 			LastSeenText: ago(d.LastSeen, now), LastSeenTitle: absTime(d.LastSeen)})
 	}
 	p.Arrivals, p.LastHour = arrivalsChart(wp.Arrivals)
+	for _, n := range wp.Arrivals {
+		p.Peak = max(p.Peak, n)
+	}
 	h.render(w, status, "waitingroom", p)
 }
 

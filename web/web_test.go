@@ -219,7 +219,7 @@ func TestEnvironmentsPage(t *testing.T) {
 		`<a class="strong" href="/environments/1">shop-042</a>`, "vessel-north-star", "truck-1187", "windfarm-07-t12",
 		`<span class="dot s-online"></span>online`, `<span class="dot s-offline"></span>offline`, `<span class="dot s-never"></span>never checked in`,
 		"12 s ago", "3 min ago", "3 h ago", "never",
-		">30 s<", ">5 min<", ">1 h<", ">6 h<", "0.3.1", "shop-042-gw",
+		">30 s · 5 min · 1 min<", ">1 h · 6 h · 15 min<", "0.3.1", "shop-042-gw", "shop-042-gw-7f3a", "not bound",
 		`Log out`, `<span class="user">admin</span>`,
 	)
 
