@@ -472,12 +472,20 @@ type waitingQuery struct {
 	limit, offset int
 }
 
+// waitingHit is a waiting device as the list sorts it: the record and its
+// live last-seen time. Sorting these, not the views, keeps a page of a
+// 10,000-device room to a pass and a sort of pointers.
+type waitingHit struct {
+	d    *store.WaitingDevice
+	last int64
+}
+
 // waitingSorts are the orders the waiting room lists in.
-var waitingSorts = map[string]func(a, b *waitingView) int{
-	"firstSeen": func(a, b *waitingView) int { return cmp.Compare(a.FirstSeen, b.FirstSeen) },
-	"lastSeen":  func(a, b *waitingView) int { return cmp.Compare(a.LastSeen, b.LastSeen) },
-	"hostname":  func(a, b *waitingView) int { return strings.Compare(a.Hostname, b.Hostname) },
-	"edgeId":    func(a, b *waitingView) int { return strings.Compare(a.EdgeID, b.EdgeID) },
+var waitingSorts = map[string]func(a, b waitingHit) int{
+	"firstSeen": func(a, b waitingHit) int { return cmp.Compare(a.d.FirstSeen, b.d.FirstSeen) },
+	"lastSeen":  func(a, b waitingHit) int { return cmp.Compare(a.last, b.last) },
+	"hostname":  func(a, b waitingHit) int { return strings.Compare(a.d.Hostname, b.d.Hostname) },
+	"edgeId":    func(a, b waitingHit) int { return strings.Compare(a.d.EdgeID, b.d.EdgeID) },
 }
 
 // parseWaitingSort reads a sort parameter: a key of waitingSorts, - before
@@ -513,33 +521,39 @@ func matchesWaiting(d *store.WaitingDevice, q string) bool {
 // would not wait), that environment's ID.
 func (s *Server) waitingPage(q waitingQuery) ([]waitingView, int) {
 	q.q = strings.ToLower(strings.TrimSpace(q.q))
-	rm := s.room
-	rm.mu.Lock()
-	items := make([]waitingView, 0, len(rm.devices))
-	for id, d := range rm.devices {
-		if !matchesWaiting(d, q.q) {
-			continue
-		}
-		v := waitingView{WaitingDevice: *d, BoundTo: rm.envByEdge[d.EdgeID]}
-		if ws, ok := rm.seen[id]; ok && ws.At > v.LastSeen {
-			v.LastSeen = ws.At
-		}
-		items = append(items, v)
-	}
-	rm.mu.Unlock()
 	by := waitingSorts[q.sort]
 	if by == nil {
 		by = waitingSorts["firstSeen"]
 	}
-	slices.SortFunc(items, func(a, b waitingView) int {
-		c := cmp.Or(by(&a, &b), cmp.Compare(a.ID, b.ID))
+	rm := s.room
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	hits := make([]waitingHit, 0, len(rm.devices))
+	for id, d := range rm.devices {
+		if !matchesWaiting(d, q.q) {
+			continue
+		}
+		h := waitingHit{d: d, last: d.LastSeen}
+		if ws, ok := rm.seen[id]; ok && ws.At > h.last {
+			h.last = ws.At
+		}
+		hits = append(hits, h)
+	}
+	slices.SortFunc(hits, func(a, b waitingHit) int {
+		c := cmp.Or(by(a, b), cmp.Compare(a.d.ID, b.d.ID))
 		if q.desc {
 			return -c
 		}
 		return c
 	})
-	total := len(items)
-	items = items[min(q.offset, total):min(q.offset+q.limit, total)]
+	total := len(hits)
+	page := hits[min(q.offset, total):min(q.offset+q.limit, total)]
+	items := make([]waitingView, 0, len(page))
+	for _, h := range page {
+		v := waitingView{WaitingDevice: *h.d, BoundTo: rm.envByEdge[h.d.EdgeID]}
+		v.LastSeen = h.last
+		items = append(items, v)
+	}
 	return items, total
 }
 
