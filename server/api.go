@@ -174,14 +174,33 @@ func newEnrollSecret() (secret string, key []byte) {
 }
 
 func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, ss session) {
-	var req struct {
-		Name        string                `json:"name"`
-		Mode        string                `json:"mode"`
-		Frequencies *protocol.Frequencies `json:"frequencies"`
-	}
+	var req newEnvironment
 	if !decodeJSON(w, r, &req) {
 		return
 	}
+	ans, problems, err := s.createEnvironment(r.RemoteAddr, ss.user, req)
+	if refuse(w, problems) {
+		return
+	}
+	if err != nil {
+		s.log.Error("create environment", "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not store the environment")
+		return
+	}
+	writeJSON(w, http.StatusCreated, ans)
+}
+
+// newEnvironment is the body of POST /api/environments.
+type newEnvironment struct {
+	Name        string                `json:"name"`
+	Mode        string                `json:"mode"`
+	Frequencies *protocol.Frequencies `json:"frequencies"`
+}
+
+// createEnvironment pre-stages an environment for user (from remote) and
+// returns its edge key with the one-time enrollment secret; problems says
+// what was wrong with req, and nothing is stored then.
+func (s *Server) createEnvironment(remote, user string, req newEnvironment) (createdEnvironment, []string, error) {
 	var problems []string
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > 128 {
@@ -195,24 +214,24 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 	if req.Mode != store.ModeAsync && req.Mode != store.ModeStandard {
 		problems = append(problems, fmt.Sprintf("mode %q: want async or standard", req.Mode))
 	}
-	if f := req.Frequencies; f != nil && (f.Ping > 86400*7 || f.Snapshot > 86400*7 || f.Command > 86400*7) {
+	if f := req.Frequencies; f != nil && (f.Ping > maxFrequency || f.Snapshot > maxFrequency || f.Command > maxFrequency) {
 		problems = append(problems, "frequencies: each at most 604800 seconds (a week); 0 means the global default")
 	}
 	if len(problems) > 0 {
-		writeErr(w, http.StatusBadRequest, "%s", strings.Join(problems, "; "))
-		return
+		return createdEnvironment{}, problems, nil
+	}
+	if f := req.Frequencies; f != nil && *f == (protocol.Frequencies{}) {
+		req.Frequencies = nil
 	}
 	secret, enroll := newEnrollSecret()
 	e := &store.Environment{Name: req.Name, Mode: req.Mode, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}
 	if err := s.store.CreateEnvironment(e); err != nil {
-		s.log.Error("create environment", "err", err)
-		writeErr(w, http.StatusInternalServerError, "could not store the environment")
-		return
+		return createdEnvironment{}, nil, err
 	}
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
 	s.indexEnvironment(e)
-	s.audit(r, ss.user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
-	writeJSON(w, http.StatusCreated, s.issued(e, secret))
+	s.auditAt(remote, user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
+	return s.issued(e, secret), nil, nil
 }
 
 // envFromPath loads the environment named by the {id} path value.

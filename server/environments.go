@@ -59,6 +59,16 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 	if !ok {
 		return
 	}
+	e, problems, err := s.patchEnvironment(r.RemoteAddr, ss.user, id, req)
+	if refuse(w, problems) || s.writeFailed(w, err, "update", "environment", id, "id", id) {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(e, s.edgeSettings()))
+}
+
+// patchEnvironment changes what req sets of environment id for user (from
+// remote); problems says what was wrong with req, and nothing changes then.
+func (s *Server) patchEnvironment(remote, user string, id uint64, req environmentPatch) (*store.Environment, []string, error) {
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
@@ -98,8 +108,8 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		changes = append(changes, fmt.Sprintf("group %d", *req.GroupID))
 	}
 	f.mu.RUnlock()
-	if refuse(w, problems) {
-		return
+	if len(problems) > 0 {
+		return nil, problems, nil
 	}
 	e, err := s.store.UpdateEnvironment(id, func(e *store.Environment) error {
 		if req.Name != nil {
@@ -122,15 +132,15 @@ func (s *Server) handlePatchEnvironment(w http.ResponseWriter, r *http.Request, 
 		}
 		return nil
 	})
-	if s.writeFailed(w, err, "update", "environment", id, "id", id) {
-		return
+	if err != nil {
+		return nil, nil, err
 	}
 	f.putEnv(e)
 	if e.Mode != store.ModeStandard {
 		s.tunnels.drop(id) // an async device has no tunnel
 	}
-	s.audit(r, ss.user, auditEnvUpdate, envTarget(id), strings.Join(changes, ", "))
-	writeJSON(w, http.StatusOK, s.view(e, s.edgeSettings()))
+	s.auditAt(remote, user, auditEnvUpdate, envTarget(id), strings.Join(changes, ", "))
+	return e, nil, nil
 }
 
 // handleDeleteEnvironment deletes an environment with its snapshot and
@@ -140,18 +150,28 @@ func (s *Server) handleDeleteEnvironment(w http.ResponseWriter, r *http.Request,
 	if !ok {
 		return
 	}
+	if s.writeFailed(w, s.deleteEnvironment(r.RemoteAddr, ss.user, id), "delete", "environment", id, "id", id) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteEnvironment deletes environment id with its snapshot, history,
+// commands and stack and job records, for user (from remote). Its device
+// is refused from then on.
+func (s *Server) deleteEnvironment(remote, user string, id uint64) error {
 	f := s.fleetIndex()
 	f.changeMu.Lock()
 	defer f.changeMu.Unlock()
-	if s.writeFailed(w, s.store.DeleteEnvironment(id), "delete", "environment", id, "id", id) {
-		return
+	if err := s.store.DeleteEnvironment(id); err != nil {
+		return err
 	}
 	f.removeEnv(id)
 	s.pace.Forget(id)
 	s.tunnels.drop(id) // the device is no longer ours to reach
 	s.log.Info("environment deleted", "id", id)
-	s.audit(r, ss.user, auditEnvDelete, envTarget(id), "with its snapshot, history, commands and edge stack and job records")
-	w.WriteHeader(http.StatusNoContent)
+	s.auditAt(remote, user, auditEnvDelete, envTarget(id), "with its snapshot, history, commands and edge stack and job records")
+	return nil
 }
 
 // issued is the answer that hands out e's edge key with its enrollment

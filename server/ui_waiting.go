@@ -103,7 +103,7 @@ func (b uiBackend) SetOnboardingRules(a web.Actor, r web.OnboardingRules) error 
 	e.WaitingRoomMax, e.NewDevicesPerMinute, e.NewDevicesPerNetwork = r.WaitingRoomMax, r.PerSource, r.PerNetwork
 	e.NewDevicesTotal, e.WaitingExpiry = r.Total, r.ExpirySeconds
 	if p := e.problems(); len(p) > 0 {
-		return &web.RulesError{Problems: p}
+		return &web.FormError{Problems: p}
 	}
 	if err := b.s.putEdgeSettings(e); err != nil {
 		return err
@@ -144,7 +144,7 @@ func (b uiBackend) QueueCommand(a web.Actor, env uint64, kind string, args map[s
 	}
 	checked, problems := commandArgsOf(kind, raw)
 	if len(problems) > 0 {
-		return 0, &web.CommandError{Problems: problems}
+		return 0, &web.FormError{Problems: problems}
 	}
 	if _, err := b.s.store.Environment(env); err != nil {
 		return 0, uiErr(err)

@@ -1,6 +1,9 @@
 package web
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Action is what a page or form asks the user's role for. The server maps
 // each to the permission its API requires for the same thing, so the UI and
@@ -122,11 +125,11 @@ type OnboardingRules struct {
 	ExpirySeconds        int // how long a device that stops calling waits
 }
 
-// RulesError is the Backend's refusal of onboarding rules: every problem,
-// worded for the form.
-type RulesError struct{ Problems []string }
+// FormError is the Backend's refusal of what a form sent: every problem,
+// worded for the form, and nothing changed.
+type FormError struct{ Problems []string }
 
-func (e *RulesError) Error() string { return "the onboarding rules were not saved" }
+func (e *FormError) Error() string { return strings.Join(e.Problems, "; ") }
 
 // Actor is the user an action is done for and the address of their browser,
 // for the audit log.
@@ -145,7 +148,7 @@ type WaitingRoom interface {
 	Trust(a Actor, ids, edgeGroups, tags []uint64) ([]WaitingResult, error)
 	Reject(a Actor, ids []uint64) ([]WaitingResult, error)
 	Onboarding() (Onboarding, error)
-	// SetOnboardingRules returns a *RulesError when the rules are refused.
+	// SetOnboardingRules returns a *FormError when the rules are refused.
 	SetOnboardingRules(a Actor, r OnboardingRules) error
 	RotateOnboardingKey(a Actor) error
 }
@@ -171,15 +174,11 @@ type CommandLog struct {
 	NextPull time.Time // zero when it never checked in
 }
 
-// CommandError is the Backend's refusal of a command: every problem.
-type CommandError struct{ Problems []string }
-
-func (e *CommandError) Error() string { return "the command was not queued" }
 
 // Commands is the command part of Backend.
 type Commands interface {
 	// QueueCommand checks and queues kind with args for environment env,
-	// returning its ID; a *CommandError when it is refused.
+	// returning its ID; a *FormError when it is refused.
 	QueueCommand(a Actor, env uint64, kind string, args map[string]string) (uint64, error)
 	CommandLog(env uint64) (CommandLog, error)
 }

@@ -133,7 +133,7 @@ func (h *handler) handleQueueCommand(w http.ResponseWriter, r *http.Request, use
 		args["timeout"] = "10"
 	}
 	id, err := h.b.QueueCommand(Actor{User: user, Remote: r.RemoteAddr}, env.ID, kind, args)
-	var ce *CommandError
+	var ce *FormError
 	switch {
 	case errors.As(err, &ce):
 		h.renderErrorBack(w, user, http.StatusBadRequest, "Command refused", strings.Join(ce.Problems, "; "), back, env.Name)

@@ -88,7 +88,7 @@ func (f *fakeBackend) Onboarding() (web.Onboarding, error) { return f.onboard, f
 
 func (f *fakeBackend) SetOnboardingRules(_ web.Actor, r web.OnboardingRules) error {
 	if len(f.rulesErr) > 0 {
-		return &web.RulesError{Problems: f.rulesErr}
+		return &web.FormError{Problems: f.rulesErr}
 	}
 	f.rulesSet = &r
 	f.onboard.Rules = r
@@ -113,7 +113,7 @@ type queued struct {
 
 func (f *fakeBackend) QueueCommand(a web.Actor, env uint64, kind string, args map[string]string) (uint64, error) {
 	if kind == "container.remove" && args["id"] == "refused" {
-		return 0, &web.CommandError{Problems: []string{"args.id: no such container"}}
+		return 0, &web.FormError{Problems: []string{"args.id: no such container"}}
 	}
 	f.queued = append(f.queued, queued{a, env, kind, args})
 	id := uint64(len(f.queued))

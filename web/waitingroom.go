@@ -299,7 +299,7 @@ func (h *handler) handleRules(w http.ResponseWriter, r *http.Request, user strin
 	}
 	if len(problems) == 0 {
 		err := h.b.SetOnboardingRules(Actor{User: user, Remote: r.RemoteAddr}, rules)
-		var re *RulesError
+		var re *FormError
 		switch {
 		case errors.As(err, &re):
 			problems = re.Problems
