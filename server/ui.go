@@ -76,6 +76,10 @@ func (b uiBackend) env(e *store.Environment, set EdgeSettings) web.Environment {
 	if e.Agent != nil {
 		out.AgentVersion, out.Hostname, out.Platform = e.Agent.Version, e.Agent.Hostname, e.Agent.Platform
 	}
+	if f := e.Frequencies; f != nil {
+		out.OwnPing, out.OwnSnapshot, out.OwnCommand = f.Ping, f.Snapshot, f.Command
+	}
+	out.TagIDs, out.GroupID = e.TagIDs, e.GroupID
 	f := b.s.fleetIndex()
 	f.mu.RLock()
 	for _, t := range e.TagIDs {

@@ -234,3 +234,71 @@ func TestSnapshotHistoryRebuildsEveryPoint(t *testing.T) {
 		t.Fatal("rebuildable does not follow the keyframes")
 	}
 }
+
+// TestUIAddEditDeleteOverRealServer adds an environment from the UI's form
+// with a tag and a group, binds a device with the key the page showed,
+// edits it, and deletes it after the confirmation.
+func TestUIAddEditDeleteOverRealServer(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "ops", RoleOperator, "correct horse battery")
+	tag := &store.Tag{Name: "eu"}
+	if err := s.store.CreateTag(tag); err != nil {
+		t.Fatal(err)
+	}
+	s.fleetIndex().putTag(*tag)
+	g := &store.EnvironmentGroup{Name: "north"}
+	if err := s.store.CreateEnvironmentGroup(g); err != nil {
+		t.Fatal(err)
+	}
+	s.fleetIndex().putEnvGroup(*g)
+	ui := &uiClient{t: t, h: s.uiHandler(), tok: tok}
+
+	// A tag that does not exist: refused, and nothing is stored.
+	if status, _ := ui.do("POST", "/environments", url.Values{"name": {"ship-9"}, "mode": {"async"}, "tag": {"999"}}); status != http.StatusBadRequest {
+		t.Fatalf("unknown tag: %d", status)
+	}
+	if envs, _ := s.store.Environments(); len(envs) != 0 {
+		t.Fatalf("a refused form stored %d environments", len(envs))
+	}
+	status, body := ui.do("POST", "/environments", url.Values{"name": {"ship-9"}, "mode": {"async"}, "ping": {"30"},
+		"tag": {fmt.Sprint(tag.ID)}, "group": {fmt.Sprint(g.ID)}})
+	if status != http.StatusCreated {
+		t.Fatalf("add: %d %s", status, body)
+	}
+	e, err := s.store.Environment(1)
+	if err != nil || e.Name != "ship-9" || !slices.Equal(e.TagIDs, []uint64{tag.ID}) || e.GroupID != g.ID || e.Frequencies == nil || e.Frequencies.Ping != 30 {
+		t.Fatalf("stored %+v %v", e, err)
+	}
+	i := strings.Index(body, `<code id="edge-key">`)
+	if i < 0 {
+		t.Fatal("no edge key on the page")
+	}
+	key := body[i+len(`<code id="edge-key">`):]
+	key = key[:strings.Index(key, "<")]
+	dev := keyDevice(t, hs.Config.Handler, key, "ship-9-gw")
+	if status, _, perr := dev.sync(dev.firstContact()); status != http.StatusOK {
+		t.Fatalf("the device with the page's key: %d %+v", status, perr)
+	}
+	if _, body := ui.do("GET", "/environments/1/contact", nil); !strings.Contains(body, `"status":"online"`) {
+		t.Fatalf("contact after the first call: %s", body)
+	}
+
+	if status, _ := ui.do("POST", "/environments/1/edit", url.Values{"name": {"ship-9b"}, "ping": {""}, "snapshot": {"600"}}); status != http.StatusSeeOther {
+		t.Fatalf("edit: %d", status)
+	}
+	if e, _ = s.store.Environment(1); e.Name != "ship-9b" || e.Frequencies.Ping != 0 || e.Frequencies.Snapshot != 600 || len(e.TagIDs) != 0 || e.GroupID != 0 {
+		t.Fatalf("after the edit: %+v %+v", e, e.Frequencies)
+	}
+	if _, body := ui.do("GET", "/environments/1/delete", nil); !strings.Contains(body, "ship-9-gw") {
+		t.Fatal("the confirmation does not name the bound device")
+	}
+	if status, _ := ui.do("POST", "/environments/1/delete", url.Values{"confirm": {"ship-9b"}}); status != http.StatusSeeOther {
+		t.Fatalf("delete: %d", status)
+	}
+	if _, err := s.store.Environment(1); err == nil {
+		t.Fatal("still stored after the delete")
+	}
+	if status, _, _ := dev.sync(dev.ping()); status == http.StatusOK {
+		t.Fatal("the deleted environment's device is still served")
+	}
+}

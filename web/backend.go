@@ -174,11 +174,56 @@ type CommandLog struct {
 	NextPull time.Time // zero when it never checked in
 }
 
-
 // Commands is the command part of Backend.
 type Commands interface {
 	// QueueCommand checks and queues kind with args for environment env,
 	// returning its ID; a *FormError when it is refused.
 	QueueCommand(a Actor, env uint64, kind string, args map[string]string) (uint64, error)
 	CommandLog(env uint64) (CommandLog, error)
+}
+
+// NewEnvironment is what the add-environment form sends. A frequency of 0
+// is the server's default for the mode.
+type NewEnvironment struct {
+	Name                    string
+	Mode                    string // async or standard
+	Ping, Snapshot, Command uint32 // seconds
+	Tags                    []uint64
+	Group                   uint64 // environment group, 0 for none
+}
+
+// CreatedEnvironment is a pre-staged environment and the one showing of its
+// edge key with its enrollment secret.
+type CreatedEnvironment struct {
+	ID        uint64
+	Name      string
+	Mode      string
+	EdgeKey   string
+	DockerRun string
+	Warnings  []string // a public URL devices cannot reach, say
+}
+
+// EnvUpdate is what the edit form sends: the whole of what it edits.
+type EnvUpdate struct {
+	Name                    string
+	Ping, Snapshot, Command uint32
+	Tags                    []uint64
+	Group                   uint64
+}
+
+// DeleteImpact is what goes with an environment when it is deleted.
+type DeleteImpact struct {
+	EdgeID          string   // the device bound to it, refused from then on
+	HistoryEntries  int      // snapshot pushes kept
+	PendingCommands int      // queued and not yet run
+	Stacks          []string // edge stacks it runs or is being given
+}
+
+// EnvironmentAdmin is the part of Backend that adds, changes and deletes
+// environments. Refused input is a *FormError.
+type EnvironmentAdmin interface {
+	CreateEnvironment(a Actor, n NewEnvironment) (CreatedEnvironment, error)
+	UpdateEnvironment(a Actor, id uint64, u EnvUpdate) error
+	DeleteImpact(id uint64) (DeleteImpact, error)
+	DeleteEnvironment(a Actor, id uint64) error
 }

@@ -48,6 +48,9 @@ type fakeBackend struct {
 	// commands queued, and the log the commands tab shows
 	queued []queued
 	log    web.CommandLog
+	// environments added and deleted through the forms
+	created []web.NewEnvironment
+	deleted []uint64
 }
 
 type trustCall struct {

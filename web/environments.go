@@ -61,6 +61,7 @@ type envListPage struct {
 	Pager    pager
 	Filtered bool
 	Host     string // for the empty state's example
+	Deleted  string // the environment just deleted
 }
 
 // envPerPage is the environments list's page size.
@@ -143,7 +144,7 @@ func (h *handler) handleEnvironments(w http.ResponseWriter, r *http.Request, use
 	p := envListPage{base: h.base("Environments", user, "environments"), Query: q.Name, Status: q.Status, Mode: q.Mode,
 		Tag: q.Tag, Group: q.Group, Statuses: statusOrder, Tags: tags, Groups: groups, Host: r.Host,
 		Pager: newPager("/environments", keep, page, envPerPage, ep.Total), Sort: map[string]sortLink{},
-		Filtered: len(filters) > 0}
+		Filtered: len(filters) > 0, Deleted: v.Get("deleted")}
 	for _, s := range statusOrder {
 		p.All += ep.Counts[s]
 		p.Counts = append(p.Counts, statusCount{Status: s, Text: statusText(s), N: ep.Counts[s], URL: "/environments?status=" + s})
@@ -190,6 +191,7 @@ type envPage struct {
 	// latest (seq Latest).
 	Past   bool
 	Latest uint64
+	Saved  bool // just edited
 	// Commands is the commands tab, when it is the one shown.
 	Commands *commandsView
 }
@@ -222,7 +224,8 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 	}
 	id := env.ID
 	now := h.now()
-	p := envPage{base: h.base(env.Name, user, "environments"), Env: newEnvRow(env, now), EdgeID: env.EdgeID, EdgeKey: env.EdgeKey}
+	p := envPage{base: h.base(env.Name, user, "environments"), Env: newEnvRow(env, now), EdgeID: env.EdgeID, EdgeKey: env.EdgeKey,
+		Saved: r.URL.Query().Get("saved") != ""}
 
 	snap, err := h.b.Snapshot(id)
 	if err != nil && !errors.Is(err, ErrNotFound) {

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"outpost/snapshot"
@@ -122,3 +123,35 @@ func (f *fakeBackend) QueueCommand(a web.Actor, env uint64, kind string, args ma
 }
 
 func (f *fakeBackend) CommandLog(uint64) (web.CommandLog, error) { return f.log, f.err }
+
+func (f *fakeBackend) CreateEnvironment(a web.Actor, n web.NewEnvironment) (web.CreatedEnvironment, error) {
+	if n.Name == "taken" {
+		return web.CreatedEnvironment{}, &web.FormError{Problems: []string{"name: taken"}}
+	}
+	id := uint64(100 + len(f.envs))
+	f.envs = append(f.envs, web.Environment{ID: id, Name: n.Name, Mode: n.Mode, Status: "never", TagIDs: n.Tags, GroupID: n.Group,
+		OwnPing: n.Ping, OwnSnapshot: n.Snapshot, OwnCommand: n.Command})
+	f.created = append(f.created, n)
+	return web.CreatedEnvironment{ID: id, Name: n.Name, Mode: n.Mode, EdgeKey: "a2V5LXdpdGgtc2VjcmV0", DockerRun: "docker run -e EDGE_KEY=a2V5LXdpdGgtc2VjcmV0 outpost/agent"}, nil
+}
+
+func (f *fakeBackend) UpdateEnvironment(_ web.Actor, id uint64, u web.EnvUpdate) error {
+	for i := range f.envs {
+		if f.envs[i].ID == id {
+			e := &f.envs[i]
+			e.Name, e.OwnPing, e.OwnSnapshot, e.OwnCommand, e.TagIDs, e.GroupID = u.Name, u.Ping, u.Snapshot, u.Command, u.Tags, u.Group
+			return nil
+		}
+	}
+	return web.ErrNotFound
+}
+
+func (f *fakeBackend) DeleteImpact(id uint64) (web.DeleteImpact, error) {
+	return web.DeleteImpact{EdgeID: "shop-042-gw-7f3a", HistoryEntries: len(f.hist[id]), PendingCommands: 2, Stacks: []string{"telemetry", "pos"}}, nil
+}
+
+func (f *fakeBackend) DeleteEnvironment(_ web.Actor, id uint64) error {
+	f.deleted = append(f.deleted, id)
+	f.envs = slices.DeleteFunc(f.envs, func(e web.Environment) bool { return e.ID == id })
+	return nil
+}

@@ -37,6 +37,11 @@ type Environment struct {
 	SnapshotAt   time.Time
 	// Effective frequencies: the environment's own, else the global defaults.
 	Ping, Snapshot, Command time.Duration
+	// The environment's own frequencies in seconds (0: the default), tag
+	// IDs and group ID, as the edit form shows them.
+	OwnPing, OwnSnapshot, OwnCommand uint32
+	TagIDs                           []uint64
+	GroupID                          uint64
 }
 
 // Snapshot is an environment's latest snapshot.
@@ -122,6 +127,7 @@ type Backend interface {
 	Stack(id uint64) (Stack, []StackTarget, error)
 	WaitingRoom
 	Commands
+	EnvironmentAdmin
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging
@@ -145,7 +151,7 @@ var (
 // csp allows nothing but the embedded stylesheet and script, by hash, and
 // data: images (the favicon).
 var csp = "default-src 'none'; style-src '" + hashSource(styleCSS) + "'; script-src '" + hashSource(copyJS) +
-	"'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	"'; img-src data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 func hashSource(s string) string {
 	sum := sha256.Sum256([]byte(s))
@@ -177,7 +183,14 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("POST /login", h.handleLogin)
 	mux.HandleFunc("POST /logout", h.handleLogout)
 	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
+	mux.HandleFunc("GET /environments/new", h.authed(h.handleNewEnvironment))
+	mux.HandleFunc("POST /environments", h.authed(h.handleCreateEnvironment))
 	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
+	mux.HandleFunc("GET /environments/{id}/contact", h.authed(h.handleContact))
+	mux.HandleFunc("GET /environments/{id}/edit", h.authed(h.handleEditForm))
+	mux.HandleFunc("POST /environments/{id}/edit", h.authed(h.handleEdit))
+	mux.HandleFunc("GET /environments/{id}/delete", h.authed(h.handleDeleteForm))
+	mux.HandleFunc("POST /environments/{id}/delete", h.authed(h.handleDelete))
 	mux.HandleFunc("GET /environments/{id}/diff", h.authed(h.handleDiff))
 	mux.HandleFunc("POST /environments/{id}/commands", h.authed(h.handleQueueCommand))
 	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
