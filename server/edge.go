@@ -81,6 +81,9 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 	// A version 1 agent knows no resync and could never echo the nonce: it
 	// is served as before (its requests' version is under their proof, so
 	// a version 2 request cannot pass for one).
+	// From here the exchange is the device's: what it costs on the wire is
+	// counted against it once answered.
+	defer s.countUsage(env.ID, body.sent, w)
 	if env.Resync != nil && req.Version >= 2 && !s.resynced(w, env, &req, proof, first) {
 		return
 	}
@@ -215,7 +218,8 @@ func (s *Server) slowedDown(w http.ResponseWriter, kind string, key uint64, who 
 
 // edgeBody is an edge request's body, read and decoded.
 type edgeBody struct {
-	raw []byte // the body's CBOR, which identity proofs cover
+	raw  []byte // the body's CBOR, which identity proofs cover
+	sent int    // the body's length as sent
 	// proved is the environment whose device the body proof proved, 0 for
 	// a body without one (kept to protocol.MaxUnprovedBody).
 	proved uint64
@@ -344,7 +348,7 @@ func (s *Server) readEdge(w http.ResponseWriter, r *http.Request, msg any) (edge
 		s.edgeError(w, http.StatusBadRequest, code, err.Error())
 		return edgeBody{}, false
 	}
-	b.raw, ok = raw, true
+	b.raw, b.sent, ok = raw, len(body), true
 	return b, true
 }
 
@@ -424,4 +428,14 @@ func (s *Server) edgeError(w http.ResponseWriter, status int, code, msg string) 
 func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
 	s.log.Error(op, "err", err)
 	s.edgeError(w, http.StatusInternalServerError, protocol.CodeInternal, "internal error; see the server log")
+}
+
+// countUsage counts one exchange of env: in bytes of request body as sent,
+// and the answer's body as written (w counts it, see metrics.edge).
+func (s *Server) countUsage(env uint64, in int, w http.ResponseWriter) {
+	out := 0
+	if cw, ok := w.(*countingWriter); ok {
+		out = cw.n
+	}
+	s.usage.Add(env, s.now(), in, out)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -18,7 +19,9 @@ import (
 	"outpost/scheduler"
 	"outpost/server/store"
 	"outpost/throttle"
+	"outpost/usage"
 	"outpost/waitingroom"
+	"outpost/web"
 )
 
 // Server is a running Outpost server.
@@ -37,18 +40,24 @@ type Server struct {
 	tunnelAddr  string // public tunnel address, in edge keys
 	fingerprint string // tunnel host key fingerprint, in edge keys
 	metrics     *metrics
-	setup       setupLink        // first-start link when no admin password was given; setup.go
-	settings    settingsCache    // edge settings in memory; settings.go
-	fleet       fleet            // environment summaries, tags and groups in memory; fleet.go
-	vault       *vault           // seals registry credentials in the store; secrets.go
-	kick        chan struct{}    // wakes the reconciler; reconcile.go
-	tunnels     *tunnels         // standard agents' reverse tunnels; tunnels.go
-	pace        scheduler.Guard  // slows down devices calling far faster than their frequency; edge.go
-	logins      loginLimits      // lockouts of failed logins; auth.go
-	refused     refusals         // this minute's refusals, aggregated for the audit log; audit.go
-	inflight    *throttle.Budget // bytes edge requests hold, read and inflated; edge.go
-	onboarding  onboardingSecret // the onboarding key's secret; onboarding.go
-	bodyBase    time.Duration    // the fixed part of a body's deadline; bodyBaseTime unless a test shortens it
+	setup       setupLink       // first-start link when no admin password was given; setup.go
+	settings    settingsCache   // edge settings in memory; settings.go
+	fleet       fleet           // environment summaries, tags and groups in memory; fleet.go
+	vault       *vault          // seals registry credentials in the store; secrets.go
+	kick        chan struct{}   // wakes the reconciler; reconcile.go
+	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
+	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
+	logins      loginLimits     // lockouts of failed logins; auth.go
+	refused     refusals        // this minute's refusals, aggregated for the audit log; audit.go
+	usage       usage.Meter     // bytes per device and day not yet stored
+	topUsage    struct {        // the fleet's top data users, summed at most once a minute (ui_envs.go)
+		mu   sync.Mutex
+		at   time.Time
+		rows []web.UsageRow
+	}
+	inflight   *throttle.Budget // bytes edge requests hold, read and inflated; edge.go
+	onboarding onboardingSecret // the onboarding key's secret; onboarding.go
+	bodyBase   time.Duration    // the fixed part of a body's deadline; bodyBaseTime unless a test shortens it
 }
 
 // startStore readies a store opened at now: command IDs start above the
@@ -276,6 +285,7 @@ func (s *Server) routeTable() []route {
 		apiRoute("GET /api/environments/{id}", permEnvRead, s.handleGetEnvironment),
 		apiRoute("GET /api/environments/{id}/snapshot", permEnvRead, s.handleSnapshot),
 		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
+		apiRoute("GET /api/environments/{id}/usage", permEnvRead, s.handleUsage),
 		apiRoute("POST /api/environments/{id}/commands", permEnvWrite, s.handleQueueCommand),
 		apiRoute("GET /api/environments/{id}/commands", permEnvRead, s.handleCommands),
 		apiRoute("POST /api/environments/{id}/tunnel", permEnvWrite, s.handleOpenTunnel),
@@ -360,6 +370,12 @@ func (s *Server) flush() {
 	if err := s.store.FlushCheckIns(d); err != nil {
 		s.log.Error("flush check-ins", "err", err, "pending", len(d))
 		s.checkins.putBack(d)
+	}
+	if u := s.usage.Take(); len(u) > 0 {
+		if err := s.store.AddUsage(u); err != nil {
+			s.log.Error("flush data usage", "err", err, "pending", len(u))
+			s.usage.PutBack(u)
+		}
 	}
 	if ws := s.room.takeSeen(); len(ws) > 0 {
 		if err := s.store.FlushWaitingSeen(ws); err != nil {

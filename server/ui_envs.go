@@ -1,11 +1,15 @@
 package server
 
 import (
+	"cmp"
 	"errors"
+	"net/http"
 	"slices"
+	"time"
 
 	"outpost/protocol"
 	"outpost/server/store"
+	"outpost/usage"
 	"outpost/web"
 )
 
@@ -106,4 +110,82 @@ func (b uiBackend) DeleteImpact(id uint64) (web.DeleteImpact, error) {
 
 func (b uiBackend) DeleteEnvironment(a web.Actor, id uint64) error {
 	return uiErr(b.s.deleteEnvironment(a.Remote, a.User, id))
+}
+
+// usageDays is how many days the environment page's chart shows, and
+// topUsageDays how many the fleet's top list sums.
+const (
+	usageDays    = 30
+	topUsageDays = 7
+)
+
+func (b uiBackend) Usage(env uint64) ([]web.UsageDay, error) {
+	today := usage.DayOf(b.s.now())
+	stored, err := b.s.store.Usage(env, today-usageDays+1, today)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]web.UsageDay, 0, usageDays)
+	for day := today - usageDays + 1; day <= today; day++ {
+		d := stored[day].Add(b.s.usage.Pending(usage.Key{Env: env, Day: day}))
+		out = append(out, web.UsageDay{Day: usage.Date(day), In: d.In, Out: d.Out, Exchanges: d.Exchanges, Total: d.Total()})
+	}
+	return out, nil
+}
+
+// TopUsage sums the last week from the store (what is not flushed yet
+// waits for the next flush), at most once a minute: a pass over a week of
+// the whole fleet.
+func (b uiBackend) TopUsage(n int) ([]web.UsageRow, error) {
+	s := b.s
+	now := s.now()
+	c := &s.topUsage
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rows == nil || now.Sub(c.at) >= time.Minute {
+		sums, err := s.store.UsageSince(usage.DayOf(now) - topUsageDays + 1)
+		if err != nil {
+			return nil, err
+		}
+		rows := make([]web.UsageRow, 0, len(sums))
+		f := s.fleetIndex()
+		f.mu.RLock()
+		for env, d := range sums {
+			if e := f.envs[env]; e != nil { // deleted ones are left out
+				rows = append(rows, web.UsageRow{EnvID: env, Name: e.name, Total: d.Total(), Exchanges: d.Exchanges})
+			}
+		}
+		f.mu.RUnlock()
+		slices.SortFunc(rows, func(a, b web.UsageRow) int {
+			return cmp.Or(cmp.Compare(b.Total, a.Total), cmp.Compare(a.EnvID, b.EnvID))
+		})
+		c.rows, c.at = rows[:min(len(rows), 20)], now
+	}
+	return slices.Clone(c.rows[:min(n, len(c.rows))]), nil
+}
+
+// handleUsage serves GET /api/environments/{id}/usage: the last 30 days of
+// what the device's exchanges cost on the wire, oldest first.
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request, _ session) {
+	e, ok := s.envFromPath(w, r)
+	if !ok {
+		return
+	}
+	days, err := uiBackend{s}.Usage(e.ID)
+	if err != nil {
+		s.apiInternal(w, "read the data usage", err)
+		return
+	}
+	type day struct {
+		Day       string `json:"day"`
+		In        uint64 `json:"in"`
+		Out       uint64 `json:"out"`
+		Exchanges uint64 `json:"exchanges"`
+		Total     uint64 `json:"total"`
+	}
+	out := make([]day, 0, len(days))
+	for _, d := range days {
+		out = append(out, day{Day: d.Day.Format("2006-01-02"), In: d.In, Out: d.Out, Exchanges: d.Exchanges, Total: d.Total})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"days": out, "overheadPerExchange": usage.Overhead})
 }

@@ -227,3 +227,29 @@ type EnvironmentAdmin interface {
 	DeleteImpact(id uint64) (DeleteImpact, error)
 	DeleteEnvironment(a Actor, id uint64) error
 }
+
+// UsageDay is what one device's exchanges cost on the wire in one day:
+// bodies as sent, and the total with the estimated HTTP and TLS overhead.
+type UsageDay struct {
+	Day                time.Time // midnight UTC
+	In, Out, Exchanges uint64
+	Total              uint64
+}
+
+// UsageRow is one device's use over a span of days.
+type UsageRow struct {
+	EnvID     uint64
+	Name      string
+	Total     uint64
+	Exchanges uint64
+}
+
+// DataUsage is the part of Backend that counts bytes on the wire.
+type DataUsage interface {
+	// Usage is environment env's last 30 days, oldest first, every day
+	// there (0 when it made no exchange).
+	Usage(env uint64) ([]UsageDay, error)
+	// TopUsage is the n environments that used the most over the last
+	// 7 days, most first.
+	TopUsage(n int) ([]UsageRow, error)
+}

@@ -51,6 +51,9 @@ type fakeBackend struct {
 	// environments added and deleted through the forms
 	created []web.NewEnvironment
 	deleted []uint64
+	// data usage: an environment's days, and the fleet's top users
+	usage []web.UsageDay
+	top   []web.UsageRow
 }
 
 type trustCall struct {

@@ -62,6 +62,7 @@ type envListPage struct {
 	Filtered bool
 	Host     string // for the empty state's example
 	Deleted  string // the environment just deleted
+	Top      topUsageView
 }
 
 // envPerPage is the environments list's page size.
@@ -152,6 +153,12 @@ func (h *handler) handleEnvironments(w http.ResponseWriter, r *http.Request, use
 	for _, k := range envSorts {
 		p.Sort[k] = newSortLink("/environments", filters, k, q.Sort, q.Desc)
 	}
+	top, err := h.b.TopUsage(5)
+	if err != nil {
+		h.internalError(w, r, user, "read the data usage", err)
+		return
+	}
+	p.Top = newTopUsage(top)
 	now := h.now()
 	for _, e := range ep.Items {
 		p.Rows = append(p.Rows, newEnvRow(e, now))
@@ -192,6 +199,7 @@ type envPage struct {
 	Past   bool
 	Latest uint64
 	Saved  bool // just edited
+	Usage  usageView
 	// Commands is the commands tab, when it is the one shown.
 	Commands *commandsView
 }
@@ -227,6 +235,12 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 	p := envPage{base: h.base(env.Name, user, "environments"), Env: newEnvRow(env, now), EdgeID: env.EdgeID, EdgeKey: env.EdgeKey,
 		Saved: r.URL.Query().Get("saved") != ""}
 
+	days, err := h.b.Usage(id)
+	if err != nil {
+		h.internalError(w, r, user, fmt.Sprintf("read the data usage of environment %d", id), err)
+		return
+	}
+	p.Usage = newUsageView(days)
 	snap, err := h.b.Snapshot(id)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		h.internalError(w, r, user, fmt.Sprintf("read the snapshot of environment %d", id), err)

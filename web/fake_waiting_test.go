@@ -155,3 +155,9 @@ func (f *fakeBackend) DeleteEnvironment(_ web.Actor, id uint64) error {
 	f.envs = slices.DeleteFunc(f.envs, func(e web.Environment) bool { return e.ID == id })
 	return nil
 }
+
+func (f *fakeBackend) Usage(uint64) ([]web.UsageDay, error) { return f.usage, f.err }
+
+func (f *fakeBackend) TopUsage(n int) ([]web.UsageRow, error) {
+	return f.top[:min(n, len(f.top))], f.err
+}

@@ -128,6 +128,7 @@ type Backend interface {
 	WaitingRoom
 	Commands
 	EnvironmentAdmin
+	DataUsage
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging

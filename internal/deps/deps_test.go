@@ -25,6 +25,7 @@ var rules = []struct {
 	{pkg: "scheduler", forbidden: []string{"server", "server/store", "edgeagent", "web"}},
 	{pkg: "tunnel", allowedOnly: []string{}},
 	{pkg: "throttle", allowedOnly: []string{}},
+	{pkg: "usage", allowedOnly: []string{}},
 	{pkg: "internal/dockerhost", allowedOnly: []string{}},
 	{pkg: "stackfile", allowedOnly: []string{}},
 	{pkg: "edgeagent/stacks", forbidden: []string{"server", "server/store", "web", "waitingroom"}},

@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 8
+const SchemaVersion = 9
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -41,6 +41,7 @@ var migrations = []migration{
 	{6, "create the commands and command_results buckets", createCommands6},
 	{7, "create the buckets of edge stacks, edge jobs and their content", createEdgeWork7},
 	{8, "create the audit_refusals bucket and count the audit entries", createRefusals8},
+	{9, "create the usage bucket", createUsage9},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.
