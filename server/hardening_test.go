@@ -188,7 +188,7 @@ func TestUnprovedBodyIsNotReadPastWhatItCanUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	const sent = 1 << 20
 	fmt.Fprintf(conn, "POST /edge/v1/sync HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", protocol.ContentType, protocol.MaxCompressedBody)
 	// The server stops reading early, so the write may not complete.
