@@ -111,7 +111,16 @@ func (b *Browser) Text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+	// A page that is still being replaced (a navigation just done) drops
+	// the node found: ask again.
+	var s string
+	var err error
+	for range 5 {
+		if s, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible)); err == nil {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	if err != nil {
 		b.Shot("failed-text")
 		b.t.Fatalf("read %s: %v", sel, err)
@@ -125,7 +134,14 @@ func (b *Browser) Nodes(sel string) []*chromedp.Node {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
-	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll(sel), chromedp.AtLeast(0)))
+	var nodes []*chromedp.Node
+	var err error
+	for range 5 { // as Text: the page may be in the middle of a navigation
+		if nodes, err = chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll(sel), chromedp.AtLeast(0))); err == nil {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	if err != nil {
 		b.t.Fatalf("find %s: %v", sel, err)
 	}
