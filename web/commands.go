@@ -104,9 +104,7 @@ func (h *handler) handleQueueCommand(w http.ResponseWriter, r *http.Request, use
 	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request", "The form could not be read: "+err.Error(), fmt.Sprintf("/environments/%d", env.ID), env.Name)
+	if !h.parseForm(w, r, user, 64<<10, fmt.Sprintf("/environments/%d", env.ID), env.Name) {
 		return
 	}
 	kind, target := r.PostForm.Get("kind"), strings.TrimSpace(r.PostForm.Get("target"))

@@ -93,10 +93,10 @@ func readEnvForm(r *http.Request, f *envForm) (ping, snap, cmd uint32, tags []ui
 	return ping, snap, cmd, tags, problems
 }
 
-// parseForm reads a posted form of at most 64 KiB, answering the error page
-// itself when it cannot.
-func (h *handler) parseForm(w http.ResponseWriter, r *http.Request, user, back, backText string) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+// parseForm reads a posted form of at most limit bytes, answering the error
+// page itself (with a link to back) when it cannot.
+func (h *handler) parseForm(w http.ResponseWriter, r *http.Request, user string, limit int64, back, backText string) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
 		h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request", "The form could not be read: "+err.Error(), back, backText)
 		return false
@@ -109,7 +109,7 @@ func (h *handler) handleCreateEnvironment(w http.ResponseWriter, r *http.Request
 		h.forbidden(w, r, user, "add environments")
 		return
 	}
-	if !h.parseForm(w, r, user, "/environments", "the environments") {
+	if !h.parseForm(w, r, user, 64<<10, "/environments", "the environments") {
 		return
 	}
 	f := envForm{base: h.base("Add an environment", user, "environments")}
@@ -191,7 +191,7 @@ func (h *handler) handleEdit(w http.ResponseWriter, r *http.Request, user string
 		return
 	}
 	back := fmt.Sprintf("/environments/%d", env.ID)
-	if !h.parseForm(w, r, user, back, env.Name) {
+	if !h.parseForm(w, r, user, 64<<10, back, env.Name) {
 		return
 	}
 	f := envForm{base: h.base("Edit "+env.Name, user, "environments"), EnvID: env.ID}
@@ -251,7 +251,7 @@ func (h *handler) handleDelete(w http.ResponseWriter, r *http.Request, user stri
 	if !ok {
 		return
 	}
-	if !h.parseForm(w, r, user, "/environments", "the environments") {
+	if !h.parseForm(w, r, user, 64<<10, "/environments", "the environments") {
 		return
 	}
 	// The confirmation names the environment; a stale or forged post for

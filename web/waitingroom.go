@@ -185,9 +185,8 @@ func (h *handler) handleWaitingAction(w http.ResponseWriter, r *http.Request, us
 		h.forbidden(w, r, user, "trust or reject devices")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
-	if err := r.ParseForm(); err != nil {
-		h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request", "The form could not be read: "+err.Error(), "/waiting-room", "the waiting room")
+	// Many ticked devices, or long lists of preauthorized keys.
+	if !h.parseForm(w, r, user, 4<<20, "/waiting-room", "the waiting room") {
 		return
 	}
 	f := r.PostForm
@@ -267,9 +266,8 @@ func (h *handler) handleRules(w http.ResponseWriter, r *http.Request, user strin
 		h.forbidden(w, r, user, "change the onboarding rules")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4<<20)
-	if err := r.ParseForm(); err != nil {
-		h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request", "The form could not be read: "+err.Error(), "/waiting-room", "the waiting room")
+	// Many ticked devices, or long lists of preauthorized keys.
+	if !h.parseForm(w, r, user, 4<<20, "/waiting-room", "the waiting room") {
 		return
 	}
 	f := r.PostForm
