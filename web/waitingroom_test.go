@@ -135,6 +135,9 @@ func TestReadOnlyUserSeesNoActions(t *testing.T) {
 		}
 	}
 	mustContain(t, body, "till-1", "Your role can read the rules but not change them")
+	if strings.Contains(body, "b25ib2FyZGluZw") {
+		t.Error("a read-only user's waiting room shows the onboarding key, which carries the onboarding secret")
+	}
 	for path, form := range map[string]url.Values{
 		"/waiting-room/action": {"action": {"trust"}, "id": {"1"}},
 		"/waiting-room/rules":  {"waitingRoomMax": {"5"}},
