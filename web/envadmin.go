@@ -50,10 +50,6 @@ func (h *handler) formOptions(w http.ResponseWriter, r *http.Request, user strin
 }
 
 func (h *handler) handleNewEnvironment(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "add environments")
-		return
-	}
 	f := envForm{base: h.base("Add an environment", user, "environments"), Mode: "async", TagSet: map[uint64]bool{}}
 	if h.formOptions(w, r, user, &f) {
 		h.render(w, http.StatusOK, "envform", f)
@@ -105,10 +101,6 @@ func (h *handler) parseForm(w http.ResponseWriter, r *http.Request, user string,
 }
 
 func (h *handler) handleCreateEnvironment(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "add environments")
-		return
-	}
 	if !h.parseForm(w, r, user, 64<<10, "/environments", "the environments") {
 		return
 	}
@@ -155,10 +147,6 @@ func (h *handler) handleContact(w http.ResponseWriter, r *http.Request, user str
 }
 
 func (h *handler) handleEditForm(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "change environments")
-		return
-	}
 	env, ok := h.envFromPath(w, r, user)
 	if !ok {
 		return
@@ -182,10 +170,6 @@ func secsText(n uint32) string {
 }
 
 func (h *handler) handleEdit(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "change environments")
-		return
-	}
 	env, ok := h.envFromPath(w, r, user)
 	if !ok {
 		return
@@ -225,10 +209,6 @@ func (h *handler) handleEdit(w http.ResponseWriter, r *http.Request, user string
 }
 
 func (h *handler) handleDeleteForm(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "delete environments")
-		return
-	}
 	env, ok := h.envFromPath(w, r, user)
 	if !ok {
 		return
@@ -243,10 +223,6 @@ func (h *handler) handleDeleteForm(w http.ResponseWriter, r *http.Request, user 
 }
 
 func (h *handler) handleDelete(w http.ResponseWriter, r *http.Request, user string) {
-	if !h.b.Can(user, ActWrite) {
-		h.forbidden(w, r, user, "delete environments")
-		return
-	}
 	env, ok := h.envFromPath(w, r, user)
 	if !ok {
 		return

@@ -184,20 +184,20 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("POST /login", h.handleLogin)
 	mux.HandleFunc("POST /logout", h.handleLogout)
 	mux.HandleFunc("GET /environments", h.authed(h.handleEnvironments))
-	mux.HandleFunc("GET /environments/new", h.authed(h.handleNewEnvironment))
-	mux.HandleFunc("POST /environments", h.authed(h.handleCreateEnvironment))
+	mux.HandleFunc("GET /environments/new", h.authed(h.may(ActWrite, "add environments", h.handleNewEnvironment)))
+	mux.HandleFunc("POST /environments", h.authed(h.may(ActWrite, "add environments", h.handleCreateEnvironment)))
 	mux.HandleFunc("GET /environments/{id}", h.authed(h.handleEnvironment))
 	mux.HandleFunc("GET /environments/{id}/contact", h.authed(h.handleContact))
-	mux.HandleFunc("GET /environments/{id}/edit", h.authed(h.handleEditForm))
-	mux.HandleFunc("POST /environments/{id}/edit", h.authed(h.handleEdit))
-	mux.HandleFunc("GET /environments/{id}/delete", h.authed(h.handleDeleteForm))
-	mux.HandleFunc("POST /environments/{id}/delete", h.authed(h.handleDelete))
+	mux.HandleFunc("GET /environments/{id}/edit", h.authed(h.may(ActWrite, "change environments", h.handleEditForm)))
+	mux.HandleFunc("POST /environments/{id}/edit", h.authed(h.may(ActWrite, "change environments", h.handleEdit)))
+	mux.HandleFunc("GET /environments/{id}/delete", h.authed(h.may(ActWrite, "delete environments", h.handleDeleteForm)))
+	mux.HandleFunc("POST /environments/{id}/delete", h.authed(h.may(ActWrite, "delete environments", h.handleDelete)))
 	mux.HandleFunc("GET /environments/{id}/diff", h.authed(h.handleDiff))
-	mux.HandleFunc("POST /environments/{id}/commands", h.authed(h.handleQueueCommand))
+	mux.HandleFunc("POST /environments/{id}/commands", h.authed(h.may(ActWrite, "queue commands", h.handleQueueCommand)))
 	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
-	mux.HandleFunc("POST /waiting-room/action", h.authed(h.handleWaitingAction))
-	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.handleRules))
-	mux.HandleFunc("POST /waiting-room/rotate", h.authed(h.handleRotate))
+	mux.HandleFunc("POST /waiting-room/action", h.authed(h.may(ActWrite, "trust or reject devices", h.handleWaitingAction)))
+	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.may(ActSettings, "change the onboarding rules", h.handleRules)))
+	mux.HandleFunc("POST /waiting-room/rotate", h.authed(h.may(ActSettings, "rotate the onboarding key", h.handleRotate)))
 	mux.HandleFunc("GET /stacks", h.authed(h.handleStacks))
 	mux.HandleFunc("GET /stacks/{id}", h.authed(h.handleStack))
 	mux.HandleFunc("/", h.authed(h.handleNotFound))
@@ -286,6 +286,18 @@ func (h *handler) base(title, user, nav string) base {
 		b.CanWrite, b.CanSettings = h.b.Can(user, ActWrite), h.b.Can(user, ActSettings)
 	}
 	return b
+}
+
+// may runs next only for a user whose role allows a; others get a 403
+// page that says they may not do what.
+func (h *handler) may(a Action, what string, next func(http.ResponseWriter, *http.Request, string)) func(http.ResponseWriter, *http.Request, string) {
+	return func(w http.ResponseWriter, r *http.Request, user string) {
+		if !h.b.Can(user, a) {
+			h.forbidden(w, r, user, what)
+			return
+		}
+		next(w, r, user)
+	}
 }
 
 // forbidden answers a form the user's role does not allow.
