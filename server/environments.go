@@ -209,7 +209,7 @@ func (s *Server) handleReissueEdgeKey(w http.ResponseWriter, r *http.Request, ss
 	}
 	s.ids.forget(id)
 	if old.EdgeID != "" {
-		s.room.unbound(keyFingerprint(old.PublicKey), old.EdgeID, id)
+		s.room.Unbound(keyFingerprint(old.PublicKey), old.EdgeID, id)
 		s.tunnels.drop(id)
 	}
 	s.indexEnvironment(e)

@@ -217,7 +217,7 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if err := s.advance(bound, p.Counter); err != nil {
 		return nil, false, err
 	}
-	s.room.bound(keyFingerprint(p.Key), edgeID, bound.ID)
+	s.room.Bound(keyFingerprint(p.Key), edgeID, bound.ID)
 	return bound, true, nil
 }
 

@@ -34,7 +34,7 @@ type Server struct {
 	snapLocks   envLocks
 	ids         *identities
 	releases    releases
-	room        *room
+	room        *waitingroom.Registry
 	now         func() time.Time
 	url         string // public server URL, in edge keys
 	tunnelAddr  string // public tunnel address, in edge keys
@@ -248,7 +248,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 }
 
 // waitingCount is the waiting room's size, for the metrics.
-func (s *Server) waitingCount() float64 { return float64(s.room.size()) }
+func (s *Server) waitingCount() float64 { return float64(s.room.Size()) }
 
 // onlineCount is the number of devices online now, for the metrics.
 func (s *Server) onlineCount() float64 { return float64(s.checkins.online(s.now().Unix())) }
@@ -377,10 +377,10 @@ func (s *Server) flush() {
 			s.usage.PutBack(u)
 		}
 	}
-	if ws := s.room.takeSeen(); len(ws) > 0 {
+	if ws := s.room.TakeSeen(); len(ws) > 0 {
 		if err := s.store.FlushWaitingSeen(ws); err != nil {
 			s.log.Error("flush waiting room", "err", err, "pending", len(ws))
-			s.room.putBackSeen(ws)
+			s.room.PutBackSeen(ws)
 		}
 	}
 	s.expireWaiting(s.now().Unix())

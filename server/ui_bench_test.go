@@ -64,7 +64,7 @@ func BenchmarkUIWaitingRoom10k(b *testing.B) {
 		if err := s.store.AddWaiting(d); err != nil {
 			b.Fatal(err)
 		}
-		s.room.devices[d.ID], s.room.byKey[d.KeyFingerprint] = d, d.ID
+		s.room.Added(d)
 	}
 	h := s.uiHandler()
 	for _, q := range []string{"", "sort=-lastSeen&page=100", "sort=hostname", "q=gw-09"} {

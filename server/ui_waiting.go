@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"outpost/server/store"
-	"outpost/throttle"
+	"outpost/waitingroom"
 	"outpost/web"
 )
 
@@ -22,11 +22,11 @@ const floodNetworks = 5
 
 func (b uiBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
 	s := b.s
-	items, total := s.waitingPage(waitingQuery{q: q.Q, sort: q.Sort, desc: q.Desc, limit: max(q.Limit, 1), offset: q.Offset})
-	out := web.WaitingPage{Total: total, Max: s.edgeSettings().WaitingRoomMax, Arrivals: make([]int, 60)}
+	p := s.room.List(waitingroom.Query{Q: q.Q, Sort: q.Sort, Desc: q.Desc, Limit: max(q.Limit, 1), Offset: q.Offset})
+	out := web.WaitingPage{Total: p.Total, Newest: p.Newest, Max: s.edgeSettings().WaitingRoomMax}
 	f := s.fleetIndex()
 	f.mu.RLock()
-	for _, v := range items {
+	for _, v := range p.Items {
 		d := web.WaitingDevice{ID: v.ID, EdgeID: v.EdgeID, Fingerprint: v.KeyFingerprint, Hostname: v.Hostname,
 			AgentVersion: v.AgentVersion, Mode: v.Mode, Groups: v.Groups, Tags: v.Tags, Source: v.Source,
 			FirstSeen: unixTime(v.FirstSeen), LastSeen: unixTime(v.LastSeen)}
@@ -40,18 +40,8 @@ func (b uiBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
 
 	// The whole room: arrivals per minute over the last hour, and the
 	// source networks most of it came from.
-	now := s.now().Unix()
-	nets := map[string]int{}
-	rm := s.room
-	rm.mu.Lock()
-	out.Room = len(rm.devices)
-	for _, d := range rm.devices {
-		if ago := (now - d.FirstSeen) / 60; ago >= 0 && ago < 60 {
-			out.Arrivals[59-ago]++
-		}
-		nets[throttle.Network(d.Source)]++
-	}
-	rm.mu.Unlock()
+	var nets map[string]int
+	out.Room, out.Arrivals, nets = s.room.Arrivals(s.now().Unix())
 	for n, c := range nets {
 		out.Networks = append(out.Networks, web.NetworkCount{Network: n, N: c})
 	}
@@ -62,7 +52,9 @@ func (b uiBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
 	return out, nil
 }
 
-func (b uiBackend) WaitingIDs(q string) ([]uint64, error) { return b.s.waitingIDs(q), nil }
+func (b uiBackend) WaitingIDs(q string, upTo uint64) ([]uint64, error) {
+	return b.s.room.IDs(q, upTo), nil
+}
 
 func (b uiBackend) Trust(a web.Actor, ids, edgeGroups, tags []uint64) ([]web.WaitingResult, error) {
 	res := b.s.trustWaiting(a.Remote, a.User, waitingAction{IDs: ids, EdgeGroupIDs: edgeGroups, TagIDs: tags})

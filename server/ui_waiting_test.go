@@ -5,9 +5,11 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
+	"outpost/waitingroom"
 )
 
 // uiClient serves UI requests with a session token, as a same-origin
@@ -90,24 +93,44 @@ func TestUIWaitingRoomOverRealServer(t *testing.T) {
 	if _, body := ro.do("GET", "/waiting-room", nil); strings.Contains(body, `value="trust"`) || !strings.Contains(body, "till-a") {
 		t.Error("a read-only user's waiting room shows a trust button, or no device")
 	}
-	ids := s.waitingIDs("till")
+	ids := s.room.IDs("till", math.MaxUint64)
 	if status, _ := ro.do("POST", "/waiting-room/action", url.Values{"action": {"trust"}, "id": {fmt.Sprint(ids[0])}}); status != http.StatusForbidden {
 		t.Fatalf("read-only trust: %d", status)
 	}
 
 	// Trust all that match "till" and the conflicting one, with the group
-	// and the tag.
-	status, body = ui.do("POST", "/waiting-room/action", url.Values{"action": {"trust"}, "all": {"1"}, "q": {"till"},
+	// and the tag. A till arriving after the page was read is not shown,
+	// so it is left waiting.
+	_, page := ui.do("GET", "/waiting-room?q=till", nil)
+	upto, shown := hiddenField(t, page, "upto"), hiddenField(t, page, "shown")
+	if shown != "2" {
+		t.Fatalf("the page of till shows %s devices, want 2", shown)
+	}
+	late := onboardingDevice(t, hs, "till-late")
+	if status, _, perr := late.callIn(); status != http.StatusOK {
+		t.Fatalf("till-late: %d %+v", status, perr)
+	}
+	status, body = ui.do("POST", "/waiting-room/action", url.Values{"action": {"trust"}, "all": {"1"}, "q": {"till"}, "upto": {upto}, "shown": {shown},
 		"group": {fmt.Sprint(group.ID)}, "tag": {fmt.Sprint(tag.ID)}})
 	if status != http.StatusOK || !strings.Contains(body, "2 devices trusted") {
 		t.Fatalf("trust: %d %s", status, body)
 	}
-	confl := s.waitingIDs("shop-1")
+	if left := s.room.IDs("till", math.MaxUint64); len(left) != 1 || s.room.List(waitingroom.Query{Q: "till", Limit: 1}).Items[0].EdgeID != "till-late" {
+		t.Fatalf("after trusting all the page showed, waiting: %v, want till-late alone", left)
+	}
+	// Without the page's bounds, "all" is refused rather than guessed.
+	if status, body := ui.do("POST", "/waiting-room/action", url.Values{"action": {"trust"}, "all": {"1"}, "q": {"till"}}); status != http.StatusBadRequest || !strings.Contains(body, "does not say which devices it showed") {
+		t.Fatalf("all without upto and shown: %d", status)
+	}
+	if status, _ := ui.do("POST", "/waiting-room/action", url.Values{"action": {"reject"}, "id": {fmt.Sprint(s.room.IDs("till-late", math.MaxUint64)[0])}}); status != http.StatusOK {
+		t.Fatalf("reject till-late: %d", status)
+	}
+	confl := s.room.IDs("shop-1", math.MaxUint64)
 	status, body = ui.do("POST", "/waiting-room/action", url.Values{"action": {"trust"}, "id": {fmt.Sprint(confl[0])}})
 	if status != http.StatusOK || !strings.Contains(body, "which had this edge ID and keeps its own key") {
 		t.Fatalf("trust the conflicting device: %d %s", status, body)
 	}
-	if left := s.waitingIDs(""); len(left) != 0 {
+	if left := s.room.IDs("", math.MaxUint64); len(left) != 0 {
 		t.Fatalf("still waiting: %v", left)
 	}
 	// What happened, in the store: the two tills are environments with the
@@ -301,4 +324,14 @@ func TestUIAddEditDeleteOverRealServer(t *testing.T) {
 	if status, _, _ := dev.sync(dev.ping()); status == http.StatusOK {
 		t.Fatal("the deleted environment's device is still served")
 	}
+}
+
+// hiddenField is the value of the hidden input name on an HTML page.
+func hiddenField(t *testing.T, page, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<input type="hidden" name="` + regexp.QuoteMeta(name) + `" value="([^"]*)">`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("the page has no hidden field %s", name)
+	}
+	return m[1]
 }

@@ -1,16 +1,15 @@
 package server
 
 import (
-	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -26,60 +25,29 @@ const (
 	auditDeviceTrusted = "device.trusted"
 )
 
-// room is the waiting room in memory: its devices with their live last-seen
-// times, rejected keys, and which environment a trusted key or edge ID became.
-type room struct {
-	limiter *waitingroom.Limiter
-
-	mu        sync.Mutex // guards the maps; never held across a store call
-	devices   map[uint64]*store.WaitingDevice
-	byKey     map[string]uint64 // key fingerprint -> waiting device ID
-	envByKey  map[string]uint64 // key fingerprint -> environment bound to it
-	envByEdge map[string]uint64 // edge ID -> an environment bound to it
-	rejected  map[string]bool
-	seen      map[uint64]store.WaitingSeen // not yet flushed
-
-	// New devices between their decision and their store write, so that
-	// concurrent arrivals see each other: adding holds their key
-	// fingerprints, reserved the room slots held by those that will wait,
-	// claims the preauthorized edge IDs being trusted.
-	adding   map[string]bool
-	reserved int
-	claims   map[string]bool
-}
-
-func loadRoom(st *store.Store, limiter *waitingroom.Limiter) (*room, error) {
-	rm := &room{limiter: limiter, devices: map[uint64]*store.WaitingDevice{}, byKey: map[string]uint64{},
-		envByKey: map[string]uint64{}, envByEdge: map[string]uint64{}, rejected: map[string]bool{},
-		seen: map[uint64]store.WaitingSeen{}, adding: map[string]bool{}, claims: map[string]bool{}}
+// loadRoom builds the waiting room in memory from the store.
+func loadRoom(st *store.Store, limiter *waitingroom.Limiter) (*waitingroom.Registry, error) {
 	waiting, err := st.Waiting()
 	if err != nil {
 		return nil, err
-	}
-	for i := range waiting {
-		d := &waiting[i]
-		rm.devices[d.ID], rm.byKey[d.KeyFingerprint] = d, d.ID
 	}
 	rej, err := st.RejectedKeys()
 	if err != nil {
 		return nil, err
 	}
-	for fp := range rej {
-		rm.rejected[fp] = true
-	}
 	envs, err := st.Environments()
 	if err != nil {
 		return nil, err
 	}
+	var bindings []waitingroom.Binding
 	for _, e := range envs {
+		b := waitingroom.Binding{Env: e.ID, EdgeID: e.EdgeID}
 		if len(e.PublicKey) == ed25519.PublicKeySize {
-			rm.envByKey[keyFingerprint(e.PublicKey)] = e.ID
+			b.KeyFingerprint = keyFingerprint(e.PublicKey)
 		}
-		if e.EdgeID != "" {
-			rm.envByEdge[e.EdgeID] = e.ID
-		}
+		bindings = append(bindings, b)
 	}
-	return rm, nil
+	return waitingroom.NewRegistry(limiter, waiting, slices.Collect(maps.Keys(rej)), bindings), nil
 }
 
 // keyFingerprint is the SSH-style fingerprint of a device identity key, as
@@ -92,88 +60,11 @@ func keyFingerprint(pub []byte) string {
 	return ssh.FingerprintSHA256(k)
 }
 
-func (rm *room) size() int {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	return len(rm.devices)
-}
-
-// bound records that an environment is bound to the key with fingerprint fp
-// and to edgeID.
-func (rm *room) bound(fp, edgeID string, env uint64) {
-	rm.mu.Lock()
-	rm.envByKey[fp] = env
-	if edgeID != "" {
-		rm.envByEdge[edgeID] = env
-	}
-	rm.mu.Unlock()
-}
-
-// unbound forgets that env was bound to the key with fingerprint fp and to
-// edgeID (its edge key was re-issued).
-func (rm *room) unbound(fp, edgeID string, env uint64) {
-	rm.mu.Lock()
-	if rm.envByKey[fp] == env {
-		delete(rm.envByKey, fp)
-	}
-	if rm.envByEdge[edgeID] == env {
-		delete(rm.envByEdge, edgeID)
-	}
-	rm.mu.Unlock()
-}
-
-// takeSeen hands the last-seen times not yet flushed to the caller, to write
-// to the store. The devices in memory keep them meanwhile, so the waiting
-// room shows them before the write and if it fails.
-func (rm *room) takeSeen() map[uint64]store.WaitingSeen {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	d := rm.seen
-	for id, ws := range d {
-		if dev := rm.devices[id]; dev != nil {
-			dev.LastSeen, dev.Counter = max(dev.LastSeen, ws.At), max(dev.Counter, ws.Counter)
-		}
-	}
-	rm.seen = map[uint64]store.WaitingSeen{}
-	return d
-}
-
-// putBackSeen returns last-seen times takeSeen gave out that could not be
-// written, for the next flush; those of devices gone meanwhile are dropped.
-func (rm *room) putBackSeen(ws map[uint64]store.WaitingSeen) {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	for id, w := range ws {
-		if rm.devices[id] == nil {
-			continue
-		}
-		cur := rm.seen[id]
-		rm.seen[id] = store.WaitingSeen{At: max(cur.At, w.At), Counter: max(cur.Counter, w.Counter)}
-	}
-}
-
-// release ends the placement of new device fp that reserved a slot (slot)
-// or claimed edgeID, once it is stored or failed.
-func (rm *room) release(fp, edgeID string, slot bool) {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	delete(rm.adding, fp)
-	if slot {
-		rm.reserved--
-	}
-	if edgeID != "" {
-		delete(rm.claims, edgeID)
-	}
-}
-
 // edgeIDTaken reports whether an environment is bound to edgeID. An entry
 // whose environment was deleted since is dropped, unless another environment
 // carries that edge ID.
 func (s *Server) edgeIDTaken(edgeID string) (bool, error) {
-	rm := s.room
-	rm.mu.Lock()
-	id, ok := rm.envByEdge[edgeID]
-	rm.mu.Unlock()
+	id, ok := s.room.EdgeEnv(edgeID)
 	if !ok {
 		return false, nil
 	}
@@ -185,19 +76,14 @@ func (s *Server) edgeIDTaken(edgeID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	if cur := rm.envByEdge[edgeID]; cur != id {
-		return cur != 0, nil // bound again meanwhile
-	}
-	delete(rm.envByEdge, edgeID)
+	var other uint64
 	for _, e := range envs {
 		if e.EdgeID == edgeID {
-			rm.envByEdge[edgeID] = e.ID
-			return true, nil
+			other = e.ID
+			break
 		}
 	}
-	return false, nil
+	return s.room.Rebind(edgeID, id, other), nil
 }
 
 // sourceOf is the address a request comes from, without its port.
@@ -220,26 +106,17 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		return nil
 	}
 	fp := keyFingerprint(p.Key)
-	rm := s.room
-	rm.mu.Lock()
-	envID, isEnv := rm.envByKey[fp]
-	rejected := rm.rejected[fp]
-	waitID, isWaiting := rm.byKey[fp]
-	var d *store.WaitingDevice
-	if isWaiting {
-		d = rm.devices[waitID]
-	}
-	rm.mu.Unlock()
+	known := s.room.Lookup(fp)
 
-	if _, enroll := s.onboardingKey(); !isEnv && !protocol.CheckMAC(enroll, input, p.Enroll) {
+	if _, enroll := s.onboardingKey(); known.Env == 0 && !protocol.CheckMAC(enroll, input, p.Enroll) {
 		// A device already trusted by key may still call with an old key
 		// until it learns its environment; every other needs the current.
 		s.refuseUnverified(w, r, req, errors.New("the request does not prove the current onboarding key: it was rotated, or this is not an Outpost onboarding key; ask the operator for the current one (GET /api/edge/onboarding-key)"))
 		return nil
 	}
 	switch {
-	case isEnv:
-		env, err := s.store.Environment(envID)
+	case known.Env != 0:
+		env, err := s.store.Environment(known.Env)
 		if err == nil {
 			return env // the sync goes on and authenticates against its keys
 		}
@@ -248,24 +125,17 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 			return nil
 		}
 		// Deleted since: the device is new again.
-	case rejected:
+	case known.Rejected:
 		s.edgeError(w, http.StatusForbidden, protocol.CodeRejected, "an operator rejected this device; it cannot come back with the same key")
 		return nil
-	case isWaiting:
-		if d.EdgeID != req.EdgeID {
-			s.refuseIdentity(w, r, req, fmt.Errorf("this key waits under edge ID %q", d.EdgeID))
+	case known.Waiting != 0:
+		if known.EdgeID != req.EdgeID {
+			s.refuseIdentity(w, r, req, fmt.Errorf("this key waits under edge ID %q", known.EdgeID))
 			return nil
 		}
-		now := s.now().Unix()
-		rm.mu.Lock()
-		if ws := rm.seen[waitID]; p.Counter > ws.Counter || now > ws.At {
-			rm.seen[waitID] = store.WaitingSeen{At: now, Counter: max(ws.Counter, p.Counter)}
-		}
-		// Its latest call says its mode: the agent may have restarted in
-		// the other one. Kept in memory, as trust reads it from there.
-		d.Mode = modeOf(poll)
-		rm.mu.Unlock()
-		if s.slowedDown(w, "waiting", waitingPaceKey|waitID, "waiting device "+req.EdgeID, s.waitingFrequencies(poll), s.now()) {
+		// Its mode is kept in memory, as trust reads it from there.
+		s.room.Touch(known.Waiting, s.now().Unix(), p.Counter, modeOf(poll))
+		if s.slowedDown(w, "waiting", waitingPaceKey|known.Waiting, "waiting device "+req.EdgeID, s.waitingFrequencies(poll), s.now()) {
 			return nil
 		}
 		s.answerWaiting(w, req.EdgeID, p, poll)
@@ -279,48 +149,22 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		PerNetwork: es.NewDevicesPerNetwork, Total: es.NewDevicesTotal,
 	}
 	source := sourceOf(r)
-	// A preauthorized edge ID trusts the key it names, once: the same
-	// device under a second environment waits for an operator.
-	preauthEdge := waitingroom.PreauthorizedPair(rules.PreauthorizedEdgeIDs, req.EdgeID, fp)
-	var taken bool
-	if preauthEdge {
+	arrival := waitingroom.Arrival{EdgeID: req.EdgeID, KeyFP: fp, Source: source, KnownEnv: known.Env}
+	if waitingroom.PreauthorizedPair(rules.PreauthorizedEdgeIDs, req.EdgeID, fp) {
 		var err error
-		if taken, err = s.edgeIDTaken(req.EdgeID); err != nil {
+		if arrival.EdgeTaken, err = s.edgeIDTaken(req.EdgeID); err != nil {
 			s.internalError(w, "onboard: look up edge ID", err)
 			return nil
 		}
 	}
-	// Decide and reserve under one lock; the store write comes after it,
-	// and a Full decision counts the slots reserved by devices not yet stored.
-	rm.mu.Lock()
-	curEnv, hasEnv := rm.envByKey[fp]
-	if _, waitsNow := rm.byKey[fp]; rm.adding[fp] || waitsNow || (hasEnv && (!isEnv || curEnv != envID)) {
+	place := s.room.Place(rules, arrival)
+	if place.Again {
 		// The same key, placed by a concurrent request: it learns which
 		// on its next call.
-		rm.mu.Unlock()
 		s.answerWaiting(w, req.EdgeID, p, poll)
 		return nil
 	}
-	if preauthEdge {
-		if _, bound := rm.envByEdge[req.EdgeID]; taken || bound || rm.claims[req.EdgeID] {
-			rules.PreauthorizedEdgeIDs, preauthEdge = nil, false // Decide checks req.EdgeID only
-		}
-	}
-	decision := waitingroom.Decide(rules, rm.limiter, req.EdgeID, fp, source, len(rm.devices)+rm.reserved)
-	var claim string // the preauthorized edge ID this device claims
-	switch decision {
-	case waitingroom.Wait:
-		rm.adding[fp] = true
-		rm.reserved++
-	case waitingroom.Trust:
-		rm.adding[fp] = true
-		if preauthEdge {
-			claim = req.EdgeID
-			rm.claims[claim] = true
-		}
-	}
-	rm.mu.Unlock()
-
+	decision := place.Decision
 	switch decision {
 	case waitingroom.SlowDown:
 		s.writeEdge(w, http.StatusTooManyRequests, &protocol.Error{Version: protocol.Version, Code: protocol.CodeSlowDown, RetryAfter: 60,
@@ -333,12 +177,12 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	case waitingroom.Trust:
 		env := newEnvironmentFor(&store.WaitingDevice{EdgeID: req.EdgeID, PublicKey: p.Key, DeviceDH: p.DH, Mode: modeOf(poll)}, req.Agent, s.now().Unix())
 		if err := s.store.CreateEnvironment(env); err != nil {
-			rm.release(fp, claim, false)
+			s.room.Release(fp, place)
 			s.internalError(w, "onboard: create environment", err)
 			return nil
 		}
-		rm.bound(fp, req.EdgeID, env.ID)
-		rm.release(fp, claim, false)
+		s.room.Bound(fp, req.EdgeID, env.ID)
+		s.room.Release(fp, place)
 		s.fleetIndex().putEnv(env)
 		s.audit(r, deviceActor(env.ID), auditDeviceTrusted, envTarget(env.ID), "trusted by rule on first contact: edge ID "+req.EdgeID+", key "+fp)
 		return env
@@ -351,15 +195,11 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 		nd.Hostname, nd.AgentVersion, nd.Platform, nd.OS, nd.Arch, nd.Groups, nd.Tags = a.Hostname, a.Version, a.Platform, a.OS, a.Arch, a.Groups, a.Tags
 	}
 	if err := s.store.AddWaiting(nd); err != nil {
-		rm.release(fp, "", true)
+		s.room.Release(fp, place)
 		s.internalError(w, "onboard: add to the waiting room", err)
 		return nil
 	}
-	rm.mu.Lock()
-	rm.devices[nd.ID], rm.byKey[fp] = nd, nd.ID
-	delete(rm.adding, fp) // its slot is now a device
-	rm.reserved--
-	rm.mu.Unlock()
+	s.room.Added(nd) // its place is now a device
 	detail := "key " + fp + ", hostname " + nd.Hostname
 	if claimsPreauthorized(rules.PreauthorizedEdgeIDs, req.EdgeID, fp) {
 		// Someone else's edge ID, or a re-flashed device: an operator decides.
@@ -423,7 +263,7 @@ const unverifiedLogKey = "unverified-log "
 // key: anyone can send those, so they write no audit entry, and are logged
 // at most once a minute per source address.
 func (s *Server) refuseUnverified(w http.ResponseWriter, r *http.Request, req *protocol.SyncRequest, err error) {
-	if s.room.limiter.Allow(unverifiedLogKey+sourceOf(r), 1) {
+	if s.room.Limiter.Allow(unverifiedLogKey+sourceOf(r), 1) {
 		s.log.Warn("sync refused, unverified (logged once a minute per address)", "env", req.EnvID, "edge_id", req.EdgeID, "remote", r.RemoteAddr, "err", err)
 	}
 	s.edgeError(w, http.StatusForbidden, protocol.CodeIdentity, err.Error())
@@ -462,116 +302,13 @@ type waitingView struct {
 	BoundTo uint64 `json:"boundTo,omitempty"`
 }
 
-// waitingQuery selects and orders waiting devices: q is a substring of the
-// edge ID, hostname, key fingerprint or source address (any case); sort is
-// firstSeen, lastSeen, hostname or edgeId.
-type waitingQuery struct {
-	q             string
-	sort          string
-	desc          bool
-	limit, offset int
-}
-
-// waitingHit is a waiting device as the list sorts it: the record and its
-// live last-seen time. Sorting these, not the views, keeps a page of a
-// 10,000-device room to a pass and a sort of pointers.
-type waitingHit struct {
-	d    *store.WaitingDevice
-	last int64
-}
-
-// waitingSorts are the orders the waiting room lists in.
-var waitingSorts = map[string]func(a, b waitingHit) int{
-	"firstSeen": func(a, b waitingHit) int { return cmp.Compare(a.d.FirstSeen, b.d.FirstSeen) },
-	"lastSeen":  func(a, b waitingHit) int { return cmp.Compare(a.last, b.last) },
-	"hostname":  func(a, b waitingHit) int { return strings.Compare(a.d.Hostname, b.d.Hostname) },
-	"edgeId":    func(a, b waitingHit) int { return strings.Compare(a.d.EdgeID, b.d.EdgeID) },
-}
-
-// parseWaitingSort reads a sort parameter: a key of waitingSorts, - before
-// it for descending, empty for firstSeen.
-func parseWaitingSort(v string) (key string, desc bool, err error) {
-	desc = strings.HasPrefix(v, "-")
-	key = strings.TrimPrefix(v, "-")
-	if key == "" {
-		key = "firstSeen"
+// waitingViews are listed waiting devices as the API shows them.
+func waitingViews(l []waitingroom.Listed) []waitingView {
+	out := make([]waitingView, 0, len(l))
+	for _, d := range l {
+		out = append(out, waitingView{WaitingDevice: d.WaitingDevice, BoundTo: d.BoundTo})
 	}
-	if waitingSorts[key] == nil {
-		return "", false, fmt.Errorf("sort %q: want firstSeen, lastSeen, hostname or edgeId, with - for descending", v)
-	}
-	return key, desc, nil
-}
-
-// matchesWaiting reports whether d matches the lower-case search q.
-func matchesWaiting(d *store.WaitingDevice, q string) bool {
-	if q == "" {
-		return true
-	}
-	for _, f := range [...]string{d.EdgeID, d.Hostname, d.KeyFingerprint, d.Source} {
-		if strings.Contains(strings.ToLower(f), q) {
-			return true
-		}
-	}
-	return false
-}
-
-// waitingPage returns one page of the waiting devices matching q, with the
-// number that match. Each carries its live last-seen time and, when its
-// edge ID is already bound to an environment (under another key, or it
-// would not wait), that environment's ID.
-func (s *Server) waitingPage(q waitingQuery) ([]waitingView, int) {
-	q.q = strings.ToLower(strings.TrimSpace(q.q))
-	by := waitingSorts[q.sort]
-	if by == nil {
-		by = waitingSorts["firstSeen"]
-	}
-	rm := s.room
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	hits := make([]waitingHit, 0, len(rm.devices))
-	for id, d := range rm.devices {
-		if !matchesWaiting(d, q.q) {
-			continue
-		}
-		h := waitingHit{d: d, last: d.LastSeen}
-		if ws, ok := rm.seen[id]; ok && ws.At > h.last {
-			h.last = ws.At
-		}
-		hits = append(hits, h)
-	}
-	slices.SortFunc(hits, func(a, b waitingHit) int {
-		c := cmp.Or(by(a, b), cmp.Compare(a.d.ID, b.d.ID))
-		if q.desc {
-			return -c
-		}
-		return c
-	})
-	total := len(hits)
-	page := hits[min(q.offset, total):min(q.offset+q.limit, total)]
-	items := make([]waitingView, 0, len(page))
-	for _, h := range page {
-		v := waitingView{WaitingDevice: *h.d, BoundTo: rm.envByEdge[h.d.EdgeID]}
-		v.LastSeen = h.last
-		items = append(items, v)
-	}
-	return items, total
-}
-
-// waitingIDs returns the IDs of every waiting device matching the search q
-// (as in waitingQuery), in ID order.
-func (s *Server) waitingIDs(q string) []uint64 {
-	q = strings.ToLower(strings.TrimSpace(q))
-	rm := s.room
-	rm.mu.Lock()
-	var ids []uint64
-	for id, d := range rm.devices {
-		if matchesWaiting(d, q) {
-			ids = append(ids, id)
-		}
-	}
-	rm.mu.Unlock()
-	slices.Sort(ids)
-	return ids
+	return out
 }
 
 // handleWaitingRoom serves GET /api/waiting-room: ?q= (a substring of the
@@ -580,13 +317,13 @@ func (s *Server) waitingIDs(q string) []uint64 {
 // ?limit=&offset=.
 func (s *Server) handleWaitingRoom(w http.ResponseWriter, r *http.Request, _ session) {
 	limit, offset, err := pageParams(r, 100, 1000)
-	key, desc, serr := parseWaitingSort(r.URL.Query().Get("sort"))
+	key, desc, serr := waitingroom.ParseSort(r.URL.Query().Get("sort"))
 	if err = errors.Join(err, serr); err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	items, total := s.waitingPage(waitingQuery{q: r.URL.Query().Get("q"), sort: key, desc: desc, limit: limit, offset: offset})
-	writeJSON(w, http.StatusOK, map[string]any{"items": items, "total": total})
+	p := s.room.List(waitingroom.Query{Q: r.URL.Query().Get("q"), Sort: key, Desc: desc, Limit: limit, Offset: offset})
+	writeJSON(w, http.StatusOK, map[string]any{"items": waitingViews(p.Items), "total": p.Total})
 }
 
 // pageParams reads ?limit= and ?offset=.
@@ -625,29 +362,13 @@ func readWaitingAction(w http.ResponseWriter, r *http.Request) (waitingAction, b
 	return req, true
 }
 
-// leave takes waiting device id, with key fingerprint fp, out of the room.
-// The caller holds rm.mu.
-func (rm *room) leave(id uint64, fp string) {
-	delete(rm.devices, id)
-	delete(rm.byKey, fp)
-	delete(rm.seen, id)
-}
-
 // expireWaiting lets the waiting devices not seen for the edge settings'
 // waitingExpiry go, so devices that called once and never again (a flood)
 // do not hold the room. One that comes back later waits again. It runs after
 // the last-seen times were flushed, so the store's are the live ones.
 func (s *Server) expireWaiting(now int64) {
 	cutoff := now - int64(s.edgeSettings().WaitingExpiry)
-	rm := s.room
-	var stale []uint64
-	rm.mu.Lock()
-	for id, d := range rm.devices {
-		if ws, ok := rm.seen[id]; d.LastSeen < cutoff && (!ok || ws.At < cutoff) {
-			stale = append(stale, id)
-		}
-	}
-	rm.mu.Unlock()
+	stale := s.room.Stale(cutoff)
 	if len(stale) == 0 {
 		return
 	}
@@ -656,13 +377,7 @@ func (s *Server) expireWaiting(now int64) {
 		s.log.Error("expire stale waiting devices", "err", err)
 		return
 	}
-	rm.mu.Lock()
-	for _, id := range gone {
-		if d := rm.devices[id]; d != nil {
-			rm.leave(id, d.KeyFingerprint)
-		}
-	}
-	rm.mu.Unlock()
+	s.room.Expired(gone)
 	s.log.Info("stale waiting devices expired", "devices", len(gone), "not_seen_for_s", s.edgeSettings().WaitingExpiry)
 }
 
@@ -693,20 +408,12 @@ type waitingResult struct {
 func (s *Server) trustWaiting(remote, user string, req waitingAction) []waitingResult {
 	var out []waitingResult
 	for _, id := range req.IDs {
-		s.room.mu.Lock()
-		seen := s.room.seen[id]
-		var mode, edgeID string
-		if d := s.room.devices[id]; d != nil {
-			seen.Counter = max(seen.Counter, d.Counter) // taken by a flush not yet written
-			mode, edgeID = d.Mode, d.EdgeID             // mode from its latest call
-		}
-		boundTo := s.room.envByEdge[edgeID]
-		s.room.mu.Unlock()
-		res := waitingResult{ID: id, EdgeID: edgeID, BoundTo: boundTo}
+		live, _ := s.room.Pending(id) // counter taken by a flush not yet written, mode from its latest call
+		res := waitingResult{ID: id, EdgeID: live.EdgeID, BoundTo: live.BoundTo}
 		env, err := s.store.TrustWaiting(id, func(d *store.WaitingDevice) *store.Environment {
-			d.Counter = max(d.Counter, seen.Counter)
-			if mode != "" {
-				d.Mode = mode
+			d.Counter = max(d.Counter, live.Counter)
+			if live.Mode != "" {
+				d.Mode = live.Mode
 			}
 			return newEnvironmentFor(d, nil, s.now().Unix())
 		})
@@ -717,11 +424,7 @@ func (s *Server) trustWaiting(remote, user string, req waitingAction) []waitingR
 		}
 		res.Env, res.EdgeID = env, env.EdgeID
 		fp := keyFingerprint(env.PublicKey)
-		s.room.mu.Lock()
-		s.room.leave(id, fp)
-		s.room.envByKey[fp] = env.ID
-		s.room.envByEdge[env.EdgeID] = env.ID
-		s.room.mu.Unlock()
+		s.room.Trusted(id, fp, env.EdgeID, env.ID)
 		s.fleetIndex().putEnv(env)
 		var problems []string
 		if len(req.TagIDs) > 0 {
@@ -739,8 +442,8 @@ func (s *Server) trustWaiting(remote, user string, req waitingAction) []waitingR
 			res.Env = e // with its tags
 		}
 		detail := "edge ID " + env.EdgeID + ", key " + fp
-		if boundTo != 0 {
-			detail += fmt.Sprintf("; the edge ID was already bound to environment %d, which keeps its key", boundTo)
+		if live.BoundTo != 0 {
+			detail += fmt.Sprintf("; the edge ID was already bound to environment %d, which keeps its key", live.BoundTo)
 		}
 		s.auditAt(remote, user, auditDeviceTrusted, envTarget(env.ID), detail)
 		out = append(out, res)
@@ -758,10 +461,7 @@ func (s *Server) rejectWaiting(remote, user string, ids []uint64) []waitingResul
 			out = append(out, waitingResult{ID: id, Problem: s.waitingProblem(id, "rejected", err)})
 			continue
 		}
-		s.room.mu.Lock()
-		s.room.leave(id, d.KeyFingerprint)
-		s.room.rejected[d.KeyFingerprint] = true
-		s.room.mu.Unlock()
+		s.room.Rejected(id, d.KeyFingerprint)
 		s.auditAt(remote, user, auditDeviceRejected, "waiting device "+strconv.FormatUint(id, 10), "edge ID "+d.EdgeID+", key "+d.KeyFingerprint)
 		out = append(out, waitingResult{ID: id, EdgeID: d.EdgeID})
 	}

@@ -156,7 +156,7 @@ func TestWaitingRoomReject(t *testing.T) {
 		t.Fatal("rejection not audited")
 	}
 	// And after a restart of the server's memory, still refused.
-	rm, err := loadRoom(s.store, s.room.limiter)
+	rm, err := loadRoom(s.store, s.room.Limiter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,9 +354,9 @@ func TestWaitingRoomCapConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok != 2 || full != 198 || len(stored) != 2 || s.room.size() != 2 || s.room.reserved != 0 || len(s.room.adding) != 0 {
-		t.Fatalf("200 devices at once into a room of 2: %d waiting, %d full, %d stored, %d in memory, %d reserved",
-			ok, full, len(stored), s.room.size(), s.room.reserved)
+	if ok != 2 || full != 198 || len(stored) != 2 || s.room.Size() != 2 || s.room.Placing() != 0 {
+		t.Fatalf("200 devices at once into a room of 2: %d waiting, %d full, %d stored, %d in memory, %d being placed",
+			ok, full, len(stored), s.room.Size(), s.room.Placing())
 	}
 }
 
@@ -396,11 +396,11 @@ func TestWaitingRoomPreauthorizedEdgeIDOnce(t *testing.T) {
 		t.Fatalf("preauthorized key: %d %+v %+v", status, ans, perr)
 	}
 	// The claim survives a restart.
-	rm, err := loadRoom(s.store, s.room.limiter)
+	rm, err := loadRoom(s.store, s.room.Limiter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rm.envByEdge["shop-42"] == 0 {
+	if env, _ := rm.EdgeEnv("shop-42"); env == 0 {
 		t.Fatal("a restarted room forgot that shop-42 is claimed")
 	}
 }
@@ -415,16 +415,14 @@ func TestWaitingRoomSeenKeptAfterTake(t *testing.T) {
 		t.Fatalf("%d %+v", status, perr)
 	}
 	id := listWaiting(t, hs, admin, "").Items[0].ID
-	s.room.mu.Lock()
-	s.room.seen[id] = store.WaitingSeen{At: 1 << 40, Counter: 99}
-	s.room.mu.Unlock()
-	taken := s.room.takeSeen()
+	s.room.Touch(id, 1<<40, 99, "")
+	taken := s.room.TakeSeen()
 	if got := listWaiting(t, hs, admin, "").Items[0].LastSeen; got != 1<<40 {
 		t.Fatalf("last seen after take: %d, want %d", got, int64(1<<40))
 	}
-	s.room.putBackSeen(taken) // the write failed
-	s.room.putBackSeen(map[uint64]store.WaitingSeen{id + 100: {At: 1}})
-	again := s.room.takeSeen()
+	s.room.PutBackSeen(taken) // the write failed
+	s.room.PutBackSeen(map[uint64]store.WaitingSeen{id + 100: {At: 1}})
+	again := s.room.TakeSeen()
 	if len(again) != 1 || again[id].Counter != 99 || again[id].At != 1<<40 {
 		t.Fatalf("put back: %+v", again)
 	}

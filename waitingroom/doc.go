@@ -4,11 +4,14 @@
 // source address sends new devices too fast.
 //
 // The server owns the room's records and their storage; this package holds
-// the rules and the rate limiter, with an injected clock.
+// the rules, the rate limiter (with an injected clock), and the Registry:
+// the room in memory, which places new devices, lists the room and says who
+// is waiting, rejected or bound, without waiting on I/O under its lock.
 //
 // # Caveats
 //
-//   - Limiter is safe for concurrent use; its lock is never held across I/O.
+//   - Limiter and Registry are safe for concurrent use; their locks are
+//     never held across I/O.
 //   - Only new devices are rate limited and counted against the room's size:
 //     a known device, waiting or trusted, is never refused by a cap.
 package waitingroom

@@ -80,9 +80,12 @@ type WaitingDevice struct {
 // looks like: its size against its cap, arrivals per minute over the last
 // hour (oldest first), and the source networks most devices came from.
 type WaitingPage struct {
-	Items    []WaitingDevice
-	Total    int // matching the query
-	Room     int // waiting in all
+	Items []WaitingDevice
+	Total int // matching the query
+	Room  int // waiting in all
+	// Newest is the highest waiting device ID when the page was read:
+	// "all that match" acts on those up to it, not on later arrivals.
+	Newest   uint64
 	Max      int // the room's cap
 	Arrivals []int
 	Networks []NetworkCount
@@ -141,8 +144,10 @@ type Actor struct {
 // WaitingRoom is the waiting room part of Backend.
 type WaitingRoom interface {
 	WaitingRoom(q WaitingQuery) (WaitingPage, error)
-	// WaitingIDs returns every waiting device matching the search q.
-	WaitingIDs(q string) ([]uint64, error)
+	// WaitingIDs returns every waiting device matching the search q, up to
+	// ID upTo, so that devices which arrived after a page was read are left
+	// out.
+	WaitingIDs(q string, upTo uint64) ([]uint64, error)
 	// Trust makes each device an environment, in the given edge groups
 	// and with the given tags. Reject refuses them for good.
 	Trust(a Actor, ids, edgeGroups, tags []uint64) ([]WaitingResult, error)

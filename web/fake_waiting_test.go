@@ -43,6 +43,9 @@ func (f *fakeBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
 	}
 	m := f.matching(q.Q)
 	p := web.WaitingPage{Total: len(m), Room: len(f.waiting), Max: 1000, Arrivals: make([]int, 60)}
+	for _, d := range f.waiting {
+		p.Newest = max(p.Newest, d.ID)
+	}
 	p.Items = m[min(q.Offset, len(m)):min(q.Offset+q.Limit, len(m))]
 	for range f.waiting {
 		p.Arrivals[59]++
@@ -53,10 +56,12 @@ func (f *fakeBackend) WaitingRoom(q web.WaitingQuery) (web.WaitingPage, error) {
 	return p, nil
 }
 
-func (f *fakeBackend) WaitingIDs(q string) ([]uint64, error) {
+func (f *fakeBackend) WaitingIDs(q string, upTo uint64) ([]uint64, error) {
 	var ids []uint64
 	for _, d := range f.matching(q) {
-		ids = append(ids, d.ID)
+		if d.ID <= upTo {
+			ids = append(ids, d.ID)
+		}
 	}
 	return ids, f.err
 }

@@ -29,6 +29,7 @@ type waitingPage struct {
 	Sort      map[string]sortLink
 	Pager     pager
 	Room, Max int
+	Newest    uint64 // the highest device ID when the page was read
 	Full      bool
 	Arrivals  chart
 	LastHour  int // arrivals in the last hour
@@ -88,7 +89,7 @@ func (h *handler) renderWaitingRoom(w http.ResponseWriter, r *http.Request, user
 	}
 	p := waitingPage{base: h.base("Waiting room", user, "waiting"), Query: q,
 		Pager: newPager("/waiting-room", keep, page, waitingPerPage, wp.Total),
-		Room:  wp.Room, Max: wp.Max, Full: wp.Max > 0 && wp.Room >= wp.Max, Networks: wp.Networks,
+		Room:  wp.Room, Max: wp.Max, Newest: wp.Newest, Full: wp.Max > 0 && wp.Room >= wp.Max, Networks: wp.Networks,
 		Tags: tags, Onboard: onb, Rules: onb.Rules, RuleErrs: problems, Notice: notice,
 		Sort: map[string]sortLink{}}
 	if rules != nil {
@@ -194,9 +195,23 @@ func (h *handler) handleWaitingAction(w http.ResponseWriter, r *http.Request, us
 	var ids []uint64
 	var err error
 	if f.Get("all") == "1" {
-		ids, err = h.b.WaitingIDs(f.Get("q"))
-		if err != nil {
+		// All that matched when the page was read: later arrivals were
+		// not shown, so they are not acted on.
+		upTo, uerr := strconv.ParseUint(f.Get("upto"), 10, 64)
+		shown, serr := strconv.Atoi(f.Get("shown"))
+		if uerr != nil || serr != nil {
+			h.renderErrorBack(w, user, http.StatusBadRequest, "Bad request",
+				"The form does not say which devices it showed (upto and shown); load the waiting room again and choose from it.", "/waiting-room", "the waiting room")
+			return
+		}
+		if ids, err = h.b.WaitingIDs(f.Get("q"), upTo); err != nil {
 			h.internalError(w, r, user, "read the waiting room", err)
+			return
+		}
+		if len(ids) > shown {
+			h.renderErrorBack(w, user, http.StatusConflict, "The waiting room changed",
+				fmt.Sprintf("%d devices match now, %d when the page was read: nothing was done. Look at the list again before you %s them all.", len(ids), shown, action),
+				"/waiting-room", "the waiting room")
 			return
 		}
 	} else if ids, err = formIDs(f["id"], "device"); err != nil {

@@ -1,8 +1,10 @@
 package web_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -85,17 +87,61 @@ func TestTrustTickedDevices(t *testing.T) {
 	mustContain(t, body, "2 devices trusted", "till-1", `href="/environments/101"`, "beside", "environment 1", "keeps its own key")
 }
 
+// TestTrustAllMatching: "all that match" acts on the devices the page
+// showed. A device that arrived after it was read is left waiting; when the
+// room changed so that more match than were shown, nothing is done.
 func TestTrustAllMatching(t *testing.T) {
-	s := newSite(t)
-	withWaiting(s)
-	res := s.do(http.MethodPost, "/waiting-room/action", s.token, url.Values{"action": {"reject"}, "all": {"1"}, "q": {"gw-0001"}}, nil)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status %d: %s", res.StatusCode, bodyOf(t, res))
+	gw := func(id uint64) web.WaitingDevice {
+		return web.WaitingDevice{ID: id, EdgeID: fmt.Sprintf("gw-%04d", id), Fingerprint: fmt.Sprintf("SHA256:%d", id), Mode: "async", FirstSeen: time.Now(), LastSeen: time.Now()}
 	}
-	if len(s.b.rejected) != 1 || !slices.Equal(s.b.rejected[0], []uint64{1}) {
-		t.Fatalf("rejected %v, want the one device matching the search", s.b.rejected)
+	read := func(s *site) url.Values {
+		_, body := s.get("/waiting-room?q=gw-000")
+		mustContain(t, body, "All 2 that match")
+		form := url.Values{"action": {"reject"}, "all": {"1"}, "q": {"gw-000"}}
+		for _, name := range []string{"upto", "shown"} {
+			m := regexp.MustCompile(`name="` + name + `" value="(\d+)"`).FindStringSubmatch(body)
+			if m == nil {
+				t.Fatalf("the page has no %s field", name)
+			}
+			form.Set(name, m[1])
+		}
+		return form
 	}
-	mustContain(t, bodyOf(t, res), "1 device rejected")
+	t.Run("a later arrival is left waiting", func(t *testing.T) {
+		s := newSite(t)
+		withWaiting(s)
+		s.b.waiting[1] = gw(5)
+		form := read(s)
+		s.b.waiting = append(s.b.waiting, gw(6))
+		res := s.do(http.MethodPost, "/waiting-room/action", s.token, form, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", res.StatusCode, bodyOf(t, res))
+		}
+		if len(s.b.rejected) != 1 || !slices.Equal(s.b.rejected[0], []uint64{1, 5}) {
+			t.Fatalf("rejected %v, want the two devices the page showed", s.b.rejected)
+		}
+		mustContain(t, bodyOf(t, res), "2 devices rejected")
+	})
+	t.Run("more matching than shown", func(t *testing.T) {
+		s := newSite(t)
+		withWaiting(s)
+		s.b.waiting[1] = gw(5)
+		form := read(s)
+		s.b.waiting = append(s.b.waiting, gw(4)) // stored before 5, in the room after the page was read
+		res := s.do(http.MethodPost, "/waiting-room/action", s.token, form, nil)
+		if res.StatusCode != http.StatusConflict || len(s.b.rejected) != 0 {
+			t.Fatalf("status %d, rejected %v: want 409 and nothing done", res.StatusCode, s.b.rejected)
+		}
+		mustContain(t, bodyOf(t, res), "3 devices match now, 2 when the page was read: nothing was done")
+	})
+	t.Run("no bounds", func(t *testing.T) {
+		s := newSite(t)
+		withWaiting(s)
+		res := s.do(http.MethodPost, "/waiting-room/action", s.token, url.Values{"action": {"reject"}, "all": {"1"}, "q": {"gw-0001"}}, nil)
+		if res.StatusCode != http.StatusBadRequest || len(s.b.rejected) != 0 {
+			t.Fatalf("status %d, rejected %v: want 400 and nothing done", res.StatusCode, s.b.rejected)
+		}
+	})
 }
 
 func TestWaitingActionProblems(t *testing.T) {
