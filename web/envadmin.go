@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,5 +241,6 @@ func (h *handler) handleDelete(w http.ResponseWriter, r *http.Request, user stri
 		return
 	}
 	h.log.Info("ui: environment deleted", "user", user, "id", env.ID, "name", env.Name)
-	http.Redirect(w, r, "/environments?deleted="+url.QueryEscape(env.Name), http.StatusSeeOther)
+	flash(w, "/environments", env.Name+" is deleted; its device is refused from now on.")
+	http.Redirect(w, r, "/environments", http.StatusSeeOther)
 }

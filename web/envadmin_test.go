@@ -84,8 +84,25 @@ func TestDeleteEnvironment(t *testing.T) {
 	if res.StatusCode != http.StatusSeeOther || !slices.Equal(s.b.deleted, []uint64{1}) {
 		t.Fatalf("delete: %d, deleted %v", res.StatusCode, s.b.deleted)
 	}
-	_, body = s.get(res.Header.Get("Location"))
-	mustContain(t, body, "shop-042 is deleted")
+	// The notice rides on a cookie for the list, shown once; a notice in
+	// the URL is not shown, as anyone can write one into a link.
+	var notice *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "outpost_flash" {
+			notice = c
+		}
+	}
+	if res.Header.Get("Location") != "/environments" || notice == nil || !notice.HttpOnly || !notice.Secure || notice.Path != "/environments" {
+		t.Fatalf("delete answers %q with the notice cookie %+v", res.Header.Get("Location"), notice)
+	}
+	list := s.do(http.MethodGet, "/environments", s.token, nil, map[string]string{"Cookie": notice.Name + "=" + notice.Value})
+	mustContain(t, bodyOf(t, list), "shop-042 is deleted; its device is refused from now on.")
+	if cleared := list.Cookies(); len(cleared) != 1 || cleared[0].Name != "outpost_flash" || cleared[0].MaxAge >= 0 {
+		t.Fatalf("the list page does not clear the notice: %+v", cleared)
+	}
+	if _, body := s.get("/environments?deleted=Everything"); strings.Contains(body, "Everything") {
+		t.Fatal("the list shows a notice written into its URL")
+	}
 }
 
 func TestReadOnlyCannotAddEditOrDelete(t *testing.T) {

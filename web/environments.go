@@ -61,7 +61,7 @@ type envListPage struct {
 	Pager    pager
 	Filtered bool
 	Host     string // for the empty state's example
-	Deleted  string // the environment just deleted
+	Notice   string // what the action that led here did
 	Top      topUsageView
 }
 
@@ -145,7 +145,7 @@ func (h *handler) handleEnvironments(w http.ResponseWriter, r *http.Request, use
 	p := envListPage{base: h.base("Environments", user, "environments"), Query: q.Name, Status: q.Status, Mode: q.Mode,
 		Tag: q.Tag, Group: q.Group, Statuses: statusOrder, Tags: tags, Groups: groups, Host: r.Host,
 		Pager: newPager("/environments", keep, page, envPerPage, ep.Total), Sort: map[string]sortLink{},
-		Filtered: len(filters) > 0, Deleted: v.Get("deleted")}
+		Filtered: len(filters) > 0, Notice: takeFlash(w, r)}
 	for _, s := range statusOrder {
 		p.All += ep.Counts[s]
 		p.Counts = append(p.Counts, statusCount{Status: s, Text: statusText(s), N: ep.Counts[s], URL: "/environments?status=" + s})
