@@ -106,7 +106,7 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 		s.log.Info("snapshot hash mismatch; asking for a full one", "env", env, "seq", p.Seq, "kind", kind)
 		return &protocol.SnapshotAck{SendFull: true}, nil
 	}
-	hist.Kind = kind
+	hist.Kind, hist.Hash = kind, sum[:snapshot.HashSize]
 	if sinceFull == 0 || sinceFull >= store.KeyframeEvery {
 		hist.Full, sinceFull = data, 0
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -244,6 +245,13 @@ func (b uiBackend) SnapshotAt(id, seq uint64) (*web.Snapshot, error) {
 	d, err := snapshot.Replay(hist[start].Full, deltas)
 	if err != nil {
 		return nil, fmt.Errorf("environment %d: rebuild seq %d: %w", id, seq, err)
+	}
+	if want := hist[i].Hash; len(want) > 0 {
+		// A chain that rebuilds to something else than was stored then
+		// (entries lost or out of order) is refused, not shown as the past.
+		if sum, err := snapshot.Hash(d); err != nil || !bytes.Equal(sum[:len(want)], want) {
+			return nil, fmt.Errorf("environment %d: seq %d: the history does not rebuild to the snapshot stored then: %w", id, seq, web.ErrNotFound)
+		}
 	}
 	return &web.Snapshot{Seq: seq, Updated: time.Unix(hist[i].At, 0), Kind: hist[i].Kind, Docker: d}, nil
 }

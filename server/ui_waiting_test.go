@@ -256,6 +256,30 @@ func TestSnapshotHistoryRebuildsEveryPoint(t *testing.T) {
 	if rebuildable(hist, 5) || !rebuildable(hist, 20) {
 		t.Fatal("rebuildable does not follow the keyframes")
 	}
+	// A chain that rebuilds to another snapshot than the one stored with
+	// the entry is refused, not shown as the past.
+	next := &snapshot.Docker{Engine: cur.Engine, Containers: cur.Containers[1:]}
+	d, err := snapshot.Compute(cur, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := protocol.Marshal(d)
+	sum, _ := snapshot.Hash(next)
+	for _, tc := range []struct {
+		hash []byte
+		ok   bool
+	}{{sum[:snapshot.HashSize], true}, {bytes.Repeat([]byte{7}, snapshot.HashSize), false}} {
+		if err := s.store.PutSnapshot(e.ID, &store.Snapshot{Seq: 42}, &store.HistoryEntry{Seq: 42, Base: 41, Kind: "delta", Data: data, Hash: tc.hash}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.SnapshotAt(e.ID, 42)
+		if tc.ok && (err != nil || len(got.Docker.Containers) != len(next.Containers)) {
+			t.Fatalf("a delta entry whose hash matches: %v", err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "does not rebuild to the snapshot stored then")) {
+			t.Fatalf("a delta entry whose hash does not match: %v", err)
+		}
+	}
 }
 
 // TestUIAddEditDeleteOverRealServer adds an environment from the UI's form

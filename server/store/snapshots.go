@@ -48,6 +48,10 @@ type HistoryEntry struct {
 	// full push and every KeyframeEvery deltas, so any point of the
 	// history can be rebuilt from the nearest one before it.
 	Full []byte `json:"-" cbor:"7,keyasint,omitempty"`
+	// Hash is the first snapshot.HashSize bytes of the canonical hash of
+	// the whole snapshot after this push: a rebuild from the history is
+	// checked against it. Empty in entries written before schema 9.
+	Hash []byte `json:"-" cbor:"8,keyasint,omitempty"`
 }
 
 // KeyframeEvery is how many deltas in a row the history holds at most
@@ -84,12 +88,25 @@ func (s *Store) SnapshotMeta(env uint64) (*SnapshotMeta, error) {
 
 // PutSnapshot replaces environment env's snapshot and appends h to its
 // history, dropping the oldest entries past HistoryLimit or HistoryBytesLimit.
+//
+// The history is kept in push order by sequence number. A push numbered at
+// or below entries already there (a device that lost its state and counts
+// again, or that reuses the number of a snapshot the server took) ends that
+// history: the entries from its number on go, so no delta kept is ever
+// replayed onto a snapshot it was not made against.
 func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
 	return s.update(func(tx *bolt.Tx) error {
 		if err := putCBOR(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
 			return err
 		}
 		hb := tx.Bucket(bHistory)
+		c := hb.Cursor()
+		prefix := u64(env)
+		for k, _ := c.Seek(key2(env, h.Seq)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(key2(env, h.Seq)) {
+			if err := hb.Delete(k); err != nil {
+				return err
+			}
+		}
 		if err := putCBOR(hb, key2(env, h.Seq), h); err != nil {
 			return err
 		}

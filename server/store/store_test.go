@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,6 +55,40 @@ func TestHistoryKeepsTheLatest(t *testing.T) {
 	}
 	if _, err := s.Snapshot(99); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing snapshot: %v", err)
+	}
+}
+
+// TestHistoryRenumberedEndsTheOldOne: a push numbered at or below the
+// history's entries (a device that counts again) drops the entries from
+// its number on, so the history stays in push order; other environments
+// keep theirs.
+func TestHistoryRenumberedEndsTheOldOne(t *testing.T) {
+	s, _ := open(t)
+	for _, env := range []uint64{3, 4, 5} {
+		for seq := uint64(1); seq <= 10; seq++ {
+			if err := s.PutSnapshot(env, &Snapshot{Seq: seq}, &HistoryEntry{Seq: seq, Kind: "delta", At: int64(seq)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.PutSnapshot(4, &Snapshot{Seq: 3}, &HistoryEntry{Seq: 3, Kind: "full", At: 100}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, e := range h {
+		seqs = append(seqs, e.Seq)
+	}
+	if !slices.Equal(seqs, []uint64{1, 2, 3}) || h[2].Kind != "full" || h[2].At != 100 {
+		t.Fatalf("history after a push renumbered to 3: %v, last %+v", seqs, h[len(h)-1])
+	}
+	for _, env := range []uint64{3, 5} {
+		if other, _ := s.History(env); len(other) != 10 {
+			t.Fatalf("environment %d's history has %d entries, want its 10", env, len(other))
+		}
 	}
 }
 
