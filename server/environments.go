@@ -405,7 +405,8 @@ func (f *fleet) page(q *listQuery) ([]uint64, int) {
 			slices.Reverse(hits)
 		}
 		total = len(hits)
-		for _, h := range hits[min(q.offset, total):min(q.offset+q.limit, total)] {
+		from := min(q.offset, total)
+		for _, h := range hits[from : from+min(q.limit, total-from)] {
 			ids = append(ids, h.id)
 		}
 		return ids, total

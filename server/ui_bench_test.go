@@ -61,10 +61,9 @@ func BenchmarkUIWaitingRoom10k(b *testing.B) {
 		d := &store.WaitingDevice{EdgeID: fmt.Sprintf("gw-%05d", (i*7919)%10_000), KeyFingerprint: fmt.Sprintf("SHA256:%043d", i),
 			Hostname: fmt.Sprintf("till-%d", i), AgentVersion: "1.0.0", Platform: "docker", OS: "linux", Arch: "arm64", Mode: store.ModeAsync,
 			Source: fmt.Sprintf("10.%d.%d.%d", i/65536, (i/256)%256, i%256), FirstSeen: now - int64(i%7200), LastSeen: now - int64(i%60)}
-		if err := s.store.AddWaiting(d); err != nil {
+		if err := s.room.Add(d, s.store.AddWaiting); err != nil {
 			b.Fatal(err)
 		}
-		s.room.Added(d)
 	}
 	h := s.uiHandler()
 	for _, q := range []string{"", "sort=-lastSeen&page=100", "sort=hostname", "q=gw-09"} {

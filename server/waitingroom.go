@@ -194,12 +194,11 @@ func (s *Server) onboard(w http.ResponseWriter, r *http.Request, req *protocol.S
 	if a := req.Agent; a != nil {
 		nd.Hostname, nd.AgentVersion, nd.Platform, nd.OS, nd.Arch, nd.Groups, nd.Tags = a.Hostname, a.Version, a.Platform, a.OS, a.Arch, a.Groups, a.Tags
 	}
-	if err := s.store.AddWaiting(nd); err != nil {
+	if err := s.room.Add(nd, s.store.AddWaiting); err != nil {
 		s.room.Release(fp, place)
 		s.internalError(w, "onboard: add to the waiting room", err)
 		return nil
 	}
-	s.room.Added(nd) // its place is now a device
 	detail := "key " + fp + ", hostname " + nd.Hostname
 	if claimsPreauthorized(rules.PreauthorizedEdgeIDs, req.EdgeID, fp) {
 		// Someone else's edge ID, or a re-flashed device: an operator decides.

@@ -34,6 +34,11 @@ type Registry struct {
 	adding   map[string]bool
 	reserved int
 	claims   map[string]bool
+
+	// adds orders new devices' store writes with their entry into the
+	// room (Add), so the room receives them in ID order and a listing's
+	// Newest bounds what it showed. Held across the write; r.mu is not.
+	adds sync.Mutex
 }
 
 // Binding is an environment bound to a device's key and edge ID.
@@ -215,8 +220,8 @@ type Placement struct {
 }
 
 // Place decides where new device a goes under rules, and reserves its place
-// until the caller stores it (Added, or Bound for a trusted one) and calls
-// Release. A Full decision counts the places of devices not yet stored.
+// until the caller stores it (Add; or Bound, then Release, for a trusted
+// one), or gives it up with Release. A Full decision counts the places of devices not yet stored.
 //
 // A preauthorized edge ID trusts the key it names once: when an environment
 // already carries that edge ID, or another request is claiming it, the
@@ -248,9 +253,22 @@ func (r *Registry) Place(rules Rules, a Arrival) Placement {
 	return p
 }
 
-// Added puts stored waiting device d into the room, in the place Place
+// Add stores new waiting device d with write, which numbers it, and puts it
+// into the room, in the place Place reserved for it. Adds are one at a
+// time, so devices enter the room in the order of their IDs.
+func (r *Registry) Add(d *store.WaitingDevice, write func(*store.WaitingDevice) error) error {
+	r.adds.Lock()
+	defer r.adds.Unlock()
+	if err := write(d); err != nil {
+		return err
+	}
+	r.added(d)
+	return nil
+}
+
+// added puts stored waiting device d into the room, in the place Place
 // reserved for it, if it did.
-func (r *Registry) Added(d *store.WaitingDevice) {
+func (r *Registry) added(d *store.WaitingDevice) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.devices[d.ID], r.byKey[d.KeyFingerprint] = d, d.ID
@@ -449,7 +467,8 @@ func (r *Registry) List(q Query) Page {
 		return c
 	})
 	p.Total = len(hits)
-	page := hits[min(max(q.Offset, 0), p.Total):min(max(q.Offset, 0)+max(q.Limit, 0), p.Total)]
+	from := min(max(q.Offset, 0), p.Total)
+	page := hits[from : from+min(max(q.Limit, 0), p.Total-from)]
 	p.Items = make([]Listed, 0, len(page))
 	for _, h := range page {
 		l := Listed{WaitingDevice: *h.d, BoundTo: r.envByEdge[h.d.EdgeID]}

@@ -1,6 +1,7 @@
 package waitingroom
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -13,6 +14,14 @@ func newTestRegistry(t *testing.T) *Registry {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	return NewRegistry(NewLimiter(c.now), []store.WaitingDevice{{ID: 3, EdgeID: "gw-3", KeyFingerprint: "SHA256:three", FirstSeen: 1}},
 		[]string{"SHA256:bad"}, []Binding{{Env: 9, KeyFingerprint: "SHA256:nine", EdgeID: "shop-9"}})
+}
+
+// add puts d, numbered already, into the room as a store write would.
+func add(t *testing.T, r *Registry, d *store.WaitingDevice) {
+	t.Helper()
+	if err := r.Add(d, func(*store.WaitingDevice) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 var open = Rules{Max: 2, PerMinute: 100, PerNetwork: 100, Total: 100}
@@ -43,7 +52,7 @@ func TestRegistryPlacesAndReleases(t *testing.T) {
 	if full := r.Place(open, Arrival{EdgeID: "gw-5", KeyFP: "SHA256:five", Source: "192.0.2.5"}); full.Decision != Full {
 		t.Fatalf("a device beyond the reserved place: %+v", full)
 	}
-	r.Added(&store.WaitingDevice{ID: 4, EdgeID: "gw-4", KeyFingerprint: "SHA256:four"})
+	add(t, r, &store.WaitingDevice{ID: 4, EdgeID: "gw-4", KeyFingerprint: "SHA256:four"})
 	if r.Size() != 2 || r.Placing() != 0 {
 		t.Fatalf("after Added: size %d, placing %d", r.Size(), r.Placing())
 	}
@@ -102,13 +111,13 @@ func TestRegistryPreauthorizedEdgeIDOnce(t *testing.T) {
 func TestRegistryListsUpToTheNewest(t *testing.T) {
 	r := newTestRegistry(t)
 	for _, id := range []uint64{5, 8} {
-		r.Added(&store.WaitingDevice{ID: id, EdgeID: "gw-" + string(rune('0'+id)), KeyFingerprint: "SHA256:" + string(rune('0'+id)), FirstSeen: int64(id)})
+		add(t, r, &store.WaitingDevice{ID: id, EdgeID: "gw-" + string(rune('0'+id)), KeyFingerprint: "SHA256:" + string(rune('0'+id)), FirstSeen: int64(id)})
 	}
 	p := r.List(Query{Q: "GW-5", Limit: 10})
 	if p.Total != 1 || p.Newest != 8 || p.Items[0].ID != 5 {
 		t.Fatalf("list of gw-5: %+v", p)
 	}
-	r.Added(&store.WaitingDevice{ID: 9, EdgeID: "gw-9", KeyFingerprint: "SHA256:9"})
+	add(t, r, &store.WaitingDevice{ID: 9, EdgeID: "gw-9", KeyFingerprint: "SHA256:9"})
 	if ids := r.IDs("gw", 8); !slices.Equal(ids, []uint64{3, 5, 8}) {
 		t.Fatalf("IDs up to 8: %v", ids)
 	}
@@ -118,5 +127,56 @@ func TestRegistryListsUpToTheNewest(t *testing.T) {
 	}
 	if _, _, err := ParseSort("-size"); err == nil {
 		t.Fatal("an unknown sort was accepted")
+	}
+}
+
+// TestRegistryAddsInIDOrder: a device whose store write numbers it after
+// another's waits for that one to enter the room, so a listing never has a
+// Newest above a device that enters later with a lower ID (which "all that
+// match" up to Newest would then take without having shown it).
+func TestRegistryAddsInIDOrder(t *testing.T) {
+	r := newTestRegistry(t)
+	var next uint64 = 10
+	number := func(d *store.WaitingDevice) { next++; d.ID = next }
+	first := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 2)
+	go func() {
+		done <- r.Add(&store.WaitingDevice{EdgeID: "slow", KeyFingerprint: "SHA256:slow"}, func(d *store.WaitingDevice) error {
+			number(d) // 11
+			close(first)
+			<-release // the write has not returned yet
+			return nil
+		})
+	}()
+	<-first
+	secondWrote := make(chan struct{})
+	go func() {
+		done <- r.Add(&store.WaitingDevice{EdgeID: "fast", KeyFingerprint: "SHA256:fast"}, func(d *store.WaitingDevice) error {
+			number(d) // 12
+			close(secondWrote)
+			return nil
+		})
+	}()
+	select {
+	case <-secondWrote:
+		t.Fatal("a second device was stored while the first one's write was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if p := r.List(Query{Q: "SHA256:", Limit: 10}); p.Newest != 3 {
+		t.Fatalf("while the first device is being stored, the room's newest is %d, want 3", p.Newest)
+	}
+	close(release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ids := r.IDs("", 12); !slices.Equal(ids, []uint64{3, 11, 12}) {
+		t.Fatalf("room after both: %v", ids)
+	}
+	// A failed write leaves the room as it was.
+	if err := r.Add(&store.WaitingDevice{ID: 13, KeyFingerprint: "SHA256:lost"}, func(*store.WaitingDevice) error { return errors.New("disk full") }); err == nil || r.Size() != 3 {
+		t.Fatalf("failed write: %v, size %d", err, r.Size())
 	}
 }

@@ -12,9 +12,10 @@ type Action string
 
 const (
 	// ActWrite: trust and reject devices, change and delete environments,
-	// queue commands.
+	// queue commands, see and rotate the onboarding key (as the API's
+	// environments:write).
 	ActWrite Action = "write"
-	// ActSettings: change the onboarding rules, rotate the onboarding key.
+	// ActSettings: change the onboarding rules.
 	ActSettings Action = "settings"
 )
 

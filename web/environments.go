@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"outpost/snapshot"
 )
 
 // statusOrder is the order statuses are counted and filtered in.
@@ -316,11 +318,15 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		p.Snap.AtSeq = snap.Seq
 	}
 	if c := r.URL.Query().Get("container"); c != "" && p.Tab == "containers" {
-		for _, ct := range snap.Docker.Containers {
-			if ct.ID == c || ct.Name == c {
-				p.Snap.Detail = newContainerDetail(ct, now)
-				break
-			}
+		// By ID, which the page links with; a name only when no ID is
+		// it, as a device may name one container after another's ID.
+		cs := snap.Docker.Containers
+		i := slices.IndexFunc(cs, func(ct snapshot.Container) bool { return ct.ID == c })
+		if i < 0 {
+			i = slices.IndexFunc(cs, func(ct snapshot.Container) bool { return ct.Name == c })
+		}
+		if i >= 0 {
+			p.Snap.Detail = newContainerDetail(cs[i], now)
 		}
 		if p.Snap.Detail == nil {
 			p.Snap.NoContainer = c

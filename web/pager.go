@@ -14,13 +14,17 @@ type pager struct {
 	Prev, Next      string // URLs; empty at the ends
 }
 
-// pageOf reads ?page= (from 1) for pages of size per.
+// maxPage bounds ?page=, so that offsets stay far from overflow: a million
+// pages of 50 is 50 times the largest fleet listed.
+const maxPage = 1_000_000
+
+// pageOf reads ?page= (from 1, at most maxPage).
 func pageOf(v url.Values) int {
 	p, err := strconv.Atoi(v.Get("page"))
 	if err != nil || p < 1 {
 		return 1
 	}
-	return p
+	return min(p, maxPage)
 }
 
 // newPager is the pager of page (from 1) of total matches, per to a page,

@@ -197,7 +197,7 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
 	mux.HandleFunc("POST /waiting-room/action", h.authed(h.may(ActWrite, "trust or reject devices", h.handleWaitingAction)))
 	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.may(ActSettings, "change the onboarding rules", h.handleRules)))
-	mux.HandleFunc("POST /waiting-room/rotate", h.authed(h.may(ActSettings, "rotate the onboarding key", h.handleRotate)))
+	mux.HandleFunc("POST /waiting-room/rotate", h.authed(h.may(ActWrite, "rotate the onboarding key", h.handleRotate)))
 	mux.HandleFunc("GET /stacks", h.authed(h.handleStacks))
 	mux.HandleFunc("GET /stacks/{id}", h.authed(h.handleStack))
 	mux.HandleFunc("/", h.authed(h.handleNotFound))
