@@ -46,7 +46,7 @@ func TestFirstContactBodyProofHoldsForABoundRetry(t *testing.T) {
 	})
 	hs := httptest.NewTLSServer(h)
 	defer hs.Close()
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "dev"}}
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "dev"}}
 	for i := range 300 {
 		d.Containers = append(d.Containers, snapshot.Container{ID: fmt.Sprintf("%064x", i), Name: fmt.Sprintf("svc-%d", i), State: snapshot.StateRunning,
 			Labels: map[string]string{"com.docker.compose.config-hash": fmt.Sprintf("%064x", i*7), "com.docker.compose.project.path": "/srv/shop"}})
@@ -130,7 +130,7 @@ func TestChangingResyncNonceIsNotChasedAtOnce(t *testing.T) {
 	}
 	hs := httptest.NewTLSServer(srv)
 	defer hs.Close()
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Docker{}})
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Snapshot{}})
 	if err := s.exchange(context.Background(), all); err == nil {
 		t.Fatal("an exchange whose every answer asks for a new nonce succeeded")
 	}

@@ -57,7 +57,7 @@ type countingCollector struct {
 	clock *fakeClock
 }
 
-func (c *countingCollector) Collect(ctx context.Context) (*snapshot.Docker, error) {
+func (c *countingCollector) Collect(ctx context.Context) (*snapshot.Snapshot, error) {
 	c.mu.Lock()
 	c.times = append(c.times, c.clock.now())
 	c.mu.Unlock()

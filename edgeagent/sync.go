@@ -18,7 +18,7 @@ import (
 
 // Collector reads a snapshot of the device.
 type Collector interface {
-	Collect(ctx context.Context) (*snapshot.Docker, error)
+	Collect(ctx context.Context) (*snapshot.Snapshot, error)
 }
 
 // syncer runs the async loop: one exchange per tick of its plan.
@@ -335,7 +335,7 @@ func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *
 	sum := snapshot.HashEncoded(full)
 	push := &protocol.SnapshotPush{Seq: s.st.Seq + 1, Hash: sum[:snapshot.HashSize], Data: full}
 	if s.st.Acked != 0 && s.st.Base != nil {
-		var base snapshot.Docker
+		var base snapshot.Snapshot
 		if err := protocol.Unmarshal(s.st.Base, &base); err == nil {
 			d, err := snapshot.Compute(&base, next)
 			if err != nil {

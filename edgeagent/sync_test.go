@@ -138,17 +138,17 @@ func ackAll(req *protocol.SyncRequest) (int, any) {
 }
 
 // fakeCollector returns whatever snapshot the test sets.
-type fakeCollector struct{ d *snapshot.Docker }
+type fakeCollector struct{ d *snapshot.Snapshot }
 
-func (f *fakeCollector) Collect(context.Context) (*snapshot.Docker, error) {
+func (f *fakeCollector) Collect(context.Context) (*snapshot.Snapshot, error) {
 	b, _ := protocol.Marshal(f.d)
-	var out snapshot.Docker
+	var out snapshot.Snapshot
 	_ = protocol.Unmarshal(b, &out)
 	return &out, nil
 }
 
-func docker(states ...snapshot.State) *snapshot.Docker {
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "dev"}}
+func docker(states ...snapshot.State) *snapshot.Snapshot {
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "dev"}}
 	for i, st := range states {
 		d.Containers = append(d.Containers, snapshot.Container{ID: string(rune('a'+i)) + "00000000000", Name: "c", State: st})
 	}

@@ -45,7 +45,7 @@ func TestWireBytesPerIdlePing(t *testing.T) {
 		}
 		return countingConn{Conn: c, in: &in, out: &out}, nil
 	}
-	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Docker{}})
+	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Snapshot{}})
 	s.cl = newClient(hs.URL, true, nil, dial)
 	ctx := context.Background()
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil {

@@ -260,12 +260,12 @@ func (s *Server) handleGetEnvironment(w http.ResponseWriter, r *http.Request, _ 
 
 // snapshotView is the API's form of a stored snapshot.
 type snapshotView struct {
-	Seq      uint64           `json:"seq"`
-	Updated  int64            `json:"updated"`
-	Kind     string           `json:"kind"`
-	Hash     string           `json:"hash"`
-	Snapshot *snapshot.Docker `json:"snapshot,omitempty"`
-	Section  any              `json:"section,omitempty"`
+	Seq      uint64             `json:"seq"`
+	Updated  int64              `json:"updated"`
+	Kind     string             `json:"kind"`
+	Hash     string             `json:"hash"`
+	Snapshot *snapshot.Snapshot `json:"snapshot,omitempty"`
+	Section  any                `json:"section,omitempty"`
 }
 
 func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ session) {
@@ -281,7 +281,7 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ sessio
 		writeErr(w, http.StatusInternalServerError, "could not read the snapshot")
 		return
 	}
-	var d snapshot.Docker
+	var d snapshot.Snapshot
 	if err := protocol.Unmarshal(sn.Data, &d); err != nil {
 		writeErr(w, http.StatusInternalServerError, "stored snapshot is corrupt")
 		return

@@ -72,7 +72,7 @@ func get(t *testing.T, client *http.Client, url, token string) (*http.Response, 
 // seqSnapshot is snapshot seq's content: the engine's hostname names the seq,
 // so a reader can tell which write it sees.
 func seqSnapshot(t *testing.T, seq uint64) []byte {
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: fmt.Sprintf("seq-%d", seq)}}
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: fmt.Sprintf("seq-%d", seq)}}
 	for i := range 100 {
 		d.Containers = append(d.Containers, snapshot.Container{ID: fmt.Sprintf("%064d", i), Name: fmt.Sprintf("c-%d", i), Image: "busybox"})
 	}
@@ -176,7 +176,7 @@ func TestBackupWhileWritingThenRestore(t *testing.T) {
 	resp, b := get(t, client, fmt.Sprintf("%s/api/environments/%d/snapshot", url, e.ID), tok)
 	var sv struct {
 		Seq      uint64
-		Snapshot snapshot.Docker
+		Snapshot snapshot.Snapshot
 	}
 	if err := json.Unmarshal(b, &sv); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("restored snapshot: %d %s", resp.StatusCode, b)

@@ -13,7 +13,7 @@ import (
 )
 
 // bulky is a snapshot whose one container carries a label of n bytes.
-func bulky(n int, fill byte) *snapshot.Docker {
+func bulky(n int, fill byte) *snapshot.Snapshot {
 	d := testSnapshot(1, snapshot.StateRunning)
 	d.Containers[0].Labels = map[string]string{"blob": strings.Repeat(string(fill), n)}
 	snapshot.Normalize(d)

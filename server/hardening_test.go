@@ -20,7 +20,7 @@ import (
 // host with a couple of hundred compose containers has.
 func bigSnapshot(t *testing.T) *protocol.SnapshotPush {
 	t.Helper()
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "dev1", ServerVersion: "27.0.1"}}
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "dev1", ServerVersion: "27.0.1"}}
 	for i := range 300 {
 		d.Containers = append(d.Containers, snapshot.Container{
 			ID: fmt.Sprintf("%064x", i), Name: fmt.Sprintf("svc-%d", i), State: snapshot.StateRunning, Image: "registry.example/app:1.2.3",

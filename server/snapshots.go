@@ -56,7 +56,7 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 	}
 
 	var (
-		next      *snapshot.Docker
+		next      *snapshot.Snapshot
 		kind      = "full"
 		sinceFull int // deltas since the last entry keeping a whole snapshot
 		hist      = &store.HistoryEntry{Seq: p.Seq, Base: p.Base, Bytes: len(p.Data), At: now.Unix()}
@@ -73,7 +73,7 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 			s.log.Info("snapshot delta base mismatch; asking for a full one", "env", env, "stored", cur.Seq, "base", p.Base)
 			return &protocol.SnapshotAck{Stored: cur.Seq, SendFull: true}, nil
 		}
-		var base snapshot.Docker
+		var base snapshot.Snapshot
 		var d snapshot.Delta
 		if err := protocol.Unmarshal(cur.Data, &base); err != nil {
 			return nil, fmt.Errorf("decode stored snapshot: %w", err)
@@ -88,7 +88,7 @@ func (s *Server) ingestSnapshot(env uint64, p *protocol.SnapshotPush, now time.T
 		hist.Data = p.Data
 		sinceFull = cur.SinceFull + 1
 	} else {
-		next = &snapshot.Docker{}
+		next = &snapshot.Snapshot{}
 		if err := protocol.Unmarshal(p.Data, next); err != nil {
 			return &protocol.SnapshotAck{SendFull: true}, nil
 		}

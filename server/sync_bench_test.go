@@ -12,7 +12,7 @@ import (
 
 // benchDevice returns a device bound to a fresh server that has pushed the
 // 50-container capture, its requests served by the handler without a network.
-func benchDevice(b *testing.B) (*device, *snapshot.Docker) {
+func benchDevice(b *testing.B) (*device, *snapshot.Snapshot) {
 	b.Helper()
 	s, _ := testServer(b)
 	env := stage(b, s, nil)
@@ -24,7 +24,7 @@ func benchDevice(b *testing.B) (*device, *snapshot.Docker) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var base *snapshot.Docker
+	var base *snapshot.Snapshot
 	for _, c := range caps {
 		if len(c.Docker.Containers) == 50 {
 			base = c.Docker
@@ -86,7 +86,7 @@ func BenchmarkSyncIdlePing(b *testing.B) {
 func BenchmarkSyncDelta50(b *testing.B) {
 	dev, base := benchDevice(b)
 	stopped, _ := corpus.StopOne(base, 1_800_000_000)
-	states := [2]*snapshot.Docker{base, stopped}
+	states := [2]*snapshot.Snapshot{base, stopped}
 	bodies, encs := sealed(b, dev, b.N, func(i int) *protocol.SyncRequest {
 		req, _, err := corpus.DeltaPush(states[i%2], states[(i+1)%2], dev.env, uint64(i+2))
 		if err != nil {

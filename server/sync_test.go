@@ -470,8 +470,8 @@ func TestSyncRefusals(t *testing.T) {
 	})
 }
 
-func testSnapshot(n int, state snapshot.State) *snapshot.Docker {
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "dev1", ServerVersion: "27.0.1"}}
+func testSnapshot(n int, state snapshot.State) *snapshot.Snapshot {
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "dev1", ServerVersion: "27.0.1"}}
 	for i := range n {
 		d.Containers = append(d.Containers, snapshot.Container{
 			ID: string(rune('a'+i)) + "00000000000", Name: "c" + string(rune('a'+i)), State: state, Image: "busybox",
@@ -481,7 +481,7 @@ func testSnapshot(n int, state snapshot.State) *snapshot.Docker {
 	return d
 }
 
-func push(t testing.TB, seq, base uint64, data any, of *snapshot.Docker) *protocol.SnapshotPush {
+func push(t testing.TB, seq, base uint64, data any, of *snapshot.Snapshot) *protocol.SnapshotPush {
 	t.Helper()
 	b, err := protocol.Marshal(data)
 	if err != nil {
@@ -518,7 +518,7 @@ func TestSyncSnapshotsFullThenDelta(t *testing.T) {
 		t.Fatalf("delta push ack = %+v", ack)
 	}
 	sn, _ := s.store.Snapshot(env)
-	var got snapshot.Docker
+	var got snapshot.Snapshot
 	if err := protocol.Unmarshal(sn.Data, &got); err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func (b uiBackend) Snapshot(id uint64) (*web.Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %d: %w", id, uiErr(err))
 	}
-	d := &snapshot.Docker{}
+	d := &snapshot.Snapshot{}
 	if err := protocol.Unmarshal(sn.Data, d); err != nil {
 		return nil, fmt.Errorf("snapshot %d: decode stored snapshot: %w", id, err)
 	}

@@ -28,7 +28,7 @@ func TestUIOverRealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.checkins.touch(e.ID, time.Now().Add(-7*time.Second).Unix(), 150)
-	d := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "gw", ServerVersion: "27.3.1"}, Containers: []snapshot.Container{
+	d := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "gw", ServerVersion: "27.3.1"}, Containers: []snapshot.Container{
 		{ID: "aaaaaaaaaaaa", Name: "web", Image: "nginx", State: snapshot.StateRunning, Started: time.Now().Add(-5 * time.Minute).Unix(),
 			Ports: []snapshot.Port{{Private: 80, Public: 8080, IP: "0.0.0.0"}}},
 		{ID: "bbbbbbbbbbbb", Name: "job", Image: "busybox", State: snapshot.StateExited, ExitCode: 137, Started: 1, Finished: time.Now().Add(-2 * time.Hour).Unix()},

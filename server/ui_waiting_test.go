@@ -195,10 +195,10 @@ func TestSnapshotHistoryRebuildsEveryPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := uiBackend{s}
-	var states []*snapshot.Docker
-	cur := &snapshot.Docker{Engine: snapshot.Engine{Hostname: "ship"}}
+	var states []*snapshot.Snapshot
+	cur := &snapshot.Snapshot{Engine: snapshot.Engine{Hostname: "ship"}}
 	for seq := uint64(1); seq <= 41; seq++ {
-		next := &snapshot.Docker{Engine: cur.Engine, Containers: slices.Clone(cur.Containers)}
+		next := &snapshot.Snapshot{Engine: cur.Engine, Containers: slices.Clone(cur.Containers)}
 		next.Containers = append(next.Containers, snapshot.Container{ID: fmt.Sprintf("%012x", seq), Name: fmt.Sprintf("c%d", seq), State: snapshot.StateRunning})
 		if seq%3 == 0 {
 			next.Containers[0].State = snapshot.StateExited + snapshot.State(seq%2)
@@ -258,7 +258,7 @@ func TestSnapshotHistoryRebuildsEveryPoint(t *testing.T) {
 	}
 	// A chain that rebuilds to another snapshot than the one stored with
 	// the entry is refused, not shown as the past.
-	next := &snapshot.Docker{Engine: cur.Engine, Containers: cur.Containers[1:]}
+	next := &snapshot.Snapshot{Engine: cur.Engine, Containers: cur.Containers[1:]}
 	d, err := snapshot.Compute(cur, next)
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func BenchmarkDecode500(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		var d snapshot.Docker
+		var d snapshot.Snapshot
 		if err := protocol.Unmarshal(raw, &d); err != nil {
 			b.Fatal(err)
 		}

@@ -54,8 +54,8 @@ func ShortID(id string) string {
 }
 
 // Collect reads a normalized snapshot of the engine.
-func (c *DockerCollector) Collect(ctx context.Context) (*Docker, error) {
-	d := &Docker{}
+func (c *DockerCollector) Collect(ctx context.Context) (*Snapshot, error) {
+	d := &Snapshot{}
 	info, err := c.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("docker info: %w", err)
@@ -112,7 +112,7 @@ func (c *DockerCollector) Collect(ctx context.Context) (*Docker, error) {
 	return d, nil
 }
 
-func (c *DockerCollector) containers(ctx context.Context, d *Docker) error {
+func (c *DockerCollector) containers(ctx context.Context, d *Snapshot) error {
 	list, err := c.cli.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return fmt.Errorf("docker container list: %w", err)

@@ -57,7 +57,7 @@ func TestDockerCollectorRealEngine(t *testing.T) {
 	t.Cleanup(func() { _, _ = cli.VolumeRemove(context.Background(), vol, client.VolumeRemoveOptions{Force: true}) })
 
 	col := snapshot.NewDockerCollector(cli)
-	var d *snapshot.Docker
+	var d *snapshot.Snapshot
 	get := func(id string) *snapshot.Container {
 		for i := range d.Containers {
 			if d.Containers[i].ID == snapshot.ShortID(id) {

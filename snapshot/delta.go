@@ -24,6 +24,18 @@ type Delta struct {
 	Volumes    *Changes[Volume]    `cbor:"4,keyasint,omitempty" json:"volumes,omitempty"`
 	Networks   *Changes[Network]   `cbor:"5,keyasint,omitempty" json:"networks,omitempty"`
 	Projects   *Changes[Project]   `cbor:"6,keyasint,omitempty" json:"projects,omitempty"`
+
+	Cluster    *Cluster            `cbor:"7,keyasint,omitempty" json:"cluster,omitempty"`
+	Nodes      *Changes[Node]      `cbor:"8,keyasint,omitempty" json:"nodes,omitempty"`
+	Namespaces *Changes[Namespace] `cbor:"9,keyasint,omitempty" json:"namespaces,omitempty"`
+	Workloads  *Changes[Workload]  `cbor:"10,keyasint,omitempty" json:"workloads,omitempty"`
+	Pods       *Changes[Pod]       `cbor:"11,keyasint,omitempty" json:"pods,omitempty"`
+	Services   *Changes[Service]   `cbor:"12,keyasint,omitempty" json:"services,omitempty"`
+	Ingresses  *Changes[Ingress]   `cbor:"13,keyasint,omitempty" json:"ingresses,omitempty"`
+	Claims     *Changes[Claim]     `cbor:"14,keyasint,omitempty" json:"claims,omitempty"`
+	ConfigMaps *Changes[KeySet]    `cbor:"15,keyasint,omitempty" json:"configMaps,omitempty"`
+	Secrets    *Changes[KeySet]    `cbor:"16,keyasint,omitempty" json:"secrets,omitempty"`
+	Warnings   *Changes[Warning]   `cbor:"17,keyasint,omitempty" json:"warnings,omitempty"`
 }
 
 // Changes is the delta of one keyed collection.
@@ -42,66 +54,106 @@ type Patch struct {
 
 // Record is a keyed element of a snapshot collection.
 type Record interface {
-	Container | Image | Volume | Network | Project
+	Container | Image | Volume | Network | Project |
+		Node | Namespace | Workload | Pod | Service | Ingress | Claim | KeySet | Warning
 	Key() string
 }
 
 // Empty reports whether the delta changes nothing.
 func (d *Delta) Empty() bool {
 	return d.Engine == nil && d.Containers == nil && d.Images == nil &&
-		d.Volumes == nil && d.Networks == nil && d.Projects == nil
+		d.Volumes == nil && d.Networks == nil && d.Projects == nil &&
+		d.Cluster == nil && d.Nodes == nil && d.Namespaces == nil && d.Workloads == nil &&
+		d.Pods == nil && d.Services == nil && d.Ingresses == nil && d.Claims == nil &&
+		d.ConfigMaps == nil && d.Secrets == nil && d.Warnings == nil
 }
 
 // Compute returns the delta that turns base into next. Both must be
 // normalized (sorted by key).
-func Compute(base, next *Docker) (*Delta, error) {
+func Compute(base, next *Snapshot) (*Delta, error) {
 	d := &Delta{}
 	if base.Engine != next.Engine {
 		e := next.Engine
 		d.Engine = &e
 	}
-	var err error
-	if d.Containers, err = diff(base.Containers, next.Containers); err != nil {
-		return nil, fmt.Errorf("containers: %w", err)
+	if base.Cluster != next.Cluster {
+		c := next.Cluster
+		d.Cluster = &c
 	}
-	if d.Images, err = diff(base.Images, next.Images); err != nil {
-		return nil, fmt.Errorf("images: %w", err)
-	}
-	if d.Volumes, err = diff(base.Volumes, next.Volumes); err != nil {
-		return nil, fmt.Errorf("volumes: %w", err)
-	}
-	if d.Networks, err = diff(base.Networks, next.Networks); err != nil {
-		return nil, fmt.Errorf("networks: %w", err)
-	}
-	if d.Projects, err = diff(base.Projects, next.Projects); err != nil {
-		return nil, fmt.Errorf("projects: %w", err)
+	err := errors.Join(
+		diffInto(&d.Containers, base.Containers, next.Containers, "containers"),
+		diffInto(&d.Images, base.Images, next.Images, "images"),
+		diffInto(&d.Volumes, base.Volumes, next.Volumes, "volumes"),
+		diffInto(&d.Networks, base.Networks, next.Networks, "networks"),
+		diffInto(&d.Projects, base.Projects, next.Projects, "projects"),
+		diffInto(&d.Nodes, base.Nodes, next.Nodes, "nodes"),
+		diffInto(&d.Namespaces, base.Namespaces, next.Namespaces, "namespaces"),
+		diffInto(&d.Workloads, base.Workloads, next.Workloads, "workloads"),
+		diffInto(&d.Pods, base.Pods, next.Pods, "pods"),
+		diffInto(&d.Services, base.Services, next.Services, "services"),
+		diffInto(&d.Ingresses, base.Ingresses, next.Ingresses, "ingresses"),
+		diffInto(&d.Claims, base.Claims, next.Claims, "claims"),
+		diffInto(&d.ConfigMaps, base.ConfigMaps, next.ConfigMaps, "config maps"),
+		diffInto(&d.Secrets, base.Secrets, next.Secrets, "secrets"),
+		diffInto(&d.Warnings, base.Warnings, next.Warnings, "warnings"),
+	)
+	if err != nil {
+		return nil, err
 	}
 	return d, nil
 }
 
 // Apply returns base with the delta applied. base is not modified.
-func Apply(base *Docker, d *Delta) (*Docker, error) {
-	out := &Docker{Engine: base.Engine}
+func Apply(base *Snapshot, d *Delta) (*Snapshot, error) {
+	out := &Snapshot{Engine: base.Engine}
 	if d.Engine != nil {
 		out.Engine = *d.Engine
 	}
-	var err error
-	if out.Containers, err = apply(base.Containers, d.Containers); err != nil {
-		return nil, fmt.Errorf("containers: %w", err)
+	out.Cluster = base.Cluster
+	if d.Cluster != nil {
+		out.Cluster = *d.Cluster
 	}
-	if out.Images, err = apply(base.Images, d.Images); err != nil {
-		return nil, fmt.Errorf("images: %w", err)
-	}
-	if out.Volumes, err = apply(base.Volumes, d.Volumes); err != nil {
-		return nil, fmt.Errorf("volumes: %w", err)
-	}
-	if out.Networks, err = apply(base.Networks, d.Networks); err != nil {
-		return nil, fmt.Errorf("networks: %w", err)
-	}
-	if out.Projects, err = apply(base.Projects, d.Projects); err != nil {
-		return nil, fmt.Errorf("projects: %w", err)
+	err := errors.Join(
+		applyInto(&out.Containers, base.Containers, d.Containers, "containers"),
+		applyInto(&out.Images, base.Images, d.Images, "images"),
+		applyInto(&out.Volumes, base.Volumes, d.Volumes, "volumes"),
+		applyInto(&out.Networks, base.Networks, d.Networks, "networks"),
+		applyInto(&out.Projects, base.Projects, d.Projects, "projects"),
+		applyInto(&out.Nodes, base.Nodes, d.Nodes, "nodes"),
+		applyInto(&out.Namespaces, base.Namespaces, d.Namespaces, "namespaces"),
+		applyInto(&out.Workloads, base.Workloads, d.Workloads, "workloads"),
+		applyInto(&out.Pods, base.Pods, d.Pods, "pods"),
+		applyInto(&out.Services, base.Services, d.Services, "services"),
+		applyInto(&out.Ingresses, base.Ingresses, d.Ingresses, "ingresses"),
+		applyInto(&out.Claims, base.Claims, d.Claims, "claims"),
+		applyInto(&out.ConfigMaps, base.ConfigMaps, d.ConfigMaps, "config maps"),
+		applyInto(&out.Secrets, base.Secrets, d.Secrets, "secrets"),
+		applyInto(&out.Warnings, base.Warnings, d.Warnings, "warnings"),
+	)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// diffInto sets *c to the changes from base to next of the collection
+// named what.
+func diffInto[T Record](c **Changes[T], base, next []T, what string) error {
+	var err error
+	if *c, err = diff(base, next); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// applyInto sets *out to base with the changes c of the collection named
+// what applied.
+func applyInto[T Record](out *[]T, base []T, c *Changes[T], what string) error {
+	var err error
+	if *out, err = apply(base, c); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // diff compares two collections sorted by key.
@@ -243,8 +295,8 @@ func applyPatch[T Record](r T, p Patch) (T, error) {
 
 // Replay rebuilds a snapshot from a whole one (as CBOR) and the deltas
 // (as CBOR) pushed after it, in order.
-func Replay(full []byte, deltas [][]byte) (*Docker, error) {
-	d := &Docker{}
+func Replay(full []byte, deltas [][]byte) (*Snapshot, error) {
+	d := &Snapshot{}
 	if err := protocol.Unmarshal(full, d); err != nil {
 		return nil, fmt.Errorf("replay: decode snapshot: %w", err)
 	}

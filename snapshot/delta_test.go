@@ -16,19 +16,19 @@ import (
 )
 
 // captures loads the real Docker captures in testdata/docker.
-func captures(t testing.TB) map[string]*snapshot.Docker {
+func captures(t testing.TB) map[string]*snapshot.Snapshot {
 	t.Helper()
 	files, _ := filepath.Glob("../testdata/docker/docker-*.json")
 	if len(files) == 0 {
 		t.Fatal("no captures in testdata/docker; regenerate them with go run ./internal/tools/capture")
 	}
-	out := map[string]*snapshot.Docker{}
+	out := map[string]*snapshot.Snapshot{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d snapshot.Docker
+		var d snapshot.Snapshot
 		if err := json.Unmarshal(b, &d); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -52,10 +52,10 @@ func wire[T any](t testing.TB, v *T) *T {
 	return &out
 }
 
-func clone(t testing.TB, d *snapshot.Docker) *snapshot.Docker { return wire(t, d) }
+func clone(t testing.TB, d *snapshot.Snapshot) *snapshot.Snapshot { return wire(t, d) }
 
 // mutate applies a few random changes of the kinds an engine sees.
-func mutate(r *rand.Rand, d *snapshot.Docker, gen *int) {
+func mutate(r *rand.Rand, d *snapshot.Snapshot, gen *int) {
 	newID := func() string { *gen++; return fmt.Sprintf("%012x", 0xa00000000000+*gen) }
 	for range 1 + r.IntN(4) {
 		switch r.IntN(12) {
@@ -228,7 +228,7 @@ func TestApplyRefusesAForeignBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := &snapshot.Docker{Engine: c.Engine}
+	other := &snapshot.Snapshot{Engine: c.Engine}
 	if _, err := snapshot.Apply(other, d); !errors.Is(err, snapshot.ErrBase) {
 		t.Fatalf("apply to a foreign base: err = %v, want ErrBase", err)
 	}
@@ -246,7 +246,7 @@ func TestHashStableAcrossEncodeDecode(t *testing.T) {
 		}
 		// And through JSON, the API's form, after normalizing.
 		b, _ := json.Marshal(c)
-		var j snapshot.Docker
+		var j snapshot.Snapshot
 		if err := json.Unmarshal(b, &j); err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func firstDiff(a, b []byte) string {
 }
 
 func TestNormalizeDropsDuplicateKeys(t *testing.T) {
-	d := &snapshot.Docker{Volumes: []snapshot.Volume{{Name: "b"}, {Name: "a", Driver: "first"}, {Name: "a", Driver: "second"}}}
+	d := &snapshot.Snapshot{Volumes: []snapshot.Volume{{Name: "b"}, {Name: "a", Driver: "first"}, {Name: "a", Driver: "second"}}}
 	snapshot.Normalize(d)
 	if len(d.Volumes) != 2 || d.Volumes[0].Name != "a" || d.Volumes[0].Driver != "first" || d.Volumes[1].Name != "b" {
 		t.Fatalf("normalized volumes = %+v", d.Volumes)

@@ -1,13 +1,29 @@
 package snapshot
 
-// Docker is a snapshot of one Docker engine.
-type Docker struct {
+// Snapshot is what runs on one device: a Docker engine's engine facts,
+// containers, images, volumes, networks and compose projects, or a
+// Kubernetes cluster's resources (kube.go). A device fills the collections
+// of its platform; the others stay empty and cost nothing on the wire.
+type Snapshot struct {
 	Engine     Engine      `cbor:"1,keyasint,omitempty" json:"engine"`
 	Containers []Container `cbor:"2,keyasint,omitempty" json:"containers,omitempty"`
 	Images     []Image     `cbor:"3,keyasint,omitempty" json:"images,omitempty"`
 	Volumes    []Volume    `cbor:"4,keyasint,omitempty" json:"volumes,omitempty"`
 	Networks   []Network   `cbor:"5,keyasint,omitempty" json:"networks,omitempty"`
 	Projects   []Project   `cbor:"6,keyasint,omitempty" json:"projects,omitempty"`
+
+	// Kubernetes, every collection keyed by the object's UID.
+	Cluster    Cluster     `cbor:"7,keyasint,omitempty" json:"cluster,omitzero"`
+	Nodes      []Node      `cbor:"8,keyasint,omitempty" json:"nodes,omitempty"`
+	Namespaces []Namespace `cbor:"9,keyasint,omitempty" json:"namespaces,omitempty"`
+	Workloads  []Workload  `cbor:"10,keyasint,omitempty" json:"workloads,omitempty"`
+	Pods       []Pod       `cbor:"11,keyasint,omitempty" json:"pods,omitempty"`
+	Services   []Service   `cbor:"12,keyasint,omitempty" json:"services,omitempty"`
+	Ingresses  []Ingress   `cbor:"13,keyasint,omitempty" json:"ingresses,omitempty"`
+	Claims     []Claim     `cbor:"14,keyasint,omitempty" json:"claims,omitempty"`
+	ConfigMaps []KeySet    `cbor:"15,keyasint,omitempty" json:"configMaps,omitempty"`
+	Secrets    []KeySet    `cbor:"16,keyasint,omitempty" json:"secrets,omitempty"`
+	Warnings   []Warning   `cbor:"17,keyasint,omitempty" json:"warnings,omitempty"`
 }
 
 // Engine holds the engine facts the UI shows. It travels as one scalar section:

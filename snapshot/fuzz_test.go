@@ -58,7 +58,7 @@ func FuzzDockerSnapshot(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var d snapshot.Docker
+		var d snapshot.Snapshot
 		if err := protocol.Unmarshal(b, &d); err != nil {
 			return
 		}
@@ -68,7 +68,7 @@ func FuzzDockerSnapshot(f *testing.F) {
 			t.Fatal(err)
 		}
 		enc, _ := protocol.Marshal(&d)
-		var again snapshot.Docker
+		var again snapshot.Snapshot
 		if err := protocol.Unmarshal(enc, &again); err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}

@@ -16,7 +16,7 @@ const HashSize = 8
 // encoding is canonical (sorted keys, shortest forms, empty collections
 // omitted), so the hash survives an encode/decode round trip. d must be
 // normalized.
-func Hash(d *Docker) ([32]byte, error) {
+func Hash(d *Snapshot) ([32]byte, error) {
 	b, err := protocol.Marshal(d)
 	if err != nil {
 		return [32]byte{}, err
@@ -31,7 +31,7 @@ func HashEncoded(b []byte) [32]byte { return sha256.Sum256(b) }
 // Normalize sorts every collection by key, and each record's inner lists, so
 // that equal engines give equal snapshots. Of records sharing a key only the
 // first is kept: keys are unique on an engine, and deltas rely on it.
-func Normalize(d *Docker) {
+func Normalize(d *Snapshot) {
 	d.Containers = sortByKey(d.Containers)
 	d.Images = sortByKey(d.Images)
 	d.Volumes = sortByKey(d.Volumes)
@@ -64,6 +64,41 @@ func Normalize(d *Docker) {
 	}
 	for i := range d.Projects {
 		slices.Sort(d.Projects[i].Services)
+	}
+	normalizeKube(d)
+}
+
+// normalizeKube sorts the Kubernetes collections by UID and the lists in
+// them whose order carries no meaning. A pod's containers and an ingress's
+// rules keep the order of their spec.
+func normalizeKube(d *Snapshot) {
+	d.Nodes = sortByKey(d.Nodes)
+	d.Namespaces = sortByKey(d.Namespaces)
+	d.Workloads = sortByKey(d.Workloads)
+	d.Pods = sortByKey(d.Pods)
+	d.Services = sortByKey(d.Services)
+	d.Ingresses = sortByKey(d.Ingresses)
+	d.Claims = sortByKey(d.Claims)
+	d.ConfigMaps = sortByKey(d.ConfigMaps)
+	d.Secrets = sortByKey(d.Secrets)
+	d.Warnings = sortByKey(d.Warnings)
+	for i := range d.Nodes {
+		slices.Sort(d.Nodes[i].Roles)
+	}
+	for i := range d.Workloads {
+		slices.Sort(d.Workloads[i].Images)
+		d.Workloads[i].Images = slices.Compact(d.Workloads[i].Images)
+	}
+	for i := range d.Ingresses {
+		slices.Sort(d.Ingresses[i].TLS)
+	}
+	for i := range d.Claims {
+		slices.Sort(d.Claims[i].AccessModes)
+	}
+	for _, ks := range [][]KeySet{d.ConfigMaps, d.Secrets} {
+		for i := range ks {
+			slices.Sort(ks[i].Keys)
+		}
 	}
 }
 

@@ -204,14 +204,14 @@ func newFake(t testing.TB, now time.Time) *fakeBackend {
 
 // loadCapture reads the real Docker capture another package records, or
 // returns nil when it has not been recorded on this checkout.
-func loadCapture(t testing.TB) *snapshot.Docker {
+func loadCapture(t testing.TB) *snapshot.Snapshot {
 	b, err := os.ReadFile("../testdata/docker/docker-50.json")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		t.Fatalf("read capture: %v", err)
 	}
-	var d snapshot.Docker
+	var d snapshot.Snapshot
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("decode capture: %v", err)
 	}
@@ -220,7 +220,7 @@ func loadCapture(t testing.TB) *snapshot.Docker {
 
 // shopSnapshot is a shop gateway: a telemetry stack, a point-of-sale stack,
 // the agent, and the usual leftovers.
-func shopSnapshot(now time.Time) *snapshot.Docker {
+func shopSnapshot(now time.Time) *snapshot.Snapshot {
 	ago := func(d time.Duration) int64 { return now.Add(-d).Unix() }
 	compose := func(project, service string) map[string]string {
 		return map[string]string{
@@ -229,7 +229,7 @@ func shopSnapshot(now time.Time) *snapshot.Docker {
 		}
 	}
 	day := 24 * time.Hour
-	d := &snapshot.Docker{
+	d := &snapshot.Snapshot{
 		Engine: snapshot.Engine{Hostname: "shop-042-gw", ServerVersion: "27.3.1", APIVersion: "1.47", OS: "Debian GNU/Linux 12 (bookworm)",
 			OSType: "linux", Arch: "x86_64", Kernel: "6.1.0-26-amd64", CPUs: 4, Memory: 8_254_169_088, StorageDriver: "overlay2"},
 		Containers: []snapshot.Container{

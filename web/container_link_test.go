@@ -15,7 +15,7 @@ import (
 func TestContainerLinkOpensItsOwnContainer(t *testing.T) {
 	s := newSite(t)
 	const victim, decoy = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
-	s.b.snaps[envShop].Docker = &snapshot.Docker{Containers: []snapshot.Container{
+	s.b.snaps[envShop].Docker = &snapshot.Snapshot{Containers: []snapshot.Container{
 		{ID: decoy, Name: victim, Image: "busybox", State: snapshot.StateRunning},
 		{ID: victim, Name: "web", Image: "nginx", State: snapshot.StateRunning},
 	}}

@@ -107,7 +107,7 @@ func healthText(h snapshot.Health) string {
 // diffSnapshots compares two snapshots: containers added, removed or changed
 // (state, image, health, exit code, ports, restarts), and images, volumes,
 // networks and compose projects added or removed.
-func diffSnapshots(a, b *snapshot.Docker) snapDiff {
+func diffSnapshots(a, b *snapshot.Snapshot) snapDiff {
 	var d snapDiff
 	d.Engine = field(d.Engine, "Docker", a.Engine.ServerVersion, b.Engine.ServerVersion)
 	d.Engine = field(d.Engine, "Hostname", a.Engine.Hostname, b.Engine.Hostname)

@@ -12,10 +12,10 @@ import (
 
 // withPast gives the shop two earlier points: seq 40, before the pos stack
 // was updated and the camera bridge was added, and seq 41.
-func withPast(s *site) (old *snapshot.Docker) {
+func withPast(s *site) (old *snapshot.Snapshot) {
 	now := time.Now()
 	cur := s.b.snaps[envShop].Docker
-	old = &snapshot.Docker{Engine: cur.Engine, Images: cur.Images, Networks: cur.Networks, Projects: cur.Projects}
+	old = &snapshot.Snapshot{Engine: cur.Engine, Images: cur.Images, Networks: cur.Networks, Projects: cur.Projects}
 	for _, c := range cur.Containers {
 		switch c.Name {
 		case "camera-bridge": // added since

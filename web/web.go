@@ -49,7 +49,7 @@ type Snapshot struct {
 	Seq     uint64
 	Updated time.Time
 	Kind    string // how it last changed: full or delta
-	Docker  *snapshot.Docker
+	Docker  *snapshot.Snapshot
 }
 
 // HistoryEntry is one snapshot push that changed the stored snapshot.

@@ -23,7 +23,7 @@ import (
 // Capture is one real capture.
 type Capture struct {
 	Name   string // file name, e.g. docker-50.json
-	Docker *snapshot.Docker
+	Docker *snapshot.Snapshot
 }
 
 // Load reads every testdata/docker/docker-*.json under dir, smallest first.
@@ -41,7 +41,7 @@ func Load(dir string) ([]Capture, error) {
 		if err != nil {
 			return nil, err
 		}
-		var d snapshot.Docker
+		var d snapshot.Snapshot
 		if err := json.Unmarshal(b, &d); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
@@ -55,7 +55,7 @@ func Load(dir string) ([]Capture, error) {
 // Messages an agent sends and receives, built on a capture.
 
 // FullPush is the sync request that carries d whole.
-func FullPush(d *snapshot.Docker, env, seq uint64) (*protocol.SyncRequest, error) {
+func FullPush(d *snapshot.Snapshot, env, seq uint64) (*protocol.SyncRequest, error) {
 	data, err := protocol.Marshal(d)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func FullPush(d *snapshot.Docker, env, seq uint64) (*protocol.SyncRequest, error
 }
 
 // DeltaPush is the sync request that carries the delta from base to next.
-func DeltaPush(base, next *snapshot.Docker, env, seq uint64) (*protocol.SyncRequest, *snapshot.Delta, error) {
+func DeltaPush(base, next *snapshot.Snapshot, env, seq uint64) (*protocol.SyncRequest, *snapshot.Delta, error) {
 	d, err := snapshot.Compute(base, next)
 	if err != nil {
 		return nil, nil, err
@@ -119,12 +119,12 @@ func PingAnswer(env uint64, f protocol.Frequencies) *protocol.SyncAnswer {
 }
 
 // Clone deep-copies a snapshot through the codec.
-func Clone(d *snapshot.Docker) *snapshot.Docker {
+func Clone(d *snapshot.Snapshot) *snapshot.Snapshot {
 	b, err := protocol.Marshal(d)
 	if err != nil {
 		panic(err)
 	}
-	var out snapshot.Docker
+	var out snapshot.Snapshot
 	if err := protocol.Unmarshal(b, &out); err != nil {
 		panic(err)
 	}
@@ -133,7 +133,7 @@ func Clone(d *snapshot.Docker) *snapshot.Docker {
 
 // StopOne returns d with one running container stopped (exit 137, finished
 // at the given time), and that container's ID.
-func StopOne(d *snapshot.Docker, at int64) (*snapshot.Docker, string) {
+func StopOne(d *snapshot.Snapshot, at int64) (*snapshot.Snapshot, string) {
 	next := Clone(d)
 	i := slices.IndexFunc(next.Containers, func(c snapshot.Container) bool { return c.State == snapshot.StateRunning })
 	if i < 0 {
@@ -146,8 +146,8 @@ func StopOne(d *snapshot.Docker, at int64) (*snapshot.Docker, string) {
 
 // Subset returns a snapshot of n random containers of d with the images,
 // volumes, networks and projects they use: a smaller device of the same kind.
-func Subset(r *rand.Rand, d *snapshot.Docker, n int) *snapshot.Docker {
-	out := &snapshot.Docker{Engine: d.Engine}
+func Subset(r *rand.Rand, d *snapshot.Snapshot, n int) *snapshot.Snapshot {
+	out := &snapshot.Snapshot{Engine: d.Engine}
 	perm := r.Perm(len(d.Containers))
 	images, vols, nets, projs := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, i := range perm[:min(n, len(perm))] {

@@ -58,7 +58,7 @@ func run(dir string) error {
 		return err
 	}
 	var rows []row
-	var d50 *snapshot.Docker
+	var d50 *snapshot.Snapshot
 	for i, c := range caps {
 		if len(c.Docker.Containers) == 50 {
 			d50 = c.Docker
@@ -156,7 +156,7 @@ func pass(ok bool) string {
 	return ": MISSED"
 }
 
-func indexOf(caps []corpus.Capture, d *snapshot.Docker) int {
+func indexOf(caps []corpus.Capture, d *snapshot.Snapshot) int {
 	for i, c := range caps {
 		if c.Docker == d {
 			return i

@@ -390,7 +390,7 @@ func settleHealth(ctx context.Context, cli *client.Client, tag string) error {
 
 // own cuts d down to what the tool made (and the engine's own networks), and
 // drops the tool's marker label, which a real device would not carry.
-func own(d *snapshot.Docker, images, projects map[string]bool) {
+func own(d *snapshot.Snapshot, images, projects map[string]bool) {
 	var cs []snapshot.Container
 	for _, c := range d.Containers {
 		if c.Labels[captureLabel] == "1" {

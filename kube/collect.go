@@ -1,0 +1,561 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"outpost/snapshot"
+)
+
+// WarningWindow is how far back a snapshot sums up warning events.
+const WarningWindow = time.Hour
+
+// MaxWarnings is how many warning records a snapshot carries at most, the
+// latest first: a crash-looping namespace must not fill the device's link.
+const MaxWarnings = 50
+
+// Collector builds Kubernetes snapshots from informers: one watch per kind,
+// kept by client-go, so a snapshot is read from memory and a steady cluster
+// costs no API call per tick. Secrets and config maps are kept without their
+// values (a transform drops them as they arrive), so their values are never
+// held, let alone sent.
+type Collector struct {
+	cs      kubernetes.Interface
+	factory informers.SharedInformerFactory
+	events  informers.SharedInformerFactory
+	now     func() time.Time
+
+	nodes      func() ([]*corev1.Node, error)
+	namespaces func() ([]*corev1.Namespace, error)
+	deploys    func() ([]*appsv1.Deployment, error)
+	stateful   func() ([]*appsv1.StatefulSet, error)
+	daemons    func() ([]*appsv1.DaemonSet, error)
+	jobs       func() ([]*batchv1.Job, error)
+	cronjobs   func() ([]*batchv1.CronJob, error)
+	pods       func() ([]*corev1.Pod, error)
+	services   func() ([]*corev1.Service, error)
+	ingresses  func() ([]*networkingv1.Ingress, error)
+	claims     func() ([]*corev1.PersistentVolumeClaim, error)
+	configMaps func() ([]*corev1.ConfigMap, error)
+	secrets    func() ([]*corev1.Secret, error)
+	warnings   func() ([]*corev1.Event, error)
+
+	synced  []cache.InformerSynced
+	started bool
+}
+
+// NewCollector returns a collector watching the cluster cs talks to. now
+// is the clock warning events are aged by.
+func NewCollector(cs kubernetes.Interface, now func() time.Time) *Collector {
+	f := informers.NewSharedInformerFactory(cs, 0)
+	ev := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = "type=" + corev1.EventTypeWarning
+	}))
+	c := &Collector{cs: cs, factory: f, events: ev, now: now}
+	all := labels.Everything()
+
+	core, apps, batch := f.Core().V1(), f.Apps().V1(), f.Batch().V1()
+	keepKeys := func(inf cache.SharedIndexInformer) {
+		// Before the informer starts: drop values as objects arrive.
+		_ = inf.SetTransform(dropValues)
+	}
+	cm, sec := core.ConfigMaps(), core.Secrets()
+	keepKeys(cm.Informer())
+	keepKeys(sec.Informer())
+
+	c.nodes = func() ([]*corev1.Node, error) { return core.Nodes().Lister().List(all) }
+	c.namespaces = func() ([]*corev1.Namespace, error) { return core.Namespaces().Lister().List(all) }
+	c.deploys = func() ([]*appsv1.Deployment, error) { return apps.Deployments().Lister().List(all) }
+	c.stateful = func() ([]*appsv1.StatefulSet, error) { return apps.StatefulSets().Lister().List(all) }
+	c.daemons = func() ([]*appsv1.DaemonSet, error) { return apps.DaemonSets().Lister().List(all) }
+	c.jobs = func() ([]*batchv1.Job, error) { return batch.Jobs().Lister().List(all) }
+	c.cronjobs = func() ([]*batchv1.CronJob, error) { return batch.CronJobs().Lister().List(all) }
+	c.pods = func() ([]*corev1.Pod, error) { return core.Pods().Lister().List(all) }
+	c.services = func() ([]*corev1.Service, error) { return core.Services().Lister().List(all) }
+	c.ingresses = func() ([]*networkingv1.Ingress, error) { return f.Networking().V1().Ingresses().Lister().List(all) }
+	c.claims = func() ([]*corev1.PersistentVolumeClaim, error) { return core.PersistentVolumeClaims().Lister().List(all) }
+	c.configMaps = func() ([]*corev1.ConfigMap, error) { return cm.Lister().List(all) }
+	c.secrets = func() ([]*corev1.Secret, error) { return sec.Lister().List(all) }
+	c.warnings = func() ([]*corev1.Event, error) { return ev.Core().V1().Events().Lister().List(all) }
+
+	for _, inf := range []cache.SharedIndexInformer{
+		core.Nodes().Informer(), core.Namespaces().Informer(), apps.Deployments().Informer(),
+		apps.StatefulSets().Informer(), apps.DaemonSets().Informer(), batch.Jobs().Informer(),
+		batch.CronJobs().Informer(), core.Pods().Informer(), core.Services().Informer(),
+		f.Networking().V1().Ingresses().Informer(), core.PersistentVolumeClaims().Informer(),
+		cm.Informer(), sec.Informer(), ev.Core().V1().Events().Informer(),
+	} {
+		c.synced = append(c.synced, inf.HasSynced)
+	}
+	return c
+}
+
+// dropValues keeps a secret's or config map's keys and drops the values.
+func dropValues(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Secret:
+		for k := range o.Data {
+			o.Data[k] = nil
+		}
+		o.StringData = nil
+		o.Annotations = nil // kubectl's last-applied configuration holds the values
+	case *corev1.ConfigMap:
+		for k := range o.Data {
+			o.Data[k] = ""
+		}
+		for k := range o.BinaryData {
+			o.BinaryData[k] = nil
+		}
+		o.Annotations = nil
+	}
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil) // large, and not shown
+	}
+	return obj, nil
+}
+
+// Start starts the watches and waits until each has listed its kind once,
+// or ctx ends. The watches run until ctx ends.
+func (c *Collector) Start(ctx context.Context) error {
+	if c.started {
+		return errors.New("kube: collector already started")
+	}
+	c.started = true
+	c.factory.Start(ctx.Done())
+	c.events.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("kube: the watches did not sync: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// Synced reports whether every watch has listed its kind once.
+func (c *Collector) Synced() bool {
+	for _, s := range c.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// Collect returns the cluster as the watches see it now.
+func (c *Collector) Collect(ctx context.Context) (*snapshot.Snapshot, error) {
+	if !c.started {
+		if err := c.Start(ctx); err != nil {
+			return nil, err
+		}
+	} else if !c.Synced() {
+		return nil, errors.New("kube: the watches have not synced yet")
+	}
+	d := &snapshot.Snapshot{}
+	if v, err := c.cs.Discovery().ServerVersion(); err == nil {
+		d.Cluster = snapshot.Cluster{Version: v.GitVersion, Platform: v.Platform}
+	}
+	var errs []error
+	keep := func(err error) { errs = append(errs, err) }
+
+	nodes, err := c.nodes()
+	keep(err)
+	for _, n := range nodes {
+		d.Nodes = append(d.Nodes, node(n))
+	}
+	nss, err := c.namespaces()
+	keep(err)
+	for _, n := range nss {
+		d.Namespaces = append(d.Namespaces, snapshot.Namespace{UID: string(n.UID), Name: n.Name, Phase: string(n.Status.Phase),
+			Created: n.CreationTimestamp.Unix(), Labels: userLabels(n.Labels)})
+	}
+	deploys, err := c.deploys()
+	keep(err)
+	for _, o := range deploys {
+		d.Workloads = append(d.Workloads, deployment(o))
+	}
+	sts, err := c.stateful()
+	keep(err)
+	for _, o := range sts {
+		d.Workloads = append(d.Workloads, statefulSet(o))
+	}
+	dss, err := c.daemons()
+	keep(err)
+	for _, o := range dss {
+		d.Workloads = append(d.Workloads, daemonSet(o))
+	}
+	jobs, err := c.jobs()
+	keep(err)
+	for _, o := range jobs {
+		d.Workloads = append(d.Workloads, job(o))
+	}
+	cjs, err := c.cronjobs()
+	keep(err)
+	for _, o := range cjs {
+		d.Workloads = append(d.Workloads, cronJob(o))
+	}
+	pods, err := c.pods()
+	keep(err)
+	for _, p := range pods {
+		d.Pods = append(d.Pods, pod(p))
+	}
+	svcs, err := c.services()
+	keep(err)
+	for _, s := range svcs {
+		d.Services = append(d.Services, service(s))
+	}
+	ings, err := c.ingresses()
+	keep(err)
+	for _, i := range ings {
+		d.Ingresses = append(d.Ingresses, ingress(i))
+	}
+	claims, err := c.claims()
+	keep(err)
+	for _, p := range claims {
+		d.Claims = append(d.Claims, claim(p))
+	}
+	cms, err := c.configMaps()
+	keep(err)
+	for _, m := range cms {
+		d.ConfigMaps = append(d.ConfigMaps, snapshot.KeySet{UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
+			Keys: append(mapKeys(m.Data), mapKeys(m.BinaryData)...), Created: m.CreationTimestamp.Unix()})
+	}
+	secs, err := c.secrets()
+	keep(err)
+	for _, s := range secs {
+		d.Secrets = append(d.Secrets, snapshot.KeySet{UID: string(s.UID), Namespace: s.Namespace, Name: s.Name, Type: string(s.Type),
+			Keys: mapKeys(s.Data), Created: s.CreationTimestamp.Unix()})
+	}
+	evs, err := c.warnings()
+	keep(err)
+	d.Warnings = warnings(evs, c.now().Add(-WarningWindow))
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("kube: read the watches: %w", err)
+	}
+	snapshot.Normalize(d)
+	return d, nil
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// userLabels drops the labels Kubernetes sets on every object of a kind.
+func userLabels(l map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range l {
+		if k == "kubernetes.io/metadata.name" || k == "pod-template-hash" || k == "controller-revision-hash" || k == "pod-template-generation" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func node(n *corev1.Node) snapshot.Node {
+	out := snapshot.Node{UID: string(n.UID), Name: n.Name, Unschedulable: n.Spec.Unschedulable,
+		Kubelet: n.Status.NodeInfo.KubeletVersion, OS: n.Status.NodeInfo.OSImage, Arch: n.Status.NodeInfo.Architecture,
+		Created: n.CreationTimestamp.Unix()}
+	for k := range n.Labels {
+		if r, ok := strings.CutPrefix(k, "node-role.kubernetes.io/"); ok && r != "" {
+			out.Roles = append(out.Roles, r)
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	if q, ok := n.Status.Capacity[corev1.ResourceCPU]; ok {
+		out.CPU = q.String()
+	}
+	if q, ok := n.Status.Capacity[corev1.ResourceMemory]; ok {
+		out.Memory = q.String()
+	}
+	return out
+}
+
+func images(spec corev1.PodSpec) []string {
+	var out []string
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+// problem is the message of the first condition that says something is
+// wrong: one whose type names a failure and is true, or one whose type
+// names health and is false.
+func problem(conds []metav1.Condition) string {
+	for _, c := range conds {
+		if c.Message != "" && (c.Status == metav1.ConditionFalse) == healthy(c.Type) {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	return ""
+}
+
+// healthy reports whether a condition of type t is good when true.
+func healthy(t string) bool {
+	switch t {
+	case "ReplicaFailure", "Failed", "FailureTarget":
+		return false
+	}
+	return true
+}
+
+func deployment(o *appsv1.Deployment) snapshot.Workload {
+	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindDeployment, Namespace: o.Namespace, Name: o.Name,
+		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.ReadyReplicas, Available: o.Status.AvailableReplicas,
+		Updated: o.Status.UpdatedReplicas, Generation: o.Generation, Observed: o.Status.ObservedGeneration,
+		Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	if o.Spec.Replicas != nil {
+		w.Desired = *o.Spec.Replicas
+	}
+	var conds []metav1.Condition
+	for _, c := range o.Status.Conditions {
+		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
+	}
+	w.Problem = problem(conds)
+	return w
+}
+
+func statefulSet(o *appsv1.StatefulSet) snapshot.Workload {
+	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindStatefulSet, Namespace: o.Namespace, Name: o.Name,
+		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.ReadyReplicas, Available: o.Status.AvailableReplicas,
+		Updated: o.Status.UpdatedReplicas, Generation: o.Generation, Observed: o.Status.ObservedGeneration,
+		Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	if o.Spec.Replicas != nil {
+		w.Desired = *o.Spec.Replicas
+	}
+	var conds []metav1.Condition
+	for _, c := range o.Status.Conditions {
+		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
+	}
+	w.Problem = problem(conds)
+	return w
+}
+
+func daemonSet(o *appsv1.DaemonSet) snapshot.Workload {
+	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindDaemonSet, Namespace: o.Namespace, Name: o.Name,
+		Images: images(o.Spec.Template.Spec), Desired: o.Status.DesiredNumberScheduled, Ready: o.Status.NumberReady,
+		Available: o.Status.NumberAvailable, Updated: o.Status.UpdatedNumberScheduled, Generation: o.Generation,
+		Observed: o.Status.ObservedGeneration, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	var conds []metav1.Condition
+	for _, c := range o.Status.Conditions {
+		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
+	}
+	w.Problem = problem(conds)
+	return w
+}
+
+func job(o *batchv1.Job) snapshot.Workload {
+	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindJob, Namespace: o.Namespace, Name: o.Name,
+		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.Succeeded, Active: o.Status.Active, Failed: o.Status.Failed,
+		Generation: o.Generation, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	if o.Spec.Completions != nil {
+		w.Desired = *o.Spec.Completions
+	}
+	if o.Spec.Suspend != nil {
+		w.Suspended = *o.Spec.Suspend
+	}
+	var conds []metav1.Condition
+	for _, c := range o.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			w.Complete = true
+		}
+		if c.Type == batchv1.JobComplete || c.Type == batchv1.JobSuspended || c.Type == batchv1.JobSuccessCriteriaMet {
+			continue // not a failure either way
+		}
+		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
+	}
+	w.Problem = problem(conds)
+	return w
+}
+
+func cronJob(o *batchv1.CronJob) snapshot.Workload {
+	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindCronJob, Namespace: o.Namespace, Name: o.Name,
+		Images: images(o.Spec.JobTemplate.Spec.Template.Spec), Schedule: o.Spec.Schedule, Active: int32(len(o.Status.Active)),
+		Generation: o.Generation, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	if o.Spec.Suspend != nil {
+		w.Suspended = *o.Spec.Suspend
+	}
+	if o.Status.LastScheduleTime != nil {
+		w.LastRun = o.Status.LastScheduleTime.Unix()
+	}
+	return w
+}
+
+func pod(p *corev1.Pod) snapshot.Pod {
+	out := snapshot.Pod{UID: string(p.UID), Namespace: p.Namespace, Name: p.Name, Phase: string(p.Status.Phase),
+		Node: p.Spec.NodeName, Reason: p.Status.Reason, Created: p.CreationTimestamp.Unix(), Labels: userLabels(p.Labels)}
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		out.Owner = ref.Kind + "/" + ref.Name
+	}
+	status := map[string]corev1.ContainerStatus{}
+	for _, s := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) {
+		status[s.Name] = s
+	}
+	add := func(cs []corev1.Container, init bool) {
+		for _, c := range cs {
+			pc := snapshot.PodContainer{Name: c.Name, Image: c.Image, Init: init}
+			if s, ok := status[c.Name]; ok {
+				pc.Ready, pc.Restarts = s.Ready, s.RestartCount
+				switch {
+				case s.State.Running != nil:
+					pc.State = "running"
+				case s.State.Waiting != nil:
+					pc.State, pc.Reason = "waiting", s.State.Waiting.Reason
+				case s.State.Terminated != nil:
+					pc.State, pc.Reason = "terminated", s.State.Terminated.Reason
+				}
+				out.Restarts += s.RestartCount
+			}
+			out.Containers = append(out.Containers, pc)
+		}
+	}
+	add(p.Spec.InitContainers, true)
+	add(p.Spec.Containers, false)
+	if out.Reason == "" {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason != "" {
+				out.Reason = c.Reason
+			}
+		}
+	}
+	return out
+}
+
+func service(s *corev1.Service) snapshot.Service {
+	out := snapshot.Service{UID: string(s.UID), Namespace: s.Namespace, Name: s.Name, Type: string(s.Spec.Type),
+		ClusterIP: s.Spec.ClusterIP, Selector: s.Spec.Selector, Created: s.CreationTimestamp.Unix()}
+	for _, p := range s.Spec.Ports {
+		sp := snapshot.ServicePort{Name: p.Name, Port: p.Port, Target: p.TargetPort.String(), NodePort: p.NodePort}
+		if p.Protocol != corev1.ProtocolTCP {
+			sp.Proto = string(p.Protocol)
+		}
+		if sp.Target == "0" {
+			sp.Target = ""
+		}
+		out.Ports = append(out.Ports, sp)
+	}
+	return out
+}
+
+func ingress(i *networkingv1.Ingress) snapshot.Ingress {
+	out := snapshot.Ingress{UID: string(i.UID), Namespace: i.Namespace, Name: i.Name, Created: i.CreationTimestamp.Unix()}
+	if i.Spec.IngressClassName != nil {
+		out.Class = *i.Spec.IngressClassName
+	}
+	backend := func(b *networkingv1.IngressBackend) (svc, port string) {
+		if b == nil || b.Service == nil {
+			return "", ""
+		}
+		if b.Service.Port.Name != "" {
+			return b.Service.Name, b.Service.Port.Name
+		}
+		return b.Service.Name, strconv.Itoa(int(b.Service.Port.Number))
+	}
+	if i.Spec.DefaultBackend != nil {
+		svc, port := backend(i.Spec.DefaultBackend)
+		out.Rules = append(out.Rules, snapshot.IngressRule{Service: svc, Port: port})
+	}
+	for _, r := range i.Spec.Rules {
+		if r.HTTP == nil {
+			out.Rules = append(out.Rules, snapshot.IngressRule{Host: r.Host})
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			svc, port := backend(&p.Backend)
+			out.Rules = append(out.Rules, snapshot.IngressRule{Host: r.Host, Path: p.Path, Service: svc, Port: port})
+		}
+	}
+	for _, t := range i.Spec.TLS {
+		out.TLS = append(out.TLS, t.Hosts...)
+	}
+	return out
+}
+
+func claim(p *corev1.PersistentVolumeClaim) snapshot.Claim {
+	out := snapshot.Claim{UID: string(p.UID), Namespace: p.Namespace, Name: p.Name, Phase: string(p.Status.Phase),
+		Volume: p.Spec.VolumeName, Created: p.CreationTimestamp.Unix()}
+	if p.Spec.StorageClassName != nil {
+		out.StorageClass = *p.Spec.StorageClassName
+	}
+	if q, ok := p.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+		out.Requested = q.String()
+	}
+	if q, ok := p.Status.Capacity[corev1.ResourceStorage]; ok {
+		out.Capacity = q.String()
+	}
+	for _, m := range p.Spec.AccessModes {
+		out.AccessModes = append(out.AccessModes, string(m))
+	}
+	return out
+}
+
+// warnings sums up the warning events since cutoff per object and reason,
+// latest first, at most MaxWarnings.
+func warnings(evs []*corev1.Event, cutoff time.Time) []snapshot.Warning {
+	by := map[string]*snapshot.Warning{}
+	for _, e := range evs {
+		last := e.LastTimestamp.Time
+		if last.IsZero() {
+			last = e.EventTime.Time
+		}
+		if last.IsZero() {
+			last = e.CreationTimestamp.Time
+		}
+		if e.Type != corev1.EventTypeWarning || last.Before(cutoff) {
+			continue
+		}
+		o := e.InvolvedObject
+		id := o.Namespace + "/" + o.Kind + "/" + o.Name + "/" + e.Reason
+		count := max(e.Count, 1)
+		if e.Series != nil {
+			count = max(count, e.Series.Count)
+		}
+		w := by[id]
+		if w == nil {
+			w = &snapshot.Warning{ID: id, Object: o.Kind + "/" + o.Name, Reason: e.Reason}
+			by[id] = w
+		}
+		w.Count += count
+		if last.Unix() >= w.Last {
+			w.Last, w.Message = last.Unix(), e.Message
+		}
+	}
+	out := make([]snapshot.Warning, 0, len(by))
+	for _, w := range by {
+		out = append(out, *w)
+	}
+	slices.SortFunc(out, func(a, b snapshot.Warning) int {
+		if a.Last != b.Last {
+			return int(b.Last - a.Last)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if len(out) > MaxWarnings {
+		out = out[:MaxWarnings]
+	}
+	return out
+}
