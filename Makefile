@@ -59,6 +59,7 @@ test: deps
 
 deps:
 	@bash scripts/ci-deps.sh || echo "make: could not install the test dependencies; the tests that need them will say what is missing"
+	@bash scripts/kube.sh >/dev/null || echo "make: could not build kube-apiserver (scripts/kube.sh); the Kubernetes tests will say what is missing"
 
 # Unit tests only: no integration tag, and -short for anything slow left over.
 test-short:

@@ -88,7 +88,9 @@ func NewCollector(cs kubernetes.Interface, now func() time.Time) *Collector {
 	c.pods = func() ([]*corev1.Pod, error) { return core.Pods().Lister().List(all) }
 	c.services = func() ([]*corev1.Service, error) { return core.Services().Lister().List(all) }
 	c.ingresses = func() ([]*networkingv1.Ingress, error) { return f.Networking().V1().Ingresses().Lister().List(all) }
-	c.claims = func() ([]*corev1.PersistentVolumeClaim, error) { return core.PersistentVolumeClaims().Lister().List(all) }
+	c.claims = func() ([]*corev1.PersistentVolumeClaim, error) {
+		return core.PersistentVolumeClaims().Lister().List(all)
+	}
 	c.configMaps = func() ([]*corev1.ConfigMap, error) { return cm.Lister().List(all) }
 	c.secrets = func() ([]*corev1.Secret, error) { return sec.Lister().List(all) }
 	c.warnings = func() ([]*corev1.Event, error) { return ev.Core().V1().Events().Lister().List(all) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"outpost/internal/golden"
 	"outpost/protocol"
 )
 
@@ -31,19 +32,19 @@ var handSeeds = [][]byte{
 func goldenSeeds(tb testing.TB, typeName string) [][]byte {
 	tb.Helper()
 	var out [][]byte
-	for _, g := range readGoldens(tb) {
-		if g.typeName != typeName {
+	for _, g := range golden.ReadDir(tb, goldenDir) {
+		if g.TypeName != typeName {
 			continue
 		}
-		z, err := protocol.Compress(g.data)
+		z, err := protocol.Compress(g.Data)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		p, err := protocol.CompressPlain(g.data)
+		p, err := protocol.CompressPlain(g.Data)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out = append(out, g.data, z, p)
+		out = append(out, g.Data, z, p)
 	}
 	if len(out) == 0 {
 		tb.Fatalf("no golden vector of type %s to seed from", typeName)

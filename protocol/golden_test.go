@@ -1,22 +1,18 @@
 package protocol_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
 
+	"outpost/internal/golden"
 	"outpost/protocol"
 )
 
@@ -172,107 +168,6 @@ var goldenVectors = []goldenVector{
 		&protocol.Frequencies{Ping: 60, Snapshot: 3600, Command: 300}},
 }
 
-// golden is a parsed golden file.
-type golden struct {
-	typeName string
-	desc     string
-	diag     string
-	data     []byte
-}
-
-// formatGolden renders a vector: a type and description line, the diagnostic
-// notation, then the bytes in hex, 16 per line.
-func formatGolden(typeName, desc string, data []byte) ([]byte, error) {
-	diag, err := cbor.Diagnose(data)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "# %s: %s\n# diag: %s\n", typeName, desc, diag)
-	for i := 0; i < len(data); i += 16 {
-		line := data[i:min(i+16, len(data))]
-		for j, c := range line {
-			if j > 0 {
-				b.WriteByte(' ')
-			}
-			fmt.Fprintf(&b, "%02x", c)
-		}
-		b.WriteByte('\n')
-	}
-	return b.Bytes(), nil
-}
-
-func parseGolden(text []byte) (golden, error) {
-	var g golden
-	sc := bufio.NewScanner(bytes.NewReader(text))
-	sc.Buffer(nil, 1<<20)
-	var hexText strings.Builder
-	for n := 0; sc.Scan(); n++ {
-		line := sc.Text()
-		switch n {
-		case 0:
-			head, ok := strings.CutPrefix(line, "# ")
-			name, desc, ok2 := strings.Cut(head, ": ")
-			if !ok || !ok2 || name == "" {
-				return g, fmt.Errorf("line 1 must be %q, got %q", "# <TypeName>: <description>", line)
-			}
-			g.typeName, g.desc = name, desc
-		case 1:
-			diag, ok := strings.CutPrefix(line, "# diag: ")
-			if !ok {
-				return g, fmt.Errorf("line 2 must be %q, got %q", "# diag: <diagnostic notation>", line)
-			}
-			g.diag = diag
-		default:
-			if strings.HasPrefix(line, "#") {
-				return g, fmt.Errorf("line %d: comments only on lines 1 and 2", n+1)
-			}
-			for _, f := range strings.Fields(line) {
-				if len(f) != 2 {
-					return g, fmt.Errorf("line %d: %q is not one byte in hex", n+1, f)
-				}
-				hexText.WriteString(f)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return g, err
-	}
-	if g.diag == "" {
-		return g, errors.New("missing the type and diag lines")
-	}
-	var err error
-	if g.data, err = hex.DecodeString(hexText.String()); err != nil {
-		return g, fmt.Errorf("hex: %w", err)
-	}
-	if len(g.data) == 0 {
-		return g, errors.New("no bytes")
-	}
-	return g, nil
-}
-
-// readGoldens returns every golden file by base name.
-func readGoldens(tb testing.TB) map[string]golden {
-	tb.Helper()
-	paths, err := filepath.Glob(filepath.Join(goldenDir, "*.golden"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := make(map[string]golden, len(paths))
-	for _, p := range paths {
-		text, err := os.ReadFile(p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		g, err := parseGolden(text)
-		if err != nil {
-			tb.Fatalf("%s: %v", p, err)
-		}
-		out[strings.TrimSuffix(filepath.Base(p), ".golden")] = g
-	}
-	return out
-}
-
 func typeName(v any) string { return reflect.TypeOf(v).Elem().Name() }
 
 func TestGolden(t *testing.T) {
@@ -285,7 +180,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", v.file, err)
 			}
-			text, err := formatGolden(typeName(v.value), v.desc, data)
+			text, err := golden.Format(typeName(v.value), v.desc, data)
 			if err != nil {
 				t.Fatalf("%s: %v", v.file, err)
 			}
@@ -295,7 +190,7 @@ func TestGolden(t *testing.T) {
 		}
 	}
 
-	goldens := readGoldens(t)
+	goldens := golden.ReadDir(t, goldenDir)
 
 	// The table is the source: each vector has its file, and the file holds
 	// exactly its encoding, which decodes back to the same value.
@@ -308,18 +203,18 @@ func TestGolden(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s/%s.golden is missing; run go test ./protocol -run TestGolden -update", goldenDir, v.file)
 			}
-			if g.typeName != name {
-				t.Errorf("file names type %s, vector is a %s", g.typeName, name)
+			if g.TypeName != name {
+				t.Errorf("file names type %s, vector is a %s", g.TypeName, name)
 			}
 			want, err := protocol.Marshal(v.value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(g.data, want) {
-				t.Errorf("file bytes differ from the vector's encoding; if the change is deliberate run -update\nfile:   %x\nvector: %x", g.data, want)
+			if !bytes.Equal(g.Data, want) {
+				t.Errorf("file bytes differ from the vector's encoding; if the change is deliberate run -update\nfile:   %x\nvector: %x", g.Data, want)
 			}
 			got := newMessage[name]()
-			if err := protocol.Unmarshal(g.data, got); err != nil {
+			if err := protocol.Unmarshal(g.Data, got); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, v.value) {
@@ -343,57 +238,29 @@ func TestGolden(t *testing.T) {
 	for _, n := range names {
 		g := goldens[n]
 		t.Run("file/"+n, func(t *testing.T) {
-			mk, ok := newMessage[g.typeName]
+			mk, ok := newMessage[g.TypeName]
 			if !ok {
-				t.Fatalf("unknown type %q on line 1", g.typeName)
+				t.Fatalf("unknown type %q on line 1", g.TypeName)
 			}
 			v := mk()
-			if err := protocol.Unmarshal(g.data, v); err != nil {
+			if err := protocol.Unmarshal(g.Data, v); err != nil {
 				t.Fatalf("decode: %v", err)
 			}
 			again, err := protocol.Marshal(v)
 			if err != nil {
 				t.Fatalf("encode: %v", err)
 			}
-			if !bytes.Equal(again, g.data) {
-				t.Errorf("re-encoding differs\nfile:  %x\nagain: %x", g.data, again)
+			if !bytes.Equal(again, g.Data) {
+				t.Errorf("re-encoding differs\nfile:  %x\nagain: %x", g.Data, again)
 			}
-			diag, err := cbor.Diagnose(g.data)
+			diag, err := cbor.Diagnose(g.Data)
 			if err != nil {
 				t.Fatalf("diagnose: %v", err)
 			}
-			if diag != g.diag {
-				t.Errorf("diag line\n got %s\nwant %s", g.diag, diag)
+			if diag != g.Diag {
+				t.Errorf("diag line\n got %s\nwant %s", g.Diag, diag)
 			}
 		})
-	}
-}
-
-// TestParseGolden checks the file reader itself, so a broken file cannot pass
-// by being misread.
-func TestParseGolden(t *testing.T) {
-	good := "# SyncRequest: idle ping\n# diag: {1: 1, 3: 7, 5: 1}\na3 01 01\n03 07 05 01\n"
-	g, err := parseGolden([]byte(good))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g.typeName != "SyncRequest" || g.desc != "idle ping" || g.diag != "{1: 1, 3: 7, 5: 1}" ||
-		!bytes.Equal(g.data, []byte{0xa3, 0x01, 0x01, 0x03, 0x07, 0x05, 0x01}) {
-		t.Errorf("parsed %+v", g)
-	}
-	for _, bad := range []string{
-		"",
-		"SyncRequest: x\n# diag: 1\n01\n",
-		"# SyncRequest\n# diag: 1\n01\n",
-		"# SyncRequest: x\n01\n",
-		"# SyncRequest: x\n# diag: 1\n",
-		"# SyncRequest: x\n# diag: 1\n0g\n",
-		"# SyncRequest: x\n# diag: 1\n0 1\n",
-		"# SyncRequest: x\n# diag: 1\n# more\n01\n",
-	} {
-		if _, err := parseGolden([]byte(bad)); err == nil {
-			t.Errorf("parseGolden(%q) = nil error", bad)
-		}
 	}
 }
 

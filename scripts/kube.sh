@@ -13,12 +13,16 @@ version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' internal
 dir=${OUTPOST_KUBE_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/outpost/kube-$version}
 mkdir -p "$dir"
 
+# The version the servers report (a module build has no git tree to take it from).
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitVersion=$version"
 for cmd in kube-apiserver kube-controller-manager; do
-	if [ -x "$dir/$cmd" ] && [ "$dir/$cmd" -nt internal/tools/kube/go.sum ]; then
+	stamp="$dir/$cmd.built"
+	if [ -x "$dir/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version $ldflags" ] && [ "$dir/$cmd" -nt internal/tools/kube/go.sum ]; then
 		continue
 	fi
 	echo "kube: building $cmd $version into $dir (about 10 minutes cold)" >&2
-	(cd internal/tools/kube && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$dir/$cmd.new" "k8s.io/kubernetes/cmd/$cmd")
+	(cd internal/tools/kube && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$cmd.new" "k8s.io/kubernetes/cmd/$cmd")
 	mv "$dir/$cmd.new" "$dir/$cmd"
+	echo "$version $ldflags" > "$stamp"
 done
 echo "$dir"

@@ -18,9 +18,20 @@ import (
 // captures loads the real Docker captures in testdata/docker.
 func captures(t testing.TB) map[string]*snapshot.Snapshot {
 	t.Helper()
-	files, _ := filepath.Glob("../testdata/docker/docker-*.json")
+	return loadCaptures(t, "../testdata/docker/docker-*.json", "go run ./internal/tools/capture")
+}
+
+// kubeCaptures loads the real Kubernetes captures in testdata/kube.
+func kubeCaptures(t testing.TB) map[string]*snapshot.Snapshot {
+	t.Helper()
+	return loadCaptures(t, "../testdata/kube/kube-*.json", "OUTPOST_CAPTURE=1 go test -tags integration -run TestCaptureKube ./kube")
+}
+
+func loadCaptures(t testing.TB, pattern, regenerate string) map[string]*snapshot.Snapshot {
+	t.Helper()
+	files, _ := filepath.Glob(pattern)
 	if len(files) == 0 {
-		t.Fatal("no captures in testdata/docker; regenerate them with go run ./internal/tools/capture")
+		t.Fatalf("no captures %s; regenerate them with %s", pattern, regenerate)
 	}
 	out := map[string]*snapshot.Snapshot{}
 	for _, f := range files {
@@ -139,40 +150,132 @@ func mutate(r *rand.Rand, d *snapshot.Snapshot, gen *int) {
 // wire codec between the two.
 func TestDeltaProperty(t *testing.T) {
 	for name, capture := range captures(t) {
-		t.Run(name, func(t *testing.T) {
-			r := rand.New(rand.NewPCG(42, uint64(len(capture.Containers))))
-			gen := 0
-			base := clone(t, capture)
-			iterations := 300
-			if testing.Short() {
-				iterations = 30
-			}
-			for i := range iterations {
-				next := clone(t, base)
-				mutate(r, next, &gen)
-				d, err := snapshot.Compute(base, next)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := snapshot.Apply(base, wire(t, d))
-				if err != nil {
-					t.Fatalf("step %d: apply: %v", i, err)
-				}
-				want := clone(t, next)
-				if g := clone(t, got); !reflect.DeepEqual(g, want) {
-					gj, _ := json.Marshal(g)
-					wj, _ := json.Marshal(want)
-					t.Fatalf("step %d: apply(base, compute(base, next)) != next\n got %s\nwant %s", i, firstDiff(gj, wj), firstDiff(wj, gj))
-				}
-				hg, _ := snapshot.Hash(got)
-				hn, _ := snapshot.Hash(next)
-				if hg != hn {
-					t.Fatalf("step %d: hash differs after apply", i)
-				}
-				base = got
-			}
-		})
+		t.Run(name, func(t *testing.T) { property(t, capture, mutate) })
 	}
+}
+
+// TestDeltaPropertyKube is TestDeltaProperty over the Kubernetes captures,
+// with the changes a cluster sees.
+func TestDeltaPropertyKube(t *testing.T) {
+	for name, capture := range kubeCaptures(t) {
+		t.Run(name, func(t *testing.T) { property(t, capture, mutateKube) })
+	}
+}
+
+// property checks Apply(base, Compute(base, next)) == next over random
+// mutations of capture, each step's result the next step's base.
+func property(t *testing.T, capture *snapshot.Snapshot, mutate func(*rand.Rand, *snapshot.Snapshot, *int)) {
+	r := rand.New(rand.NewPCG(42, uint64(len(capture.Containers)+len(capture.Pods))))
+	gen := 0
+	base := clone(t, capture)
+	iterations := 300
+	if testing.Short() {
+		iterations = 30
+	}
+	for i := range iterations {
+		next := clone(t, base)
+		mutate(r, next, &gen)
+		d, err := snapshot.Compute(base, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := snapshot.Apply(base, wire(t, d))
+		if err != nil {
+			t.Fatalf("step %d: apply: %v", i, err)
+		}
+		want := clone(t, next)
+		if g := clone(t, got); !reflect.DeepEqual(g, want) {
+			gj, _ := json.Marshal(g)
+			wj, _ := json.Marshal(want)
+			t.Fatalf("step %d: apply(base, compute(base, next)) != next\n got %s\nwant %s", i, firstDiff(gj, wj), firstDiff(wj, gj))
+		}
+		hg, _ := snapshot.Hash(got)
+		hn, _ := snapshot.Hash(next)
+		if hg != hn {
+			t.Fatalf("step %d: hash differs after apply", i)
+		}
+		base = got
+	}
+}
+
+// mutateKube applies a few random changes of the kinds a cluster sees.
+func mutateKube(r *rand.Rand, d *snapshot.Snapshot, gen *int) {
+	uid := func() string { *gen++; return fmt.Sprintf("00000000-0000-4000-8000-%012x", *gen) }
+	for range 1 + r.IntN(4) {
+		switch r.IntN(10) {
+		case 0, 1: // a pod changes phase, a container restarts
+			if len(d.Pods) > 0 {
+				p := &d.Pods[r.IntN(len(d.Pods))]
+				p.Phase = []string{"Pending", "Running", "Succeeded", "Failed"}[r.IntN(4)]
+				p.Node = fmt.Sprintf("node-%d", r.IntN(3))
+				if len(p.Containers) > 0 {
+					c := &p.Containers[0]
+					c.Restarts++
+					p.Restarts++
+					c.State, c.Reason = "waiting", "CrashLoopBackOff"
+					c.Ready = r.IntN(2) == 0
+				}
+			}
+		case 2: // a pod replaced by its replica set
+			if len(d.Pods) > 0 {
+				i := r.IntN(len(d.Pods))
+				p := d.Pods[i]
+				p.UID, p.Name, p.Phase = uid(), fmt.Sprintf("%s-%d", p.Name, *gen), "Pending"
+				p.Containers = slices.Clone(p.Containers)
+				d.Pods = append(slices.Delete(d.Pods, i, i+1), p)
+			}
+		case 3: // a workload scales or rolls out a new image
+			if len(d.Workloads) > 0 {
+				w := &d.Workloads[r.IntN(len(d.Workloads))]
+				w.Desired, w.Ready, w.Available = int32(r.IntN(5)), int32(r.IntN(5)), int32(r.IntN(5))
+				w.Generation++
+				if r.IntN(2) == 0 {
+					w.Images = []string{fmt.Sprintf("registry.local/app:%d", *gen)}
+					w.Problem = ""
+				} else {
+					w.Problem = "ProgressDeadlineExceeded: ReplicaSet has timed out progressing."
+				}
+			}
+		case 4: // a namespace of a new site, or one gone
+			if r.IntN(2) == 0 || len(d.Namespaces) == 0 {
+				d.Namespaces = append(d.Namespaces, snapshot.Namespace{UID: uid(), Name: fmt.Sprintf("site-new-%d", *gen), Phase: "Active"})
+			} else {
+				i := r.IntN(len(d.Namespaces))
+				d.Namespaces = slices.Delete(d.Namespaces, i, i+1)
+			}
+		case 5: // a warning repeats, or a new one
+			if r.IntN(2) == 0 && len(d.Warnings) > 0 {
+				w := &d.Warnings[r.IntN(len(d.Warnings))]
+				w.Count++
+				w.Last++
+			} else {
+				d.Warnings = append(d.Warnings, snapshot.Warning{ID: fmt.Sprintf("ns/Pod/p-%d/BackOff", *gen), Object: "Pod/p", Reason: "BackOff",
+					Message: "Back-off restarting failed container", Count: 1, Last: int64(1_800_000_000 + *gen)})
+			}
+		case 6: // a secret or config map gains a key
+			if len(d.Secrets) > 0 {
+				k := &d.Secrets[r.IntN(len(d.Secrets))]
+				k.Keys = append(slices.Clone(k.Keys), fmt.Sprintf("key-%d", *gen))
+			}
+		case 7: // a service's ports change, or its selector is dropped
+			if len(d.Services) > 0 {
+				s := &d.Services[r.IntN(len(d.Services))]
+				s.Ports = append(slices.Clone(s.Ports), snapshot.ServicePort{Port: int32(8000 + *gen%1000), Proto: "UDP"})
+				if r.IntN(3) == 0 {
+					s.Selector = nil
+				}
+			}
+		case 8: // a claim binds
+			if len(d.Claims) > 0 {
+				c := &d.Claims[r.IntN(len(d.Claims))]
+				c.Phase, c.Volume, c.Capacity = "Bound", fmt.Sprintf("pv-%d", *gen), "2Gi"
+			}
+		case 9: // the cluster is upgraded, a node joins
+			d.Cluster.Version = fmt.Sprintf("v1.36.%d", r.IntN(9))
+			d.Nodes = append(d.Nodes, snapshot.Node{UID: uid(), Name: fmt.Sprintf("node-%d", *gen), Ready: true, Roles: []string{"worker"}})
+		}
+	}
+	snapshot.Normalize(d)
 }
 
 func TestDeltaOneContainerStopIsAFieldPatch(t *testing.T) {
