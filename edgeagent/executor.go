@@ -37,6 +37,14 @@ func unknownKind(kind string) error {
 	return fmt.Errorf("unknown command kind %s; upgrade the agent", kind)
 }
 
+// notDocker is the executor of an agent on Kubernetes: container, image
+// and volume commands are the Docker engine's.
+type notDocker struct{}
+
+func (notDocker) Execute(_ context.Context, c protocol.Command) error {
+	return fmt.Errorf("%s: this agent runs on Kubernetes, which has no Docker containers, images or volumes to act on", c.Kind)
+}
+
 // Executor runs a command against the device's engine.
 type Executor interface {
 	Execute(ctx context.Context, c protocol.Command) error

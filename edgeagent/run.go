@@ -14,6 +14,7 @@ import (
 	"outpost/edgeagent/agentapi"
 	"outpost/edgeagent/jobs"
 	"outpost/edgeagent/stacks"
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/snapshot"
 )
@@ -87,6 +88,21 @@ func Run(ctx context.Context, cfg Config) error {
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		cmds: cmds, exec: NewDockerExecutor(docker), work: w,
+		platform: kube.PlatformDocker,
+	}
+	// In a pod, or with KUBECONFIG: the device is a Kubernetes cluster.
+	platform, kcfg, how, err := kube.Detect(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if platform == kube.PlatformKubernetes {
+		col, err := kube.NewCollector(kcfg, now)
+		if err != nil {
+			return err
+		}
+		col.Start(ctx)
+		s.col, s.exec, s.platform = col, notDocker{}, platform
+		log.Info("platform: kubernetes", "via", how, "api_server", kcfg.Host)
 	}
 	// EDGE_ASYNC chooses the mode until the server switches it (state.go).
 	standard := !cfg.Async

@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"time"
 
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/snapshot"
@@ -36,6 +38,9 @@ type syncer struct {
 	// cmds is the command journal and ack outbox; exec runs the commands.
 	cmds *journal
 	exec Executor
+	// platform is what the device runs: kube.PlatformDocker or
+	// kube.PlatformKubernetes.
+	platform string
 	// work runs edge stacks and jobs and holds their reports; nil in
 	// tests that do not need it.
 	work *work
@@ -365,7 +370,7 @@ func (s *syncer) shareKey() {
 func (s *syncer) agentInfo() *protocol.AgentInfo {
 	host, _ := os.Hostname()
 	return &protocol.AgentInfo{
-		Version: Version, Hostname: host, Platform: "docker", OS: runtime.GOOS, Arch: runtime.GOARCH,
+		Version: Version, Hostname: host, Platform: cmp.Or(s.platform, kube.PlatformDocker), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Groups: s.cfg.Groups, Tags: s.cfg.Tags,
 	}
 }

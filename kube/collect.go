@@ -2,11 +2,13 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -14,9 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"outpost/snapshot"
@@ -34,77 +39,105 @@ const MaxWarnings = 50
 // costs no API call per tick. Secrets and config maps are kept without their
 // values (a transform drops them as they arrive), so their values are never
 // held, let alone sent.
+//
+// It talks to the API server with REST clients of the four API groups it
+// reads, decoding with a scheme of those groups only: client-go's clientset,
+// informer factory and typed clients register every API group, which made
+// the agent's binary 45 MB larger (typed clients alone: 26 MB); this way
+// it grows by 10.5 MB (31.2 to 41.7 MB, stripped).
 type Collector struct {
-	cs      kubernetes.Interface
-	factory informers.SharedInformerFactory
-	events  informers.SharedInformerFactory
-	now     func() time.Time
+	core *rest.RESTClient
+	now  func() time.Time
 
-	nodes      func() ([]*corev1.Node, error)
-	namespaces func() ([]*corev1.Namespace, error)
-	deploys    func() ([]*appsv1.Deployment, error)
-	stateful   func() ([]*appsv1.StatefulSet, error)
-	daemons    func() ([]*appsv1.DaemonSet, error)
-	jobs       func() ([]*batchv1.Job, error)
-	cronjobs   func() ([]*batchv1.CronJob, error)
-	pods       func() ([]*corev1.Pod, error)
-	services   func() ([]*corev1.Service, error)
-	ingresses  func() ([]*networkingv1.Ingress, error)
-	claims     func() ([]*corev1.PersistentVolumeClaim, error)
-	configMaps func() ([]*corev1.ConfigMap, error)
-	secrets    func() ([]*corev1.Secret, error)
-	warnings   func() ([]*corev1.Event, error)
+	nodes, namespaces, deploys, stateful, daemons, jobs, cronjobs, pods,
+	services, ingresses, claims, configMaps, secrets, warnings cache.SharedIndexInformer
 
-	synced  []cache.InformerSynced
-	started bool
+	started atomic.Bool
 }
 
-// NewCollector returns a collector watching the cluster cs talks to. now
+// scheme holds the four API groups a snapshot reads, and nothing else.
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err) // the groups' own registration: cannot fail
+		}
+	}
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s
+}()
+
+// restClient is a client of API group version gv of the cluster cfg reaches,
+// decoding with scheme.
+func restClient(cfg *rest.Config, gv schema.GroupVersion) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &gv
+	c.APIPath = "/apis"
+	if gv.Group == "" {
+		c.APIPath = "/api"
+	}
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = "outpost-agent"
+	}
+	return rest.RESTClientFor(c)
+}
+
+// NewCollector returns a collector watching the cluster cfg reaches. now
 // is the clock warning events are aged by.
-func NewCollector(cs kubernetes.Interface, now func() time.Time) *Collector {
-	f := informers.NewSharedInformerFactory(cs, 0)
-	ev := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = "type=" + corev1.EventTypeWarning
-	}))
-	c := &Collector{cs: cs, factory: f, events: ev, now: now}
-	all := labels.Everything()
-
-	core, apps, batch := f.Core().V1(), f.Apps().V1(), f.Batch().V1()
-	keepKeys := func(inf cache.SharedIndexInformer) {
-		// Before the informer starts: drop values as objects arrive.
-		_ = inf.SetTransform(dropValues)
+func NewCollector(cfg *rest.Config, now func() time.Time) (*Collector, error) {
+	cr, cerr := restClient(cfg, corev1.SchemeGroupVersion)
+	ar, aerr := restClient(cfg, appsv1.SchemeGroupVersion)
+	br, berr := restClient(cfg, batchv1.SchemeGroupVersion)
+	nr, nerr := restClient(cfg, networkingv1.SchemeGroupVersion)
+	if err := errors.Join(cerr, aerr, berr, nerr); err != nil {
+		return nil, fmt.Errorf("kube: clients: %w", err)
 	}
-	cm, sec := core.ConfigMaps(), core.Secrets()
-	keepKeys(cm.Informer())
-	keepKeys(sec.Informer())
-
-	c.nodes = func() ([]*corev1.Node, error) { return core.Nodes().Lister().List(all) }
-	c.namespaces = func() ([]*corev1.Namespace, error) { return core.Namespaces().Lister().List(all) }
-	c.deploys = func() ([]*appsv1.Deployment, error) { return apps.Deployments().Lister().List(all) }
-	c.stateful = func() ([]*appsv1.StatefulSet, error) { return apps.StatefulSets().Lister().List(all) }
-	c.daemons = func() ([]*appsv1.DaemonSet, error) { return apps.DaemonSets().Lister().List(all) }
-	c.jobs = func() ([]*batchv1.Job, error) { return batch.Jobs().Lister().List(all) }
-	c.cronjobs = func() ([]*batchv1.CronJob, error) { return batch.CronJobs().Lister().List(all) }
-	c.pods = func() ([]*corev1.Pod, error) { return core.Pods().Lister().List(all) }
-	c.services = func() ([]*corev1.Service, error) { return core.Services().Lister().List(all) }
-	c.ingresses = func() ([]*networkingv1.Ingress, error) { return f.Networking().V1().Ingresses().Lister().List(all) }
-	c.claims = func() ([]*corev1.PersistentVolumeClaim, error) {
-		return core.PersistentVolumeClaims().Lister().List(all)
+	watch := func(c cache.Getter, resource string, obj runtime.Object, sel fields.Selector) cache.SharedIndexInformer {
+		return cache.NewSharedIndexInformer(cache.NewListWatchFromClient(c, resource, metav1.NamespaceAll, sel), obj, 0, cache.Indexers{})
 	}
-	c.configMaps = func() ([]*corev1.ConfigMap, error) { return cm.Lister().List(all) }
-	c.secrets = func() ([]*corev1.Secret, error) { return sec.Lister().List(all) }
-	c.warnings = func() ([]*corev1.Event, error) { return ev.Core().V1().Events().Lister().List(all) }
-
-	for _, inf := range []cache.SharedIndexInformer{
-		core.Nodes().Informer(), core.Namespaces().Informer(), apps.Deployments().Informer(),
-		apps.StatefulSets().Informer(), apps.DaemonSets().Informer(), batch.Jobs().Informer(),
-		batch.CronJobs().Informer(), core.Pods().Informer(), core.Services().Informer(),
-		f.Networking().V1().Ingresses().Informer(), core.PersistentVolumeClaims().Informer(),
-		cm.Informer(), sec.Informer(), ev.Core().V1().Events().Informer(),
-	} {
-		c.synced = append(c.synced, inf.HasSynced)
+	all := fields.Everything()
+	c := &Collector{core: cr, now: now,
+		nodes:      watch(cr, "nodes", &corev1.Node{}, all),
+		namespaces: watch(cr, "namespaces", &corev1.Namespace{}, all),
+		deploys:    watch(ar, "deployments", &appsv1.Deployment{}, all),
+		stateful:   watch(ar, "statefulsets", &appsv1.StatefulSet{}, all),
+		daemons:    watch(ar, "daemonsets", &appsv1.DaemonSet{}, all),
+		jobs:       watch(br, "jobs", &batchv1.Job{}, all),
+		cronjobs:   watch(br, "cronjobs", &batchv1.CronJob{}, all),
+		pods:       watch(cr, "pods", &corev1.Pod{}, all),
+		services:   watch(cr, "services", &corev1.Service{}, all),
+		ingresses:  watch(nr, "ingresses", &networkingv1.Ingress{}, all),
+		claims:     watch(cr, "persistentvolumeclaims", &corev1.PersistentVolumeClaim{}, all),
+		configMaps: watch(cr, "configmaps", &corev1.ConfigMap{}, all),
+		secrets:    watch(cr, "secrets", &corev1.Secret{}, all),
+		warnings:   watch(cr, "events", &corev1.Event{}, fields.OneTermEqualSelector("type", corev1.EventTypeWarning)),
 	}
-	return c
+	for _, inf := range c.informers() {
+		// Before the informers start: drop values and bookkeeping as
+		// objects arrive.
+		if err := inf.SetTransform(dropValues); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Collector) informers() []cache.SharedIndexInformer {
+	return []cache.SharedIndexInformer{c.nodes, c.namespaces, c.deploys, c.stateful, c.daemons, c.jobs, c.cronjobs,
+		c.pods, c.services, c.ingresses, c.claims, c.configMaps, c.secrets, c.warnings}
+}
+
+// listOf returns the objects of type T an informer holds.
+func listOf[T any](inf cache.SharedIndexInformer) []*T {
+	objs := inf.GetStore().List()
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // dropValues keeps a secret's or config map's keys and drops the values.
@@ -131,16 +164,22 @@ func dropValues(obj any) (any, error) {
 	return obj, nil
 }
 
-// Start starts the watches and waits until each has listed its kind once,
-// or ctx ends. The watches run until ctx ends.
-func (c *Collector) Start(ctx context.Context) error {
-	if c.started {
-		return errors.New("kube: collector already started")
+// Start starts the watches, which run until ctx ends, and returns at once:
+// Collect answers once each has listed its kind (WaitSynced).
+func (c *Collector) Start(ctx context.Context) {
+	c.started.Store(true)
+	for _, inf := range c.informers() {
+		go inf.RunWithContext(ctx)
 	}
-	c.started = true
-	c.factory.Start(ctx.Done())
-	c.events.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+}
+
+// WaitSynced waits until every watch has listed its kind once, or ctx ends.
+func (c *Collector) WaitSynced(ctx context.Context) error {
+	var synced []cache.InformerSynced
+	for _, inf := range c.informers() {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("kube: the watches did not sync: %w", context.Cause(ctx))
 	}
 	return nil
@@ -148,8 +187,8 @@ func (c *Collector) Start(ctx context.Context) error {
 
 // Synced reports whether every watch has listed its kind once.
 func (c *Collector) Synced() bool {
-	for _, s := range c.synced {
-		if !s() {
+	for _, inf := range c.informers() {
+		if !inf.HasSynced() {
 			return false
 		}
 	}
@@ -158,94 +197,75 @@ func (c *Collector) Synced() bool {
 
 // Collect returns the cluster as the watches see it now.
 func (c *Collector) Collect(ctx context.Context) (*snapshot.Snapshot, error) {
-	if !c.started {
-		if err := c.Start(ctx); err != nil {
-			return nil, err
-		}
-	} else if !c.Synced() {
-		return nil, errors.New("kube: the watches have not synced yet")
+	if !c.started.Load() {
+		return nil, errors.New("kube: the collector's watches are not started")
+	}
+	if !c.Synced() {
+		return nil, errors.New("kube: the watches have not listed the cluster yet")
 	}
 	d := &snapshot.Snapshot{}
-	if v, err := c.cs.Discovery().ServerVersion(); err == nil {
+	var v version.Info
+	if raw, err := c.core.Get().AbsPath("/version").DoRaw(ctx); err == nil && json.Unmarshal(raw, &v) == nil {
 		d.Cluster = snapshot.Cluster{Version: v.GitVersion, Platform: v.Platform}
 	}
-	var errs []error
-	keep := func(err error) { errs = append(errs, err) }
 
-	nodes, err := c.nodes()
-	keep(err)
+	nodes := listOf[corev1.Node](c.nodes)
 	for _, n := range nodes {
 		d.Nodes = append(d.Nodes, node(n))
 	}
-	nss, err := c.namespaces()
-	keep(err)
+	nss := listOf[corev1.Namespace](c.namespaces)
 	for _, n := range nss {
 		d.Namespaces = append(d.Namespaces, snapshot.Namespace{UID: string(n.UID), Name: n.Name, Phase: string(n.Status.Phase),
 			Created: n.CreationTimestamp.Unix(), Labels: userLabels(n.Labels)})
 	}
-	deploys, err := c.deploys()
-	keep(err)
+	deploys := listOf[appsv1.Deployment](c.deploys)
 	for _, o := range deploys {
 		d.Workloads = append(d.Workloads, deployment(o))
 	}
-	sts, err := c.stateful()
-	keep(err)
+	sts := listOf[appsv1.StatefulSet](c.stateful)
 	for _, o := range sts {
 		d.Workloads = append(d.Workloads, statefulSet(o))
 	}
-	dss, err := c.daemons()
-	keep(err)
+	dss := listOf[appsv1.DaemonSet](c.daemons)
 	for _, o := range dss {
 		d.Workloads = append(d.Workloads, daemonSet(o))
 	}
-	jobs, err := c.jobs()
-	keep(err)
+	jobs := listOf[batchv1.Job](c.jobs)
 	for _, o := range jobs {
 		d.Workloads = append(d.Workloads, job(o))
 	}
-	cjs, err := c.cronjobs()
-	keep(err)
+	cjs := listOf[batchv1.CronJob](c.cronjobs)
 	for _, o := range cjs {
 		d.Workloads = append(d.Workloads, cronJob(o))
 	}
-	pods, err := c.pods()
-	keep(err)
+	pods := listOf[corev1.Pod](c.pods)
 	for _, p := range pods {
 		d.Pods = append(d.Pods, pod(p))
 	}
-	svcs, err := c.services()
-	keep(err)
+	svcs := listOf[corev1.Service](c.services)
 	for _, s := range svcs {
 		d.Services = append(d.Services, service(s))
 	}
-	ings, err := c.ingresses()
-	keep(err)
+	ings := listOf[networkingv1.Ingress](c.ingresses)
 	for _, i := range ings {
 		d.Ingresses = append(d.Ingresses, ingress(i))
 	}
-	claims, err := c.claims()
-	keep(err)
+	claims := listOf[corev1.PersistentVolumeClaim](c.claims)
 	for _, p := range claims {
 		d.Claims = append(d.Claims, claim(p))
 	}
-	cms, err := c.configMaps()
-	keep(err)
+	cms := listOf[corev1.ConfigMap](c.configMaps)
 	for _, m := range cms {
 		d.ConfigMaps = append(d.ConfigMaps, snapshot.KeySet{UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
 			Keys: append(mapKeys(m.Data), mapKeys(m.BinaryData)...), Created: m.CreationTimestamp.Unix()})
 	}
-	secs, err := c.secrets()
-	keep(err)
+	secs := listOf[corev1.Secret](c.secrets)
 	for _, s := range secs {
 		d.Secrets = append(d.Secrets, snapshot.KeySet{UID: string(s.UID), Namespace: s.Namespace, Name: s.Name, Type: string(s.Type),
 			Keys: mapKeys(s.Data), Created: s.CreationTimestamp.Unix()})
 	}
-	evs, err := c.warnings()
-	keep(err)
+	evs := listOf[corev1.Event](c.warnings)
 	d.Warnings = warnings(evs, c.now().Add(-WarningWindow))
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("kube: read the watches: %w", err)
-	}
 	snapshot.Normalize(d)
 	return d, nil
 }

@@ -92,8 +92,12 @@ func TestCollectorAgainstARealAPIServer(t *testing.T) {
 	secret := site(t, cs, ns)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	col := kube.NewCollector(cs, time.Now)
-	if err := col.Start(ctx); err != nil {
+	col, err := kube.NewCollector(kc.Admin, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col.Start(ctx)
+	if err := col.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var snap *snapshot.Snapshot
@@ -236,10 +240,11 @@ func TestCaptureKube(t *testing.T) {
 		for ; made < n; made++ {
 			site(t, cs, fmt.Sprintf("site-%02d", made+1))
 		}
-		col := kube.NewCollector(cs, time.Now)
-		if err := col.Start(ctx); err != nil {
+		col, err := kube.NewCollector(kc.Admin, time.Now)
+		if err != nil {
 			t.Fatal(err)
 		}
+		col.Start(ctx)
 		var snap *snapshot.Snapshot
 		eventually(t, 60*time.Second, func() error {
 			var err error

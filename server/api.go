@@ -302,8 +302,31 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ sessio
 		v.Section = d.Networks
 	case "projects":
 		v.Section = d.Projects
+	case "cluster":
+		v.Section = d.Cluster
+	case "nodes":
+		v.Section = d.Nodes
+	case "namespaces":
+		v.Section = d.Namespaces
+	case "workloads":
+		v.Section = d.Workloads
+	case "pods":
+		v.Section = d.Pods
+	case "services":
+		v.Section = d.Services
+	case "ingresses":
+		v.Section = d.Ingresses
+	case "claims":
+		v.Section = d.Claims
+	case "configMaps":
+		v.Section = d.ConfigMaps
+	case "secrets":
+		v.Section = d.Secrets
+	case "warnings":
+		v.Section = d.Warnings
 	default:
-		writeErr(w, http.StatusBadRequest, "section %q: want engine, containers, images, volumes, networks or projects", sec)
+		writeErr(w, http.StatusBadRequest, "section %q: want engine, containers, images, volumes, networks or projects (Docker); "+
+			"cluster, nodes, namespaces, workloads, pods, services, ingresses, claims, configMaps, secrets or warnings (Kubernetes)", sec)
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

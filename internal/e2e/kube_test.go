@@ -1,0 +1,102 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"outpost/internal/kubetest"
+	"outpost/internal/testenv"
+)
+
+// TestAsyncAgentOnKubernetes: the agent process, given a KUBECONFIG for a
+// real API server, reports the platform kubernetes, and its snapshots carry
+// the cluster: a deployment created in it, its pods from the controller
+// manager, then its removal, which arrives as a delta.
+func TestAsyncAgentOnKubernetes(t *testing.T) {
+	kc := kubetest.Start(t)
+	cs := kc.Client(t)
+	ctx := context.Background()
+	ns := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t)
+	env := srv.createEnvironment(t, "cluster-1", 1)
+	startAgent(t, env.EdgeKey, t.TempDir(), "KUBECONFIG="+kc.Kubeconfig(t))
+
+	type agentEnv struct {
+		Agent struct {
+			Platform string `json:"platform"`
+		} `json:"agent"`
+	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		var e agentEnv
+		srv.do(t, "GET", fmt.Sprintf("/api/environments/%d", env.ID), nil, &e, http.StatusOK)
+		return e.Agent.Platform == "kubernetes", fmt.Sprintf("agent %+v", e.Agent)
+	})
+
+	labels := map[string]string{"app": "till"}
+	two := int32(2)
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "till"},
+		Spec: appsv1.DeploymentSpec{Replicas: &two, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "till", Image: "registry.local/till:3"}}}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	type named struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+		Kind      string `json:"kind"`
+		Owner     string `json:"owner"`
+	}
+	section := func(name string) ([]named, uint64) {
+		var v struct {
+			Seq     uint64  `json:"seq"`
+			Section []named `json:"section"`
+		}
+		status, raw := srv.call(t, "GET", fmt.Sprintf("/api/environments/%d/snapshot?section=%s", env.ID, name), nil)
+		if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
+			return nil, 0
+		}
+		return slices.DeleteFunc(v.Section, func(n named) bool { return n.Namespace != ns }), v.Seq
+	}
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		w, _ := section("workloads")
+		p, seq := section("pods")
+		return len(w) == 1 && w[0].Kind == "Deployment" && len(p) == 2,
+			fmt.Sprintf("snapshot seq %d: workloads %+v, pods %+v", seq, w, p)
+	})
+
+	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "till", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		var w []named
+		w, seq = section("workloads")
+		return len(w) == 0, fmt.Sprintf("snapshot seq %d: workloads %+v", seq, w)
+	})
+	var hist []struct {
+		Kind  string `json:"kind"`
+		Delta *struct {
+			Workloads *struct {
+				Del []string `json:"del"`
+			} `json:"workloads"`
+		} `json:"delta"`
+	}
+	srv.do(t, "GET", fmt.Sprintf("/api/environments/%d/snapshot/history?seq=%d", env.ID, seq), nil, &hist, http.StatusOK)
+	if len(hist) != 1 || hist[0].Kind != "delta" || hist[0].Delta == nil || hist[0].Delta.Workloads == nil || len(hist[0].Delta.Workloads.Del) != 1 {
+		t.Fatalf("the deployment's removal arrived as %+v, want a delta deleting one workload", hist)
+	}
+}
