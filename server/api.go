@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
@@ -194,6 +196,7 @@ func (s *Server) handleCreateEnvironment(w http.ResponseWriter, r *http.Request,
 type newEnvironment struct {
 	Name        string                `json:"name"`
 	Mode        string                `json:"mode"`
+	Platform    string                `json:"platform"` // docker (default) or kubernetes
 	Frequencies *protocol.Frequencies `json:"frequencies"`
 }
 
@@ -214,6 +217,13 @@ func (s *Server) createEnvironment(remote, user string, req newEnvironment) (cre
 	if req.Mode != store.ModeAsync && req.Mode != store.ModeStandard {
 		problems = append(problems, fmt.Sprintf("mode %q: want async or standard", req.Mode))
 	}
+	switch req.Platform {
+	case "", kube.PlatformDocker:
+		req.Platform = ""
+	case kube.PlatformKubernetes:
+	default:
+		problems = append(problems, fmt.Sprintf("platform %q: want docker or kubernetes", req.Platform))
+	}
 	if f := req.Frequencies; f != nil && (f.Ping > maxFrequency || f.Snapshot > maxFrequency || f.Command > maxFrequency) {
 		problems = append(problems, "frequencies: each at most 604800 seconds (a week); 0 means the global default")
 	}
@@ -224,13 +234,13 @@ func (s *Server) createEnvironment(remote, user string, req newEnvironment) (cre
 		req.Frequencies = nil
 	}
 	secret, enroll := newEnrollSecret()
-	e := &store.Environment{Name: req.Name, Mode: req.Mode, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}
+	e := &store.Environment{Name: req.Name, Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}
 	if err := s.store.CreateEnvironment(e); err != nil {
 		return createdEnvironment{}, nil, err
 	}
 	s.log.Info("environment created", "id", e.ID, "name", e.Name, "mode", e.Mode)
 	s.indexEnvironment(e)
-	s.auditAt(remote, user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s", e.Name, e.Mode))
+	s.auditAt(remote, user, auditEnvCreate, envTarget(e.ID), fmt.Sprintf("name %q, mode %s, platform %s", e.Name, e.Mode, cmp.Or(e.Platform, kube.PlatformDocker)))
 	return s.issued(e, secret), nil, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/server/store"
 )
@@ -31,10 +32,12 @@ func dockerRun(mode, edgeKey string) string {
 	return b.String()
 }
 
-// createdEnvironment is the answer of POST /api/environments.
+// createdEnvironment is the answer of POST /api/environments: the docker
+// run line, or for a Kubernetes environment the manifest to apply.
 type createdEnvironment struct {
 	environmentView
-	DockerRun string `json:"dockerRun"`
+	DockerRun          string `json:"dockerRun,omitempty"`
+	KubernetesManifest string `json:"kubernetesManifest,omitempty"`
 	// Warnings say why the device may not reach the server with this key.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -180,7 +183,12 @@ func (s *Server) deleteEnvironment(remote, user string, id uint64) error {
 func (s *Server) issued(e *store.Environment, secret string) createdEnvironment {
 	v := s.view(e, s.edgeSettings())
 	v.EdgeKey, v.Enrollment = s.edgeKey(e.ID, secret), enrollmentPending
-	ans := createdEnvironment{environmentView: v, DockerRun: dockerRun(e.Mode, v.EdgeKey)}
+	ans := createdEnvironment{environmentView: v}
+	if e.Platform == kube.PlatformKubernetes {
+		ans.KubernetesManifest = kube.Manifest(kube.Install{EdgeKey: v.EdgeKey, Async: e.Mode == store.ModeAsync, Image: agentImage, InsecurePoll: true})
+	} else {
+		ans.DockerRun = dockerRun(e.Mode, v.EdgeKey)
+	}
 	if loopbackURL(s.url) {
 		ans.Warnings = append(ans.Warnings, loopbackWarning(s.url))
 	}

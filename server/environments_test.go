@@ -56,6 +56,34 @@ func TestCreateEnvironmentPrintsDockerRun(t *testing.T) {
 	}
 }
 
+// TestCreateKubernetesEnvironment: platform kubernetes answers the install
+// manifest with the edge key in it, and no docker run line; the platform is
+// kept; an unknown platform is refused with nothing stored.
+func TestCreateKubernetesEnvironment(t *testing.T) {
+	s, hs := testServer(t)
+	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")
+	var e createdEnvironment
+	apiJSON(t, hs, "POST", "/api/environments", tok, map[string]any{"name": "cluster-1", "mode": "async", "platform": "kubernetes"}, &e, http.StatusCreated)
+	if e.DockerRun != "" || !strings.Contains(e.KubernetesManifest, "EDGE_KEY: \""+e.EdgeKey+"\"") ||
+		!strings.Contains(e.KubernetesManifest, "name: EDGE_ASYNC") || !strings.Contains(e.KubernetesManifest, "name: cluster-admin") {
+		t.Fatalf("kubernetes environment: dockerRun %q, manifest\n%s", e.DockerRun, e.KubernetesManifest)
+	}
+	if stored, err := s.store.Environment(e.ID); err != nil || stored.Platform != "kubernetes" {
+		t.Fatalf("stored platform: %+v %v", stored, err)
+	}
+	// Its key re-issued: the manifest again, with the new key.
+	var again createdEnvironment
+	apiJSON(t, hs, "POST", fmt.Sprintf("/api/environments/%d/edge-key", e.ID), tok, nil, &again, http.StatusOK)
+	if again.DockerRun != "" || !strings.Contains(again.KubernetesManifest, again.EdgeKey) || again.EdgeKey == e.EdgeKey {
+		t.Fatalf("re-issued key: dockerRun %q, manifest has the new key: %v", again.DockerRun, strings.Contains(again.KubernetesManifest, again.EdgeKey))
+	}
+	before, _ := s.store.Environments()
+	status, body := call(t, hs, "POST", "/api/environments", tok, map[string]any{"name": "x", "platform": "nomad"})
+	if after, _ := s.store.Environments(); status != http.StatusBadRequest || !strings.Contains(string(body), "want docker or kubernetes") || len(after) != len(before) {
+		t.Fatalf("platform nomad: %d %s", status, body)
+	}
+}
+
 func TestPatchAndDeleteEnvironment(t *testing.T) {
 	s, hs := testServer(t)
 	_, tok := addUser(t, s, "admin", RoleAdmin, "pw")

@@ -74,8 +74,9 @@ func (b uiBackend) env(e *store.Environment, set EdgeSettings) web.Environment {
 	if v.LastCheckIn != 0 {
 		out.LastCheckIn = time.Unix(v.LastCheckIn, 0)
 	}
+	out.Platform = e.Platform // what it was created for, until its agent says
 	if e.Agent != nil {
-		out.AgentVersion, out.Hostname, out.Platform = e.Agent.Version, e.Agent.Hostname, e.Agent.Platform
+		out.AgentVersion, out.Hostname, out.Platform = e.Agent.Version, e.Agent.Hostname, cmp.Or(e.Agent.Platform, e.Platform)
 	}
 	if f := e.Frequencies; f != nil {
 		out.OwnPing, out.OwnSnapshot, out.OwnCommand = f.Ping, f.Snapshot, f.Command

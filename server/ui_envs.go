@@ -17,7 +17,7 @@ import (
 // functions, with the form's fields.
 
 func (b uiBackend) CreateEnvironment(a web.Actor, n web.NewEnvironment) (web.CreatedEnvironment, error) {
-	req := newEnvironment{Name: n.Name, Mode: n.Mode, Frequencies: &protocol.Frequencies{Ping: n.Ping, Snapshot: n.Snapshot, Command: n.Command}}
+	req := newEnvironment{Name: n.Name, Mode: n.Mode, Platform: n.Platform, Frequencies: &protocol.Frequencies{Ping: n.Ping, Snapshot: n.Snapshot, Command: n.Command}}
 	// Tags and group are checked before anything is stored, so a refused
 	// form leaves no environment behind.
 	if p := b.checkTagsAndGroup(n.Tags, n.Group); len(p) > 0 {
@@ -36,7 +36,8 @@ func (b uiBackend) CreateEnvironment(a web.Actor, n web.NewEnvironment) (web.Cre
 			return web.CreatedEnvironment{}, errors.Join(err, &web.FormError{Problems: p})
 		}
 	}
-	return web.CreatedEnvironment{ID: ans.ID, Name: ans.Name, Mode: ans.Mode, EdgeKey: ans.EdgeKey, DockerRun: ans.DockerRun, Warnings: ans.Warnings}, nil
+	return web.CreatedEnvironment{ID: ans.ID, Name: ans.Name, Mode: ans.Mode, EdgeKey: ans.EdgeKey, DockerRun: ans.DockerRun,
+		KubernetesManifest: ans.KubernetesManifest, Warnings: ans.Warnings}, nil
 }
 
 // checkTagsAndGroup names the tags and the environment group that do not

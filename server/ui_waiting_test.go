@@ -326,6 +326,16 @@ func TestUIAddEditDeleteOverRealServer(t *testing.T) {
 	if status, _, perr := dev.sync(dev.firstContact()); status != http.StatusOK {
 		t.Fatalf("the device with the page's key: %d %+v", status, perr)
 	}
+	// A Kubernetes environment: the page gives the manifest with its own
+	// key, not a docker run line; an unknown platform is refused.
+	status, body = ui.do("POST", "/environments", url.Values{"name": {"cluster-3"}, "mode": {"async"}, "platform": {"kubernetes"}})
+	if status != http.StatusCreated || !strings.Contains(body, `id="kube-manifest"`) || strings.Contains(body, `id="docker-run"`) ||
+		!strings.Contains(body, "kubectl apply -f outpost-agent.yaml") || !strings.Contains(body, "name: cluster-admin") {
+		t.Fatalf("add a Kubernetes environment: %d %s", status, body)
+	}
+	if status, body := ui.do("POST", "/environments", url.Values{"name": {"x"}, "platform": {"nomad"}}); status != http.StatusBadRequest || !strings.Contains(body, "want docker or kubernetes") {
+		t.Fatalf("platform nomad: %d", status)
+	}
 	if _, body := ui.do("GET", "/environments/1/contact", nil); !strings.Contains(body, `"status":"online"`) {
 		t.Fatalf("contact after the first call: %s", body)
 	}

@@ -193,6 +193,7 @@ type Commands interface {
 type NewEnvironment struct {
 	Name                    string
 	Mode                    string // async or standard
+	Platform                string // docker or kubernetes
 	Ping, Snapshot, Command uint32 // seconds
 	Tags                    []uint64
 	Group                   uint64 // environment group, 0 for none
@@ -206,7 +207,10 @@ type CreatedEnvironment struct {
 	Mode      string
 	EdgeKey   string
 	DockerRun string
-	Warnings  []string // a public URL devices cannot reach, say
+	// KubernetesManifest installs the agent in a cluster, for a
+	// Kubernetes environment (which has no DockerRun).
+	KubernetesManifest string
+	Warnings           []string // a public URL devices cannot reach, say
 }
 
 // EnvUpdate is what the edit form sends: the whole of what it edits.

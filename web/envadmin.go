@@ -15,7 +15,7 @@ import (
 type envForm struct {
 	base
 	EnvID                   uint64 // 0 when adding
-	Name, Mode              string
+	Name, Mode, Platform    string
 	Ping, Snapshot, Command string // as typed; "" is the default
 	Tags                    []Option
 	Groups                  []Option
@@ -59,7 +59,7 @@ func (h *handler) handleNewEnvironment(w http.ResponseWriter, r *http.Request, u
 // that are not what they must be.
 func readEnvForm(r *http.Request, f *envForm) (ping, snap, cmd uint32, tags []uint64, problems []string) {
 	v := r.PostForm
-	f.Name, f.Mode = strings.TrimSpace(v.Get("name")), v.Get("mode")
+	f.Name, f.Mode, f.Platform = strings.TrimSpace(v.Get("name")), v.Get("mode"), v.Get("platform")
 	f.Ping, f.Snapshot, f.Command = strings.TrimSpace(v.Get("ping")), strings.TrimSpace(v.Get("snapshot")), strings.TrimSpace(v.Get("command"))
 	secs := func(label, s string) uint32 {
 		if s == "" {
@@ -112,7 +112,7 @@ func (h *handler) handleCreateEnvironment(w http.ResponseWriter, r *http.Request
 	if len(problems) == 0 {
 		var err error
 		created, err = h.b.CreateEnvironment(Actor{User: user, Remote: r.RemoteAddr},
-			NewEnvironment{Name: f.Name, Mode: f.Mode, Ping: ping, Snapshot: snap, Command: cmd, Tags: tags, Group: f.Group})
+			NewEnvironment{Name: f.Name, Mode: f.Mode, Platform: f.Platform, Ping: ping, Snapshot: snap, Command: cmd, Tags: tags, Group: f.Group})
 		var fe *FormError
 		switch {
 		case errors.As(err, &fe):

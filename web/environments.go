@@ -33,6 +33,7 @@ type envRow struct {
 	Ping, Snap, Cmd    string
 	AgentVersion       string
 	Hostname           string
+	Platform           string // docker, kubernetes
 	Tags               []string
 	Group              string
 	EdgeID             string
@@ -78,7 +79,7 @@ func newEnvRow(e Environment, now time.Time) envRow {
 		ID: e.ID, Name: e.Name, Mode: e.Mode, Status: e.Status, StatusText: statusText(e.Status),
 		LastCheckIn: ago(e.LastCheckIn, now), LastCheckInTitle: absTime(e.LastCheckIn),
 		Ping: every(e.Ping), Snap: every(e.Snapshot), Cmd: every(e.Command),
-		AgentVersion: e.AgentVersion, Hostname: e.Hostname, Tags: e.Tags, Group: e.Group, EdgeID: e.EdgeID,
+		AgentVersion: e.AgentVersion, Hostname: e.Hostname, Platform: e.Platform, Tags: e.Tags, Group: e.Group, EdgeID: e.EdgeID,
 	}
 	if !e.SnapshotAt.IsZero() {
 		r.SnapAge, r.SnapTitle = ago(e.SnapshotAt, now), absTime(e.SnapshotAt)

@@ -45,6 +45,10 @@ type Environment struct {
 	// Frequencies overrides the global defaults field by field (0 = default).
 	Frequencies *protocol.Frequencies `json:"frequencies,omitempty"`
 	Agent       *protocol.AgentInfo   `json:"agent,omitempty"`
+	// Platform is what the device runs, as the operator created the
+	// environment for: "" (Docker) or "kubernetes". The agent reports its
+	// own in Agent.
+	Platform string `json:"platform,omitempty"`
 	// LastCheckIn is flushed from memory in batches; the live value is the
 	// server's.
 	LastCheckIn int64 `json:"lastCheckIn,omitempty"`
