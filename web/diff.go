@@ -157,7 +157,83 @@ func diffSnapshots(a, b *snapshot.Snapshot) snapDiff {
 		func(x, y snapshot.Project) []fieldChange {
 			return field(nil, "services", strings.Join(x.Services, ", "), strings.Join(y.Services, ", "))
 		}))
+	diffKube(&d, a, b)
 	return d
+}
+
+// diffKube adds the Kubernetes sections: objects matched by UID, so a pod
+// its replica set replaced is one removed and one added; what changed in
+// those in both.
+func diffKube(d *snapDiff, a, b *snapshot.Snapshot) {
+	d.Engine = field(d.Engine, "Kubernetes", a.Cluster.Version, b.Cluster.Version)
+	num := func(n int32) string { return strconv.Itoa(int(n)) }
+	d.Sections = append(d.Sections, diffKeyed("Nodes", a.Nodes, b.Nodes,
+		func(n snapshot.Node) string { return n.UID }, func(n snapshot.Node) string { return n.Name },
+		func(x, y snapshot.Node) []fieldChange {
+			fc := field(nil, "ready", strconv.FormatBool(x.Ready), strconv.FormatBool(y.Ready))
+			return field(fc, "kubelet", x.Kubelet, y.Kubelet)
+		}))
+	d.Sections = append(d.Sections, diffKeyed("Namespaces", a.Namespaces, b.Namespaces,
+		func(n snapshot.Namespace) string { return n.UID }, func(n snapshot.Namespace) string { return n.Name },
+		func(x, y snapshot.Namespace) []fieldChange { return field(nil, "phase", x.Phase, y.Phase) }))
+	d.Sections = append(d.Sections, diffKeyed("Workloads", a.Workloads, b.Workloads,
+		func(w snapshot.Workload) string { return w.UID },
+		func(w snapshot.Workload) string { return strings.ToLower(w.Kind) + " " + nsName(w.Namespace, w.Name) },
+		func(x, y snapshot.Workload) []fieldChange {
+			sx, _ := workloadState(x)
+			sy, _ := workloadState(y)
+			fc := field(nil, "state", sx, sy)
+			fc = field(fc, "images", strings.Join(x.Images, ", "), strings.Join(y.Images, ", "))
+			fc = field(fc, "problem", x.Problem, y.Problem)
+			return field(fc, "schedule", x.Schedule, y.Schedule)
+		}))
+	d.Sections = append(d.Sections, diffKeyed("Pods", a.Pods, b.Pods,
+		func(p snapshot.Pod) string { return p.UID }, func(p snapshot.Pod) string { return nsName(p.Namespace, p.Name) },
+		func(x, y snapshot.Pod) []fieldChange {
+			fc := field(nil, "phase", x.Phase, y.Phase)
+			fc = field(fc, "node", x.Node, y.Node)
+			fc = field(fc, "restarts", num(x.Restarts), num(y.Restarts))
+			return field(fc, "reason", x.Reason, y.Reason)
+		}))
+	d.Sections = append(d.Sections, diffKeyed("Services", a.Services, b.Services,
+		func(s snapshot.Service) string { return s.UID }, func(s snapshot.Service) string { return nsName(s.Namespace, s.Name) },
+		func(x, y snapshot.Service) []fieldChange {
+			ports := func(ps []snapshot.ServicePort) string {
+				var out []string
+				for _, p := range ps {
+					out = append(out, num(p.Port)+"→"+p.Target)
+				}
+				return strings.Join(out, ", ")
+			}
+			return field(field(nil, "type", x.Type, y.Type), "ports", ports(x.Ports), ports(y.Ports))
+		}))
+	d.Sections = append(d.Sections, diffKeyed("Ingresses", a.Ingresses, b.Ingresses,
+		func(i snapshot.Ingress) string { return i.UID }, func(i snapshot.Ingress) string { return nsName(i.Namespace, i.Name) },
+		func(x, y snapshot.Ingress) []fieldChange {
+			rules := func(rs []snapshot.IngressRule) string {
+				var out []string
+				for _, r := range rs {
+					out = append(out, r.Host+r.Path+"→"+r.Service+":"+r.Port)
+				}
+				return strings.Join(out, ", ")
+			}
+			return field(nil, "rules", rules(x.Rules), rules(y.Rules))
+		}))
+	d.Sections = append(d.Sections, diffKeyed("Volume claims", a.Claims, b.Claims,
+		func(c snapshot.Claim) string { return c.UID }, func(c snapshot.Claim) string { return nsName(c.Namespace, c.Name) },
+		func(x, y snapshot.Claim) []fieldChange {
+			return field(field(nil, "phase", x.Phase, y.Phase), "capacity", x.Capacity, y.Capacity)
+		}))
+	keys := func(x, y snapshot.KeySet) []fieldChange {
+		return field(nil, "keys", strings.Join(x.Keys, ", "), strings.Join(y.Keys, ", "))
+	}
+	d.Sections = append(d.Sections, diffKeyed("Config maps", a.ConfigMaps, b.ConfigMaps,
+		func(k snapshot.KeySet) string { return k.UID }, func(k snapshot.KeySet) string { return nsName(k.Namespace, k.Name) }, keys))
+	d.Sections = append(d.Sections, diffKeyed("Secrets", a.Secrets, b.Secrets,
+		func(k snapshot.KeySet) string { return k.UID }, func(k snapshot.KeySet) string { return nsName(k.Namespace, k.Name) }, keys))
+	d.Sections = append(d.Sections, diffKeyed("Warnings", a.Warnings, b.Warnings,
+		func(w snapshot.Warning) string { return w.ID }, func(w snapshot.Warning) string { return w.ID },
+		func(x, y snapshot.Warning) []fieldChange { return field(nil, "count", num(x.Count), num(y.Count)) }))
 }
 
 // shortID is an ID as docker ps shows it: 12 hex digits, without sha256:.

@@ -285,9 +285,13 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 	p.Snap.Stale = !p.Past && env.Snapshot > 0 && now.Sub(snap.Updated) > 2*env.Snapshot
 	p.History = newHistoryView(hist, now)
 	p.History.Current, p.History.EnvID = snap.Seq, id
+	pageTabs := tabs
+	if p.Snap.Kube != nil {
+		pageTabs = kubeTabs
+	}
 	p.Tab = r.URL.Query().Get("tab")
-	if !slices.ContainsFunc(tabs, func(t struct{ id, label string }) bool { return t.id == p.Tab }) {
-		p.Tab = tabs[0].id
+	if !slices.ContainsFunc(pageTabs, func(t struct{ id, label string }) bool { return t.id == p.Tab }) {
+		p.Tab = pageTabs[0].id
 	}
 	p.Snap.EnvID, p.Snap.CanAct = id, p.CanWrite && !p.Past
 	log, err := h.b.CommandLog(id)
@@ -308,7 +312,11 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 		"containers": len(p.Snap.Containers), "images": len(p.Snap.Images), "volumes": len(p.Snap.Volumes),
 		"networks": len(p.Snap.Networks), "projects": len(p.Snap.Projects), "history": len(hist), "commands": len(log.Pending),
 	}
-	for _, t := range tabs {
+	if p.Snap.Kube != nil {
+		counts = kubeCounts(snap.Docker)
+		counts["history"], counts["commands"] = len(hist), len(log.Pending)
+	}
+	for _, t := range pageTabs {
 		l := tabLink{ID: t.id, Label: t.label, N: counts[t.id], Current: t.id == p.Tab, URL: fmt.Sprintf("/environments/%d?tab=%s", id, t.id)}
 		if p.Past && t.id != "history" && t.id != "commands" {
 			l.URL += fmt.Sprintf("&at=%d", snap.Seq)

@@ -87,6 +87,8 @@ type snapView struct {
 	// one asked for that this snapshot does not have.
 	Detail      *containerDetail
 	NoContainer string
+	// Kube is the cluster's sections, for a Kubernetes snapshot.
+	Kube *kubeView
 }
 
 // containerDetail is everything the snapshot knows about one container.
@@ -142,6 +144,11 @@ func newSnapView(s *Snapshot, hist []HistoryEntry, now time.Time) *snapView {
 				v.Arrived = fmt.Sprintf("a delta from seq %d", h.Base)
 			}
 		}
+	}
+	if isKube(d) {
+		v.Engine, v.Kube = clusterFacts(d), newKubeView(d, now)
+		v.Summary = v.Kube.Summary
+		return v
 	}
 	v.Engine = engineFacts(d.Engine)
 

@@ -1,0 +1,88 @@
+package web_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"outpost/snapshot"
+	"outpost/web"
+)
+
+// kubeCapture is the real capture of a cluster of 5 edge sites.
+func kubeCapture(t *testing.T) *snapshot.Snapshot {
+	t.Helper()
+	b, err := os.ReadFile("../testdata/kube/kube-5.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d snapshot.Snapshot
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	snapshot.Normalize(&d)
+	return &d
+}
+
+// TestKubernetesEnvironmentPage: a cluster's snapshot shows the cluster's
+// facts and its sections as tabs (workloads, pods, namespaces, services,
+// ingresses, volumes, config and secrets by key), not Docker's.
+func TestKubernetesEnvironmentPage(t *testing.T) {
+	s := newSite(t)
+	d := kubeCapture(t)
+	s.b.snaps[envShop].Docker = d
+	_, body := s.get("/environments/1")
+	mustContain(t, body, "Kubernetes", "v1.36.3", "25 workloads", "25 pods: 25 pending", "9 namespaces",
+		`?tab=pods"`, `?tab=ingresses"`, `?tab=config"`, "site-01/pos", "Deployment", "0/3 ready", "registry.local/pos:1.4")
+	if strings.Contains(body, `?tab=containers"`) || strings.Contains(body, "compose projects") {
+		t.Error("a cluster's page shows Docker's tabs")
+	}
+	for tab, want := range map[string][]string{
+		"pods":       {"site-02/db-0", "StatefulSet/db", "Pending"},
+		"namespaces": {"site-05", "site=site-05", "kube-system"},
+		"services":   {"site-03/pos", "80→8080", "app=pos"},
+		"ingresses":  {"site-04/pos", "site-04.shop.example/ → pos:80"},
+		"claims":     {"site-01/db-data", "2Gi", "ReadWriteOnce"},
+		"config":     {"site-01/pos-db", "secret Opaque", "password, user", "currency, store.yaml", "values are never collected"},
+		"nodes":      {"No nodes"},
+		"warnings":   {"No warning event"},
+	} {
+		status, body := s.get("/environments/1?tab=" + tab)
+		if status != http.StatusOK {
+			t.Fatalf("tab %s: %d", tab, status)
+		}
+		mustContain(t, body, want...)
+	}
+}
+
+// TestKubernetesDiff: the diff between two points of a cluster names the
+// workload that scaled, the pod that went, the namespace that came.
+func TestKubernetesDiff(t *testing.T) {
+	s := newSite(t)
+	old := kubeCapture(t)
+	cur := kubeCapture(t)
+	for i := range cur.Workloads {
+		if w := &cur.Workloads[i]; w.Namespace == "site-01" && w.Name == "pos" {
+			w.Desired, w.Ready = 5, 2
+		}
+	}
+	removed := cur.Pods[0]
+	cur.Pods = cur.Pods[1:]
+	cur.Namespaces = append(cur.Namespaces, snapshot.Namespace{UID: "new-ns", Name: "site-06", Phase: "Active"})
+	snapshot.Normalize(cur)
+	now := time.Now()
+	s.b.snaps[envShop] = &web.Snapshot{Seq: 42, Updated: now, Kind: "delta", Docker: cur}
+	s.b.past = map[uint64]map[uint64]*web.Snapshot{envShop: {
+		41: {Seq: 41, Updated: now.Add(-time.Minute), Kind: "full", Docker: old},
+		42: s.b.snaps[envShop],
+	}}
+	status, body := s.get("/environments/1/diff?from=41&to=42")
+	if status != http.StatusOK {
+		t.Fatalf("diff: %d %s", status, body)
+	}
+	mustContain(t, body, "1 added", "1 removed", "1 changed", "deployment site-01/pos", "0/3 ready", "2/5 ready",
+		removed.Namespace+"/"+removed.Name, "site-06")
+}
