@@ -101,6 +101,11 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		col.Start(ctx)
+		roles, err := kube.NewRoles(kcfg, log)
+		if err != nil {
+			return err
+		}
+		go roles.Run(ctx) // the role tables' cluster roles, kept as they say
 		s.col, s.exec, s.platform = col, notDocker{}, platform
 		log.Info("platform: kubernetes", "via", how, "api_server", kcfg.Host)
 	}

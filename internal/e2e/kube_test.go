@@ -17,6 +17,7 @@ import (
 
 	"outpost/internal/kubetest"
 	"outpost/internal/testenv"
+	"outpost/kube"
 )
 
 // TestAsyncAgentOnKubernetes: the agent process, given a KUBECONFIG for a
@@ -44,6 +45,15 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 		var e agentEnv
 		srv.do(t, "GET", fmt.Sprintf("/api/environments/%d", env.ID), nil, &e, http.StatusOK)
 		return e.Agent.Platform == "kubernetes", fmt.Sprintf("agent %+v", e.Agent)
+	})
+	// The agent keeps the role tables' cluster roles in its cluster.
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		for _, name := range kube.RoleNames {
+			if _, err := cs.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return false, err.Error()
+			}
+		}
+		return true, ""
 	})
 
 	labels := map[string]string{"app": "till"}
