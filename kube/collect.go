@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,10 @@ type Collector struct {
 	services, ingresses, claims, configMaps, secrets, warnings cache.SharedIndexInformer
 
 	started atomic.Bool
+
+	mu        sync.Mutex // guards version and versionAt; held across the version call, which nothing else waits for
+	version   snapshot.Cluster
+	versionAt time.Time
 }
 
 // scheme holds the API groups the agent uses, and nothing else: the four a
@@ -205,71 +210,67 @@ func (c *Collector) Collect(ctx context.Context) (*snapshot.Snapshot, error) {
 	if !c.Synced() {
 		return nil, errors.New("kube: the watches have not listed the cluster yet")
 	}
-	d := &snapshot.Snapshot{}
-	var v version.Info
-	if raw, err := c.core.Get().AbsPath("/version").DoRaw(ctx); err == nil && json.Unmarshal(raw, &v) == nil {
-		d.Cluster = snapshot.Cluster{Version: v.GitVersion, Platform: v.Platform}
-	}
-
-	nodes := listOf[corev1.Node](c.nodes)
-	for _, n := range nodes {
-		d.Nodes = append(d.Nodes, node(n))
-	}
-	nss := listOf[corev1.Namespace](c.namespaces)
-	for _, n := range nss {
-		d.Namespaces = append(d.Namespaces, snapshot.Namespace{UID: string(n.UID), Name: n.Name, Phase: string(n.Status.Phase),
-			Created: n.CreationTimestamp.Unix(), Labels: userLabels(n.Labels)})
-	}
-	deploys := listOf[appsv1.Deployment](c.deploys)
-	for _, o := range deploys {
-		d.Workloads = append(d.Workloads, deployment(o))
-	}
-	sts := listOf[appsv1.StatefulSet](c.stateful)
-	for _, o := range sts {
-		d.Workloads = append(d.Workloads, statefulSet(o))
-	}
-	dss := listOf[appsv1.DaemonSet](c.daemons)
-	for _, o := range dss {
-		d.Workloads = append(d.Workloads, daemonSet(o))
-	}
-	jobs := listOf[batchv1.Job](c.jobs)
-	for _, o := range jobs {
-		d.Workloads = append(d.Workloads, job(o))
-	}
-	cjs := listOf[batchv1.CronJob](c.cronjobs)
-	for _, o := range cjs {
-		d.Workloads = append(d.Workloads, cronJob(o))
-	}
-	pods := listOf[corev1.Pod](c.pods)
-	for _, p := range pods {
-		d.Pods = append(d.Pods, pod(p))
-	}
-	svcs := listOf[corev1.Service](c.services)
-	for _, s := range svcs {
-		d.Services = append(d.Services, service(s))
-	}
-	ings := listOf[networkingv1.Ingress](c.ingresses)
-	for _, i := range ings {
-		d.Ingresses = append(d.Ingresses, ingress(i))
-	}
-	claims := listOf[corev1.PersistentVolumeClaim](c.claims)
-	for _, p := range claims {
-		d.Claims = append(d.Claims, claim(p))
-	}
-	cms := listOf[corev1.ConfigMap](c.configMaps)
-	for _, m := range cms {
-		d.ConfigMaps = append(d.ConfigMaps, snapshot.KeySet{UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
-			Keys: append(mapKeys(m.Data), mapKeys(m.BinaryData)...), Created: m.CreationTimestamp.Unix()})
-	}
-	secs := listOf[corev1.Secret](c.secrets)
-	for _, s := range secs {
-		d.Secrets = append(d.Secrets, snapshot.KeySet{UID: string(s.UID), Namespace: s.Namespace, Name: s.Name, Type: string(s.Type),
-			Keys: mapKeys(s.Data), Created: s.CreationTimestamp.Unix()})
+	d := &snapshot.Snapshot{
+		Cluster:    c.cluster(ctx),
+		Nodes:      convert(c.nodes, node),
+		Namespaces: convert(c.namespaces, namespace),
+		Workloads: slices.Concat(convert(c.deploys, deployment), convert(c.stateful, statefulSet), convert(c.daemons, daemonSet),
+			convert(c.jobs, job), convert(c.cronjobs, cronJob)),
+		Pods:       convert(c.pods, pod),
+		Services:   convert(c.services, service),
+		Ingresses:  convert(c.ingresses, ingress),
+		Claims:     convert(c.claims, claim),
+		ConfigMaps: convert(c.configMaps, configMap),
+		Secrets:    convert(c.secrets, secret),
 	}
 	evs := listOf[corev1.Event](c.warnings)
 	d.Warnings = warnings(evs, c.now().Add(-WarningWindow))
 	snapshot.Normalize(d)
 	return d, nil
+}
+
+// versionEvery is how often the cluster's version is asked again: the one
+// fact no watch brings.
+const versionEvery = 10 * time.Minute
+
+// cluster returns the API server's version and platform, asked at most
+// every versionEvery; the last known when asking fails.
+func (c *Collector) cluster(ctx context.Context) snapshot.Cluster {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.versionAt.IsZero() && c.now().Sub(c.versionAt) < versionEvery {
+		return c.version
+	}
+	var v version.Info
+	if raw, err := c.core.Get().AbsPath("/version").DoRaw(ctx); err == nil && json.Unmarshal(raw, &v) == nil {
+		c.version, c.versionAt = snapshot.Cluster{Version: v.GitVersion, Platform: v.Platform}, c.now()
+	}
+	return c.version
+}
+
+// convert returns the objects of type T an informer holds, each through f.
+func convert[T, R any](inf cache.SharedIndexInformer, f func(*T) R) []R {
+	objs := listOf[T](inf)
+	out := make([]R, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, f(o))
+	}
+	return out
+}
+
+func namespace(n *corev1.Namespace) snapshot.Namespace {
+	return snapshot.Namespace{UID: string(n.UID), Name: n.Name, Phase: string(n.Status.Phase),
+		Created: n.CreationTimestamp.Unix(), Labels: userLabels(n.Labels)}
+}
+
+func configMap(m *corev1.ConfigMap) snapshot.KeySet {
+	return snapshot.KeySet{UID: string(m.UID), Namespace: m.Namespace, Name: m.Name,
+		Keys: append(mapKeys(m.Data), mapKeys(m.BinaryData)...), Created: m.CreationTimestamp.Unix()}
+}
+
+func secret(s *corev1.Secret) snapshot.KeySet {
+	return snapshot.KeySet{UID: string(s.UID), Namespace: s.Namespace, Name: s.Name, Type: string(s.Type),
+		Keys: mapKeys(s.Data), Created: s.CreationTimestamp.Unix()}
 }
 
 func mapKeys[V any](m map[string]V) []string {
@@ -338,6 +339,15 @@ func problem(conds []metav1.Condition) string {
 	return ""
 }
 
+// problemOf is problem over a kind's own conditions, each read by f.
+func problemOf[C any](cs []C, f func(C) metav1.Condition) string {
+	conds := make([]metav1.Condition, 0, len(cs))
+	for _, c := range cs {
+		conds = append(conds, f(c))
+	}
+	return problem(conds)
+}
+
 // healthy reports whether a condition of type t is good when true.
 func healthy(t string) bool {
 	switch t {
@@ -355,11 +365,9 @@ func deployment(o *appsv1.Deployment) snapshot.Workload {
 	if o.Spec.Replicas != nil {
 		w.Desired = *o.Spec.Replicas
 	}
-	var conds []metav1.Condition
-	for _, c := range o.Status.Conditions {
-		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
-	}
-	w.Problem = problem(conds)
+	w.Problem = problemOf(o.Status.Conditions, func(c appsv1.DeploymentCondition) metav1.Condition {
+		return metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message}
+	})
 	return w
 }
 
@@ -371,11 +379,9 @@ func statefulSet(o *appsv1.StatefulSet) snapshot.Workload {
 	if o.Spec.Replicas != nil {
 		w.Desired = *o.Spec.Replicas
 	}
-	var conds []metav1.Condition
-	for _, c := range o.Status.Conditions {
-		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
-	}
-	w.Problem = problem(conds)
+	w.Problem = problemOf(o.Status.Conditions, func(c appsv1.StatefulSetCondition) metav1.Condition {
+		return metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message}
+	})
 	return w
 }
 
@@ -384,11 +390,9 @@ func daemonSet(o *appsv1.DaemonSet) snapshot.Workload {
 		Images: images(o.Spec.Template.Spec), Desired: o.Status.DesiredNumberScheduled, Ready: o.Status.NumberReady,
 		Available: o.Status.NumberAvailable, Updated: o.Status.UpdatedNumberScheduled, Generation: o.Generation,
 		Observed: o.Status.ObservedGeneration, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
-	var conds []metav1.Condition
-	for _, c := range o.Status.Conditions {
-		conds = append(conds, metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message})
-	}
-	w.Problem = problem(conds)
+	w.Problem = problemOf(o.Status.Conditions, func(c appsv1.DaemonSetCondition) metav1.Condition {
+		return metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message}
+	})
 	return w
 }
 
