@@ -546,12 +546,17 @@ func claim(p *corev1.PersistentVolumeClaim) snapshot.Claim {
 func warnings(evs []*corev1.Event, cutoff time.Time) []snapshot.Warning {
 	by := map[string]*snapshot.Warning{}
 	for _, e := range evs {
-		last := e.LastTimestamp.Time
-		if last.IsZero() {
-			last = e.EventTime.Time
+		// The latest occurrence: an event written through events.k8s.io
+		// (the scheduler's, the kubelet's) keeps it in its series, its
+		// first in EventTime, and no LastTimestamp.
+		last := e.CreationTimestamp.Time
+		for _, t := range []time.Time{e.EventTime.Time, e.LastTimestamp.Time} {
+			if t.After(last) {
+				last = t
+			}
 		}
-		if last.IsZero() {
-			last = e.CreationTimestamp.Time
+		if e.Series != nil && e.Series.LastObservedTime.After(last) {
+			last = e.Series.LastObservedTime.Time
 		}
 		if e.Type != corev1.EventTypeWarning || last.Before(cutoff) {
 			continue

@@ -29,7 +29,10 @@ type Install struct {
 // its data (identity key, state, command journal); and its deployment, one
 // replica, recreated rather than rolled so two agents never share the data.
 func Manifest(in Install) string {
-	q := strconv.Quote // a YAML double-quoted scalar accepts Go's escapes
+	// A YAML double-quoted scalar reads Go's escapes as Go writes them,
+	// but for \xNN, a byte that is not UTF-8, which YAML reads as U+00NN:
+	// such bytes become U+FFFD first.
+	q := func(s string) string { return strconv.Quote(strings.ToValidUTF8(s, "\uFFFD")) }
 	var b strings.Builder
 	w := func(s ...string) {
 		for _, x := range s {

@@ -163,7 +163,10 @@ func (r *Roles) Run(ctx context.Context) {
 	go r.inf.RunWithContext(ctx)
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
-	r.kick <- struct{}{}
+	select { // a first check, unless a change already asked for one
+	case r.kick <- struct{}{}:
+	default:
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -269,7 +269,9 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 	v.Tables[t.ID] = t
 
 	t = kubeTable{ID: "warnings", Empty: "No warning event in the last hour.", Head: []string{"Object", "Reason", "Count", "Latest message", "Last"}}
-	for _, w := range d.Warnings { // latest first, as collected
+	latest := slices.Clone(d.Warnings) // kept by ID; shown latest first
+	slices.SortStableFunc(latest, func(a, b snapshot.Warning) int { return cmp.Compare(b.Last, a.Last) })
+	for _, w := range latest {
 		ns, _, _ := strings.Cut(w.ID, "/")
 		t.Rows = append(t.Rows, []cell{mono(nsName(ns, w.Object)), {Text: w.Reason, Class: "warn"}, txt(strconv.Itoa(int(w.Count))),
 			{Text: w.Message, Class: "small"}, when(w.Last, now)})

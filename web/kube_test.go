@@ -86,3 +86,21 @@ func TestKubernetesDiff(t *testing.T) {
 	mustContain(t, body, "1 added", "1 removed", "1 changed", "deployment site-01/pos", "0/3 ready", "2/5 ready",
 		removed.Namespace+"/"+removed.Name, "site-06")
 }
+
+// TestWarningsTabLatestFirst: snapshots keep warnings by ID; the tab lists
+// them latest first.
+func TestWarningsTabLatestFirst(t *testing.T) {
+	s := newSite(t)
+	d := kubeCapture(t)
+	d.Warnings = []snapshot.Warning{
+		{ID: "site-02/Pod/zz/BackOff", Object: "Pod/zz", Reason: "BackOff", Message: "NEWEST", Count: 1, Last: 2_000_000_000},
+		{ID: "site-01/Pod/aa/BackOff", Object: "Pod/aa", Reason: "BackOff", Message: "OLDEST", Count: 1, Last: 1_000_000_000},
+	}
+	snapshot.Normalize(d)
+	s.b.snaps[envShop].Docker = d
+	_, body := s.get("/environments/1?tab=warnings")
+	newest, oldest := strings.Index(body, "NEWEST"), strings.Index(body, "OLDEST")
+	if newest < 0 || oldest < 0 || newest > oldest {
+		t.Errorf("the Warnings tab does not list the newest first (newest at %d, oldest at %d)", newest, oldest)
+	}
+}
