@@ -84,7 +84,11 @@ func clusterFacts(d *snapshot.Snapshot) []fact {
 			ready++
 		}
 	}
-	out = append(out, fact{"Nodes", fmt.Sprintf("%d, %d ready", len(d.Nodes), ready)})
+	nodes := "none registered"
+	if len(d.Nodes) > 0 {
+		nodes = fmt.Sprintf("%d, %d ready", len(d.Nodes), ready)
+	}
+	out = append(out, fact{"Nodes", nodes})
 	return out
 }
 

@@ -42,13 +42,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		startAgent(t, key.EdgeKey, t.TempDir(), "EDGE_ID="+id)
 	}
 
-	// Log in.
-	b.Do("log in", chromedp.Navigate(srv.URL+"/waiting-room"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), "admin"),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), adminPassword),
-		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.ID("onboarding")))
+	logIn(b, srv, "/waiting-room", chromedp.ID("onboarding"))
 	if h := b.Text("h1"); h != "Waiting room" {
 		t.Fatalf("after login: %q at %s", h, b.Location())
 	}
@@ -137,10 +131,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The diff of the two latest points: the sleeper went from running to
 	// exited.
 	b.Do("compare", chromedp.Navigate(envURL+"?tab=history"), chromedp.WaitVisible(chromedp.CSS(`form.timeline`)),
-		chromedp.Click(chromedp.CSS(`form.timeline button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.pagehead h1`)))
+		// The environment page has a .pagehead h1 too: wait for the diff's
+		// own section, or the text may be read before the page changed.
+		chromedp.Click(chromedp.CSS(`form.timeline button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`section.points`)))
 	diff := b.Text("main")
 	if !strings.Contains(diff, sleeper) || !strings.Contains(diff, "state running → exited") {
 		t.Fatalf("the diff does not show the stop: %q", diff)
 	}
 	b.Shot("diff")
+}
+
+// logIn opens path of srv's console, logs in as admin on the login page it
+// is sent to, and waits for sel on the page it comes back to.
+func logIn[S chromedp.Selectable](b *browser.Browser, srv *server, path string, sel S) {
+	b.Do("log in", chromedp.Navigate(srv.URL+path),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=username]`), "admin"),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), adminPassword),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+		chromedp.WaitVisible(sel))
 }

@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"outpost/internal/browser"
 	"outpost/internal/kubetest"
 	"outpost/internal/testenv"
 	"outpost/kube"
@@ -81,12 +84,34 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 		}
 		return slices.DeleteFunc(v.Section, func(n named) bool { return n.Namespace != ns }), v.Seq
 	}
+	var shown uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		w, _ := section("workloads")
 		p, seq := section("pods")
+		shown = seq
 		return len(w) == 1 && w[0].Kind == "Deployment" && len(p) == 2,
 			fmt.Sprintf("snapshot seq %d: workloads %+v, pods %+v", seq, w, p)
 	})
+
+	// The console shows the cluster: its workloads and pods as tabs.
+	b := browser.New(t)
+	envPage := fmt.Sprintf("/environments/%d", env.ID)
+	logIn(b, srv, envPage+"?tab=workloads&at="+fmt.Sprint(shown), chromedp.ID("workloads"))
+	page := b.Text("main")
+	for _, want := range []string{"Kubernetes", "v1.36.3", ns + "/till", "Deployment", "0/2 ready", "registry.local/till:3"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the cluster's workloads page lacks %q", want)
+		}
+	}
+	b.Shot("kubernetes-workloads")
+	b.Do("pods tab", chromedp.Navigate(srv.URL+envPage+"?tab=pods&at="+fmt.Sprint(shown)), chromedp.WaitVisible(chromedp.ID("pods")))
+	if rows := len(b.Nodes(`#pods tbody tr`)); rows < 2 {
+		t.Errorf("the pods tab has %d rows", rows)
+	}
+	if text := b.Text("#pods"); strings.Count(text, ns+"/till-") != 2 || !strings.Contains(text, "ReplicaSet/till-") {
+		t.Errorf("the pods tab does not list the deployment's 2 pods:\n%s", text)
+	}
+	b.Shot("kubernetes-pods")
 
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "till", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -109,4 +134,10 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 	if len(hist) != 1 || hist[0].Kind != "delta" || hist[0].Delta == nil || hist[0].Delta.Workloads == nil || len(hist[0].Delta.Workloads.Del) != 1 {
 		t.Fatalf("the deployment's removal arrived as %+v, want a delta deleting one workload", hist)
 	}
+	// And the console's diff between the two points says so.
+	b.Do("diff", chromedp.Navigate(fmt.Sprintf("%s%s/diff?from=%d&to=%d", srv.URL, envPage, shown, seq)), chromedp.WaitVisible(chromedp.CSS("section.points")))
+	if text := b.Text("main"); !strings.Contains(text, "deployment "+ns+"/till removed") || !strings.Contains(text, ns+"/till-") {
+		t.Errorf("the diff does not show the deployment and its pods removed:\n%s", text)
+	}
+	b.Shot("kubernetes-diff")
 }
