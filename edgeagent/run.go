@@ -88,7 +88,6 @@ func Run(ctx context.Context, cfg Config) error {
 		cl:   newClient(cfg.Key.ServerURL, cfg.InsecurePoll, cfg.ClientCert, nil),
 		col:  snapshot.NewDockerCollector(docker),
 		cmds: cmds, exec: NewDockerExecutor(docker), work: w,
-		platform: kube.PlatformDocker,
 	}
 	// In a pod, or with KUBECONFIG: the device is a Kubernetes cluster.
 	platform, kcfg, how, err := kube.Detect(os.Getenv)

@@ -38,8 +38,8 @@ type syncer struct {
 	// cmds is the command journal and ack outbox; exec runs the commands.
 	cmds *journal
 	exec Executor
-	// platform is what the device runs: kube.PlatformDocker or
-	// kube.PlatformKubernetes.
+	// platform is what the device runs: kube.PlatformKubernetes, or empty
+	// for Docker.
 	platform string
 	// work runs edge stacks and jobs and holds their reports; nil in
 	// tests that do not need it.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -357,11 +358,16 @@ func healthy(t string) bool {
 	return true
 }
 
+// workload is what every kind of workload records: its identity, the
+// images of its pod template, its generation, when it was made, its labels.
+func workload(kind string, m metav1.ObjectMeta, spec corev1.PodSpec) snapshot.Workload {
+	return snapshot.Workload{UID: string(m.UID), Kind: kind, Namespace: m.Namespace, Name: m.Name, Images: images(spec),
+		Generation: m.Generation, Created: m.CreationTimestamp.Unix(), Labels: userLabels(m.Labels)}
+}
+
 func deployment(o *appsv1.Deployment) snapshot.Workload {
-	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindDeployment, Namespace: o.Namespace, Name: o.Name,
-		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.ReadyReplicas, Available: o.Status.AvailableReplicas,
-		Updated: o.Status.UpdatedReplicas, Generation: o.Generation, Observed: o.Status.ObservedGeneration,
-		Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	w := workload(snapshot.KindDeployment, o.ObjectMeta, o.Spec.Template.Spec)
+	w.Desired, w.Ready, w.Available, w.Updated, w.Observed = 1, o.Status.ReadyReplicas, o.Status.AvailableReplicas, o.Status.UpdatedReplicas, o.Status.ObservedGeneration
 	if o.Spec.Replicas != nil {
 		w.Desired = *o.Spec.Replicas
 	}
@@ -372,10 +378,8 @@ func deployment(o *appsv1.Deployment) snapshot.Workload {
 }
 
 func statefulSet(o *appsv1.StatefulSet) snapshot.Workload {
-	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindStatefulSet, Namespace: o.Namespace, Name: o.Name,
-		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.ReadyReplicas, Available: o.Status.AvailableReplicas,
-		Updated: o.Status.UpdatedReplicas, Generation: o.Generation, Observed: o.Status.ObservedGeneration,
-		Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	w := workload(snapshot.KindStatefulSet, o.ObjectMeta, o.Spec.Template.Spec)
+	w.Desired, w.Ready, w.Available, w.Updated, w.Observed = 1, o.Status.ReadyReplicas, o.Status.AvailableReplicas, o.Status.UpdatedReplicas, o.Status.ObservedGeneration
 	if o.Spec.Replicas != nil {
 		w.Desired = *o.Spec.Replicas
 	}
@@ -386,10 +390,8 @@ func statefulSet(o *appsv1.StatefulSet) snapshot.Workload {
 }
 
 func daemonSet(o *appsv1.DaemonSet) snapshot.Workload {
-	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindDaemonSet, Namespace: o.Namespace, Name: o.Name,
-		Images: images(o.Spec.Template.Spec), Desired: o.Status.DesiredNumberScheduled, Ready: o.Status.NumberReady,
-		Available: o.Status.NumberAvailable, Updated: o.Status.UpdatedNumberScheduled, Generation: o.Generation,
-		Observed: o.Status.ObservedGeneration, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	w := workload(snapshot.KindDaemonSet, o.ObjectMeta, o.Spec.Template.Spec)
+	w.Desired, w.Ready, w.Available, w.Updated, w.Observed = o.Status.DesiredNumberScheduled, o.Status.NumberReady, o.Status.NumberAvailable, o.Status.UpdatedNumberScheduled, o.Status.ObservedGeneration
 	w.Problem = problemOf(o.Status.Conditions, func(c appsv1.DaemonSetCondition) metav1.Condition {
 		return metav1.Condition{Type: string(c.Type), Status: metav1.ConditionStatus(c.Status), Reason: c.Reason, Message: c.Message}
 	})
@@ -397,9 +399,8 @@ func daemonSet(o *appsv1.DaemonSet) snapshot.Workload {
 }
 
 func job(o *batchv1.Job) snapshot.Workload {
-	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindJob, Namespace: o.Namespace, Name: o.Name,
-		Images: images(o.Spec.Template.Spec), Desired: 1, Ready: o.Status.Succeeded, Active: o.Status.Active, Failed: o.Status.Failed,
-		Generation: o.Generation, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	w := workload(snapshot.KindJob, o.ObjectMeta, o.Spec.Template.Spec)
+	w.Desired, w.Ready, w.Active, w.Failed = 1, o.Status.Succeeded, o.Status.Active, o.Status.Failed
 	if o.Spec.Completions != nil {
 		w.Desired = *o.Spec.Completions
 	}
@@ -421,9 +422,8 @@ func job(o *batchv1.Job) snapshot.Workload {
 }
 
 func cronJob(o *batchv1.CronJob) snapshot.Workload {
-	w := snapshot.Workload{UID: string(o.UID), Kind: snapshot.KindCronJob, Namespace: o.Namespace, Name: o.Name,
-		Images: images(o.Spec.JobTemplate.Spec.Template.Spec), Schedule: o.Spec.Schedule, Active: int32(len(o.Status.Active)),
-		Generation: o.Generation, Created: o.CreationTimestamp.Unix(), Labels: userLabels(o.Labels)}
+	w := workload(snapshot.KindCronJob, o.ObjectMeta, o.Spec.JobTemplate.Spec.Template.Spec)
+	w.Schedule, w.Active = o.Spec.Schedule, int32(len(o.Status.Active))
 	if o.Spec.Suspend != nil {
 		w.Suspended = *o.Spec.Suspend
 	}
@@ -582,10 +582,7 @@ func warnings(evs []*corev1.Event, cutoff time.Time) []snapshot.Warning {
 		out = append(out, *w)
 	}
 	slices.SortFunc(out, func(a, b snapshot.Warning) int {
-		if a.Last != b.Last {
-			return int(b.Last - a.Last)
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(cmp.Compare(b.Last, a.Last), strings.Compare(a.ID, b.ID))
 	})
 	if len(out) > MaxWarnings {
 		out = out[:MaxWarnings]

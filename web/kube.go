@@ -45,10 +45,36 @@ type kubeTable struct {
 	Rows  [][]cell
 }
 
-// kubeView is a cluster's snapshot as the page shows it.
+// kubeView is a cluster's snapshot as the page shows it: its summary, and
+// the table of whichever tab is shown, made when the page asks for it.
 type kubeView struct {
 	Summary string
-	Tables  map[string]kubeTable // by tab ID
+	d       *snapshot.Snapshot
+	now     time.Time
+}
+
+// kubeTables make each tab's table, by tab ID.
+var kubeTables = map[string]func(*snapshot.Snapshot, time.Time) kubeTable{
+	"workloads":  workloadsTable,
+	"pods":       podsTable,
+	"namespaces": namespacesTable,
+	"services":   servicesTable,
+	"ingresses":  ingressesTable,
+	"claims":     claimsTable,
+	"config":     configTable,
+	"nodes":      nodesTable,
+	"warnings":   warningsTable,
+}
+
+// Table is the table of tab id, nil for a tab that has none (history,
+// commands).
+func (v *kubeView) Table(id string) *kubeTable {
+	build, ok := kubeTables[id]
+	if !ok {
+		return nil
+	}
+	t := build(v.d, v.now)
+	return &t
 }
 
 func txt(text string) cell { return cell{Text: cmp.Or(text, "—")} }
@@ -115,7 +141,7 @@ func workloadState(w snapshot.Workload) (string, bool) {
 }
 
 func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
-	v := &kubeView{Tables: map[string]kubeTable{}}
+	v := &kubeView{d: d, now: now}
 	phases := map[string]int{}
 	for _, p := range d.Pods {
 		phases[p.Phase]++
@@ -138,7 +164,10 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		v.Summary += ": " + strings.Join(parts, ", ")
 	}
 	v.Summary += " · " + plural(len(d.Namespaces), "namespace", "namespaces")
+	return v
+}
 
+func workloadsTable(d *snapshot.Snapshot, now time.Time) kubeTable {
 	t := kubeTable{ID: "workloads", Empty: "No deployments, statefulsets, daemonsets, jobs or cronjobs.",
 		Head: []string{"Workload", "Kind", "State", "Images", "Problem", "Created"}}
 	for _, w := range sortedBy(d.Workloads, func(w snapshot.Workload) string { return nsName(w.Namespace, w.Name) }) {
@@ -150,9 +179,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(w.Namespace, w.Name), Class: "strong"}, txt(w.Kind), sc,
 			mono(strings.Join(w.Images, ", ")), {Text: cmp.Or(w.Problem, "—"), Class: "small"}, when(w.Created, now)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "pods", Empty: "No pods.", Head: []string{"Pod", "Phase", "Node", "Restarts", "Containers", "Owner", "Created"}}
+func podsTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "pods", Empty: "No pods.", Head: []string{"Pod", "Phase", "Node", "Restarts", "Containers", "Owner", "Created"}}
 	for _, p := range sortedBy(d.Pods, func(p snapshot.Pod) string { return nsName(p.Namespace, p.Name) }) {
 		var cs []string
 		for _, pc := range p.Containers {
@@ -179,9 +211,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(p.Namespace, p.Name), Class: "mono"}, phase, txt(p.Node), restarts,
 			{Text: strings.Join(cs, "; "), Class: "mono small"}, txt(p.Owner), when(p.Created, now)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "namespaces", Empty: "No namespaces.", Head: []string{"Namespace", "Phase", "Workloads", "Pods", "Labels", "Created"}}
+func namespacesTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "namespaces", Empty: "No namespaces.", Head: []string{"Namespace", "Phase", "Workloads", "Pods", "Labels", "Created"}}
 	wl, pods := map[string]int{}, map[string]int{}
 	for _, w := range d.Workloads {
 		wl[w.Namespace]++
@@ -193,9 +228,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: n.Name, Class: "strong"}, txt(n.Phase), txt(strconv.Itoa(wl[n.Name])), txt(strconv.Itoa(pods[n.Name])),
 			{Text: labelText(n.Labels), Class: "mono small"}, when(n.Created, now)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "services", Empty: "No services.", Head: []string{"Service", "Type", "Cluster IP", "Ports", "Selector"}}
+func servicesTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "services", Empty: "No services.", Head: []string{"Service", "Type", "Cluster IP", "Ports", "Selector"}}
 	for _, s := range sortedBy(d.Services, func(s snapshot.Service) string { return nsName(s.Namespace, s.Name) }) {
 		var ports []string
 		for _, p := range s.Ports {
@@ -214,9 +252,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(s.Namespace, s.Name), Class: "strong"}, txt(s.Type), mono(s.ClusterIP),
 			mono(strings.Join(ports, ", ")), {Text: labelText(s.Selector), Class: "mono small"}})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "ingresses", Empty: "No ingresses.", Head: []string{"Ingress", "Class", "Rules", "TLS"}}
+func ingressesTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "ingresses", Empty: "No ingresses.", Head: []string{"Ingress", "Class", "Rules", "TLS"}}
 	for _, i := range sortedBy(d.Ingresses, func(i snapshot.Ingress) string { return nsName(i.Namespace, i.Name) }) {
 		var rules []string
 		for _, r := range i.Rules {
@@ -225,9 +266,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(i.Namespace, i.Name), Class: "strong"}, txt(i.Class),
 			mono(strings.Join(rules, "; ")), mono(strings.Join(i.TLS, ", "))})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "claims", Empty: "No persistent volume claims.", Head: []string{"Claim", "Phase", "Requested", "Capacity", "Class", "Access", "Volume"}}
+func claimsTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "claims", Empty: "No persistent volume claims.", Head: []string{"Claim", "Phase", "Requested", "Capacity", "Class", "Access", "Volume"}}
 	for _, p := range sortedBy(d.Claims, func(p snapshot.Claim) string { return nsName(p.Namespace, p.Name) }) {
 		phase := txt(p.Phase)
 		if p.Phase != "Bound" {
@@ -236,9 +280,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(p.Namespace, p.Name), Class: "strong"}, phase, txt(p.Requested), txt(p.Capacity),
 			txt(p.StorageClass), txt(strings.Join(p.AccessModes, ", ")), mono(p.Volume)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "config", Empty: "No config maps or secrets.", Head: []string{"Name", "Kind", "Keys (values are never collected)", "Created"}}
+func configTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "config", Empty: "No config maps or secrets.", Head: []string{"Name", "Kind", "Keys (values are never collected)", "Created"}}
 	type keyed struct {
 		k    snapshot.KeySet
 		kind string
@@ -257,9 +304,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{{Text: nsName(k.k.Namespace, k.k.Name), Class: "strong"}, txt(k.kind),
 			mono(strings.Join(k.k.Keys, ", ")), when(k.k.Created, now)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "nodes", Empty: "No nodes: the cluster has no kubelet registered.", Head: []string{"Node", "Ready", "Roles", "Kubelet", "OS", "Arch", "CPU", "Memory"}}
+func nodesTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "nodes", Empty: "No nodes: the cluster has no kubelet registered.", Head: []string{"Node", "Ready", "Roles", "Kubelet", "OS", "Arch", "CPU", "Memory"}}
 	for _, n := range sortedBy(d.Nodes, func(n snapshot.Node) string { return n.Name }) {
 		ready := txt("yes")
 		if !n.Ready {
@@ -270,9 +320,12 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		}
 		t.Rows = append(t.Rows, []cell{{Text: n.Name, Class: "strong"}, ready, txt(strings.Join(n.Roles, ", ")), txt(n.Kubelet), txt(n.OS), txt(n.Arch), txt(n.CPU), txt(n.Memory)})
 	}
-	v.Tables[t.ID] = t
+	return t
+}
 
-	t = kubeTable{ID: "warnings", Empty: "No warning event in the last hour.", Head: []string{"Object", "Reason", "Count", "Latest message", "Last"}}
+func warningsTable(d *snapshot.Snapshot, now time.Time) kubeTable {
+
+	t := kubeTable{ID: "warnings", Empty: "No warning event in the last hour.", Head: []string{"Object", "Reason", "Count", "Latest message", "Last"}}
 	latest := slices.Clone(d.Warnings) // kept by ID; shown latest first
 	slices.SortStableFunc(latest, func(a, b snapshot.Warning) int { return cmp.Compare(b.Last, a.Last) })
 	for _, w := range latest {
@@ -280,8 +333,7 @@ func newKubeView(d *snapshot.Snapshot, now time.Time) *kubeView {
 		t.Rows = append(t.Rows, []cell{mono(nsName(ns, w.Object)), {Text: w.Reason, Class: "warn"}, txt(strconv.Itoa(int(w.Count))),
 			{Text: w.Message, Class: "small"}, when(w.Last, now)})
 	}
-	v.Tables[t.ID] = t
-	return v
+	return t
 }
 
 // kubeCounts are the tab counts of a cluster.
