@@ -134,8 +134,15 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 	if len(hist) != 1 || hist[0].Kind != "delta" || hist[0].Delta == nil || hist[0].Delta.Workloads == nil || len(hist[0].Delta.Workloads.Del) != 1 {
 		t.Fatalf("the deployment's removal arrived as %+v, want a delta deleting one workload", hist)
 	}
-	// And the console's diff between the two points says so.
-	b.Do("diff", chromedp.Navigate(fmt.Sprintf("%s%s/diff?from=%d&to=%d", srv.URL, envPage, shown, seq)), chromedp.WaitVisible(chromedp.CSS("section.points")))
+	// And the console's diff says so, once the garbage collector has taken
+	// the pods too (it does after the deployment, in a later snapshot).
+	var gone uint64
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		var p []named
+		p, gone = section("pods")
+		return len(p) == 0, fmt.Sprintf("snapshot seq %d: pods %+v", gone, p)
+	})
+	b.Do("diff", chromedp.Navigate(fmt.Sprintf("%s%s/diff?from=%d&to=%d", srv.URL, envPage, shown, gone)), chromedp.WaitVisible(chromedp.CSS("section.points")))
 	if text := b.Text("main"); !strings.Contains(text, "deployment "+ns+"/till removed") || !strings.Contains(text, ns+"/till-") {
 		t.Errorf("the diff does not show the deployment and its pods removed:\n%s", text)
 	}
