@@ -2,14 +2,17 @@ package edgeagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
+	"outpost/kube"
 	"outpost/protocol"
 )
 
@@ -299,8 +302,29 @@ func (s *syncer) execute(ctx context.Context, c protocol.Command) error {
 		return nil
 	case workKinds[c.Kind] && s.work != nil:
 		return s.work.execute(c)
+	case c.Kind == KindKubeAccess:
+		return s.kubeAccess(ctx, c)
 	case !engineKinds[c.Kind]:
 		return unknownKind(c.Kind)
 	}
 	return s.exec.Execute(ctx, c)
+}
+
+// kubeAccess runs kube.access: the cluster holds exactly the users'
+// service accounts and bindings the command lists.
+func (s *syncer) kubeAccess(ctx context.Context, c protocol.Command) error {
+	if s.access == nil {
+		return fmt.Errorf("%s: this agent runs on Docker, which has no Kubernetes users to bind", c.Kind)
+	}
+	env, err := strconv.ParseUint(c.Args["environment"], 10, 64)
+	if err != nil || env == 0 {
+		return fmt.Errorf("%s: args.environment %q: want the environment's ID", c.Kind, c.Args["environment"])
+	}
+	var grants []kube.Grant
+	if err := json.Unmarshal([]byte(c.Args["grants"]), &grants); err != nil {
+		return fmt.Errorf("%s: args.grants: %w", c.Kind, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	return s.access.Sync(ctx, env, grants)
 }

@@ -23,6 +23,7 @@ const (
 	KindImageRemove      = "image.remove"      // id, force
 	KindVolumeRemove     = "volume.remove"     // name, force
 	KindSnapshotNow      = "snapshot.now"      // no args; the syncer handles it
+	KindKubeAccess       = "kube.access"       // environment, grants (JSON); Kubernetes only
 )
 
 // engineKinds are the kinds an Executor runs.

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	"outpost/kube"
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -41,6 +43,10 @@ type syncer struct {
 	// platform is what the device runs: kube.PlatformKubernetes, or empty
 	// for Docker.
 	platform string
+	// kcfg and access are the cluster of an agent on Kubernetes and the
+	// keeper of its users' service accounts; nil on Docker.
+	kcfg   *rest.Config
+	access *kube.Access
 	// work runs edge stacks and jobs and holds their reports; nil in
 	// tests that do not need it.
 	work *work

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -63,10 +64,11 @@ type Collector struct {
 }
 
 // scheme holds the API groups the agent uses, and nothing else: the four a
-// snapshot reads, and RBAC for the roles it keeps.
+// snapshot reads, RBAC for the roles and bindings it keeps, and
+// authentication for the users' tokens.
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, rbacv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, networkingv1.AddToScheme, rbacv1.AddToScheme, authnv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // the groups' own registration: cannot fail
 		}

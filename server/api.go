@@ -278,9 +278,15 @@ type snapshotView struct {
 	Section  any                `json:"section,omitempty"`
 }
 
-func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ session) {
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, ss session) {
 	e, ok := s.envFromPath(w, r)
 	if !ok {
+		return
+	}
+	sec := r.URL.Query().Get("section")
+	if role := kubeRole(ss.role); isKube(e) && !kube.SectionAllowed(role, sec) {
+		f, _ := kube.SectionFunction(sec)
+		writeErr(w, http.StatusForbidden, "section %s (%s): role %s has no access (Access Restrictions table)", sec, f, role)
 		return
 	}
 	sn, err := s.store.Snapshot(e.ID)
@@ -296,8 +302,14 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request, _ sessio
 		writeErr(w, http.StatusInternalServerError, "stored snapshot is corrupt")
 		return
 	}
+	if isKube(e) {
+		if err := s.kubeView(e.ID, ss, &d); err != nil {
+			writeErr(w, http.StatusInternalServerError, "could not read the caller's access")
+			return
+		}
+	}
 	v := snapshotView{Seq: sn.Seq, Updated: sn.Updated, Kind: sn.Kind, Hash: fmt.Sprintf("%x", sn.Hash)}
-	switch sec := r.URL.Query().Get("section"); sec {
+	switch sec {
 	case "":
 		v.Snapshot = &d
 	case "engine":

@@ -71,6 +71,9 @@ func (s *Server) reconcile() error {
 	if err := s.reconcileStacks(); err != nil {
 		return err
 	}
+	if err := s.reconcileKubeAccess(); err != nil {
+		return err
+	}
 	return s.reconcileJobs()
 }
 

@@ -52,6 +52,10 @@ const (
 	// permSettingsWrite: change server-wide settings (default frequencies,
 	// waiting-room rules).
 	permSettingsWrite permission = "settings:write"
+	// permKubeAccess: assign users and teams to the namespaces of a
+	// Kubernetes environment (the Access Restrictions table's "Namespace
+	// Access Management": environment administrators only).
+	permKubeAccess permission = "kubernetes:access"
 	// permUsersManage: create, change and delete users and teams.
 	permUsersManage permission = "users:manage"
 	// permAuditRead: read the audit log.
@@ -68,6 +72,7 @@ var grants = map[permission][]string{
 	permEnvRead:       Roles,
 	permEnvWrite:      {RoleAdmin, RoleEnvAdmin, RoleOperator},
 	permSettingsWrite: {RoleAdmin, RoleEnvAdmin},
+	permKubeAccess:    {RoleAdmin, RoleEnvAdmin},
 	permUsersManage:   {RoleAdmin},
 	permAuditRead:     {RoleAdmin},
 	permBackup:        {RoleAdmin},

@@ -165,6 +165,7 @@ func TestPermissionMatrix(t *testing.T) {
 		permEnvRead:       {A, E, O, H, S, R},
 		permEnvWrite:      {A, E, O},
 		permSettingsWrite: {A, E},
+		permKubeAccess:    {A, E},
 		permUsersManage:   {A},
 		permAuditRead:     {A},
 		permBackup:        {A},

@@ -46,6 +46,7 @@ type Server struct {
 	vault       *vault          // seals registry credentials in the store; secrets.go
 	kick        chan struct{}   // wakes the reconciler; reconcile.go
 	tunnels     *tunnels        // standard agents' reverse tunnels; tunnels.go
+	kubeTokens  kubeTokens      // users' service account tokens per cluster; kube.go
 	pace        scheduler.Guard // slows down devices calling far faster than their frequency; edge.go
 	logins      loginLimits     // lockouts of failed logins; auth.go
 	refused     refusals        // this minute's refusals, aggregated for the audit log; audit.go
@@ -145,7 +146,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	s.sessions = newSessions(s.now)
 	s.tunnels = s.newTunnels(hostKey)
 	defer func() { _ = s.tunnels.srv.Close() }()
-	if s.room, err = loadRoom(st, waitingroom.NewLimiter(s.now)); err != nil {
+	// The limiter reads s.now at each call, not the clock s.now was when
+	// the room was made: tests replace it.
+	if s.room, err = loadRoom(st, waitingroom.NewLimiter(func() time.Time { return s.now() })); err != nil {
 		return fmt.Errorf("waiting room: %w", err)
 	}
 	s.inflight = throttle.NewBudget(cfg.EdgeMemory, func() { s.metrics.slowDowns.WithLabelValues("busy").Inc() })
@@ -291,6 +294,12 @@ func (s *Server) routeTable() []route {
 		apiRoute("POST /api/environments/{id}/tunnel", permEnvWrite, s.handleOpenTunnel),
 		apiRoute("/api/environments/{id}/docker/{path...}", permEnvWrite, s.handleTunnelProxy("/")),
 		apiRoute("/api/environments/{id}/agent/{path...}", permEnvWrite, s.handleTunnelProxy("/v2/")),
+		// Every role reaches a cluster: the Access Restrictions table and
+		// the API server's RBAC decide what each may do there (kube.go).
+		apiRoute("/api/environments/{id}/kubernetes/{path...}", permEnvRead, s.handleKubeProxy),
+		apiRoute("GET /api/environments/{id}/kubernetes/namespaces/access", permKubeAccess, s.handleNamespaceAccessList),
+		apiRoute("GET /api/environments/{id}/kubernetes/namespaces/{ns}/access", permKubeAccess, s.handleNamespaceAccess),
+		apiRoute("PUT /api/environments/{id}/kubernetes/namespaces/{ns}/access", permKubeAccess, s.handleNamespaceAccess),
 		apiRoute("PATCH /api/environments/{id}", permEnvWrite, s.handlePatchEnvironment),
 		apiRoute("DELETE /api/environments/{id}", permEnvWrite, s.handleDeleteEnvironment),
 		apiRoute("POST /api/environments/{id}/edge-key", permEnvWrite, s.handleReissueEdgeKey),

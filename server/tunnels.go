@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
 
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/snapshot"
@@ -137,36 +138,44 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request, ss ses
 	if !ok {
 		return
 	}
+	start := s.now()
+	if _, ok := s.awaitTunnel(w, r, ss, e); ok {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "active", "waitedMs": s.now().Sub(start).Milliseconds()})
+	}
+}
+
+// awaitTunnel returns e's tunnel, asking the device for it and waiting up
+// to two poll intervals (and the handshake's margin) when it is not open.
+// When it cannot, it answers the request itself and returns false.
+func (s *Server) awaitTunnel(w http.ResponseWriter, r *http.Request, ss session, e *store.Environment) (*tunnel.Conn, bool) {
+	if c := s.tunnels.srv.Conn(e.ID); c != nil {
+		return c, true
+	}
 	if e.Mode != store.ModeStandard {
 		writeErr(w, http.StatusConflict, "environment %d is in %s mode: only standard agents open tunnels; its work goes through the command log", e.ID, e.Mode)
-		return
+		return nil, false
 	}
 	t := s.tunnels
-	var until time.Time
-	if t.srv.Conn(e.ID) == nil {
-		until = s.now().Add(tunnelWant)
-		t.mu.Lock()
-		t.wanted[e.ID] = until
-		t.mu.Unlock()
-		s.audit(r, ss.user, auditTunnelOpen, envTarget(e.ID), "requested")
-	}
+	until := s.now().Add(tunnelWant)
+	t.mu.Lock()
+	t.wanted[e.ID] = until
+	t.mu.Unlock()
+	s.audit(r, ss.user, auditTunnelOpen, envTarget(e.ID), "requested")
 	freq := effectiveFrequencies(s.edgeSettings(), e.Mode, e.Frequencies)
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Duration(freq.Ping)*time.Second+15*time.Second)
 	defer cancel()
 	start := s.now()
-	_, err := t.srv.Wait(ctx, e.ID)
-	if err == nil && !until.IsZero() {
-		t.mu.Lock()
-		if t.wanted[e.ID].Equal(until) { // ours, not a later request's
-			delete(t.wanted, e.ID)
-		}
-		t.mu.Unlock()
-	}
+	c, err := t.srv.Wait(ctx, e.ID)
 	if err != nil {
 		writeErr(w, http.StatusGatewayTimeout, "the device did not open its tunnel within %v (poll interval %d s): is it online? see its last check-in", s.now().Sub(start).Round(time.Second), freq.Ping)
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "active", "waitedMs": s.now().Sub(start).Milliseconds()})
+	t.mu.Lock()
+	if t.wanted[e.ID].Equal(until) { // ours, not a later request's
+		delete(t.wanted, e.ID)
+	}
+	t.mu.Unlock()
+	return c, true
 }
 
 // handleTunnelProxy serves /api/environments/{id}/docker/{path...} (the
@@ -194,32 +203,41 @@ func (s *Server) handleTunnelProxy(prefix string) apiHandler {
 			writeErr(w, http.StatusBadRequest, "path %q leaves %s", r.PathValue("path"), prefix)
 			return
 		}
-		p := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: path, RawQuery: pr.In.URL.RawQuery}
-				pr.Out.Host = "agent"
-				// The operator's credentials stay here: a device never
-				// sees a token it could replay against the server.
-				for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
-					pr.Out.Header.Del(h)
-				}
-			},
-			ModifyResponse: func(resp *http.Response) error {
-				// What a device answers is data, never a page or a cookie
-				// of the server's origin.
-				resp.Header.Del("Set-Cookie")
-				resp.Header.Set("Content-Security-Policy", "sandbox")
-				resp.Header.Set("X-Content-Type-Options", "nosniff")
-				return nil
-			},
-			Transport:     c.Transport(),
-			FlushInterval: -1,
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-				writeErr(w, http.StatusBadGateway, "through the tunnel of environment %d: %v", e.ID, err)
-			},
-		}
-		p.ServeHTTP(w, r)
+		s.proxyThroughTunnel(w, r, e.ID, c.Transport(), path, nil)
 	}
+}
+
+// proxyThroughTunnel passes r to the agent API path through the tunnel
+// transport rt of environment env, with the headers in set added.
+func (s *Server) proxyThroughTunnel(w http.ResponseWriter, r *http.Request, env uint64, rt http.RoundTripper, path string, set http.Header) {
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL = &url.URL{Scheme: "http", Host: "agent", Path: path, RawQuery: pr.In.URL.RawQuery}
+			pr.Out.Host = "agent"
+			// The operator's credentials stay here: a device never
+			// sees a token it could replay against the server.
+			for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization", kube.HeaderAs, kube.HeaderToken} {
+				pr.Out.Header.Del(h)
+			}
+			for k, v := range set {
+				pr.Out.Header[k] = v
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			// What a device answers is data, never a page or a cookie
+			// of the server's origin.
+			resp.Header.Del("Set-Cookie")
+			resp.Header.Set("Content-Security-Policy", "sandbox")
+			resp.Header.Set("X-Content-Type-Options", "nosniff")
+			return nil
+		},
+		Transport:     rt,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			writeErr(w, http.StatusBadGateway, "through the tunnel of environment %d: %v", env, err)
+		},
+	}
+	p.ServeHTTP(w, r)
 }
 
 // snapshotThroughTunnel is the tunnel's last act before it closes for

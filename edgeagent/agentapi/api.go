@@ -16,6 +16,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/moby/moby/client"
+	"k8s.io/client-go/rest"
+
+	"outpost/kube"
 )
 
 // Response headers every answer of the API carries, the proxied ones included.
@@ -53,6 +56,12 @@ type Config struct {
 	// MaxUpload bounds one /v2/browse/put body, in bytes. Default
 	// DefaultMaxUpload.
 	MaxUpload int64
+	// KubeConfig reaches the cluster of an agent on Kubernetes, and
+	// KubeAccess keeps its users' service accounts: with both, the API
+	// passes /v2/kubernetes/... to the cluster (kube.go). Give both or
+	// neither.
+	KubeConfig *rest.Config
+	KubeAccess *kube.Access
 }
 
 // API is the agent's HTTP API, served through the tunnel. It is an
@@ -68,6 +77,7 @@ type API struct {
 	upgrader  websocket.Upgrader
 	started   time.Time
 	routes    map[string]route
+	kube      *kubeGateway // nil on Docker
 
 	// ctx is cancelled by Close; every request's context derives from it, so
 	// Close ends streams, hijacked passthrough connections and websocket
@@ -95,6 +105,9 @@ func New(cfg Config) (*API, error) {
 	var problems []error
 	if !filepath.IsAbs(cfg.VolumesRoot) {
 		problems = append(problems, fmt.Errorf("VolumesRoot %q: must be an absolute path", cfg.VolumesRoot))
+	}
+	if (cfg.KubeConfig == nil) != (cfg.KubeAccess == nil) {
+		problems = append(problems, errors.New("KubeConfig and KubeAccess: give both or neither"))
 	}
 	if cfg.MaxUpload < 0 {
 		problems = append(problems, fmt.Errorf("MaxUpload %d: must not be negative (0 means the default, %d)", cfg.MaxUpload, int64(DefaultMaxUpload)))
@@ -132,6 +145,12 @@ func New(cfg Config) (*API, error) {
 		_ = cli.Close()
 		return nil, fmt.Errorf("agentapi: DockerHost %q: %w", cfg.DockerHost, err)
 	}
+	if cfg.KubeConfig != nil {
+		if a.kube, err = a.newKubeGateway(cfg.KubeConfig, cfg.KubeAccess); err != nil {
+			_ = cli.Close()
+			return nil, fmt.Errorf("agentapi: kubernetes: %w", err)
+		}
+	}
 	get := []string{http.MethodGet, http.MethodHead}
 	a.routes = map[string]route{
 		"/v2/ping":             {get, a.ping},
@@ -143,6 +162,7 @@ func New(cfg Config) (*API, error) {
 		"/v2/browse/rename":    {[]string{http.MethodPost}, a.browseRename},
 		"/v2/websocket/exec":   {[]string{http.MethodGet}, a.wsExec},
 		"/v2/websocket/attach": {[]string{http.MethodGet}, a.wsAttach},
+		"/v2/kubernetes/token": {[]string{http.MethodPost}, a.kubeToken},
 	}
 	return a, nil
 }
@@ -186,8 +206,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt, ok := a.routes[r.URL.Path]
+	if !ok && strings.HasPrefix(r.URL.Path, kubePrefix+"/") {
+		a.kubePass(w, r)
+		return
+	}
 	if !ok {
-		writeError(w, http.StatusNotFound, "no such agent API path %s (the API has /v2/ping, /v2/host/info, /v2/browse/*, /v2/websocket/*)", r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such agent API path %s (the API has /v2/ping, /v2/host/info, /v2/browse/*, /v2/websocket/*, /v2/kubernetes/...)", r.URL.Path)
 		return
 	}
 	if !slices.Contains(rt.methods, r.Method) {

@@ -180,6 +180,9 @@ func (s *Store) DeleteEnvironment(id uint64) error {
 		}); err != nil {
 			return err
 		}
+		if err := forgetKube(tx, id); err != nil {
+			return err
+		}
 		return forgetEdgeWork(tx, id)
 	})
 }

@@ -13,7 +13,7 @@ import (
 
 // SchemaVersion is the layout this build reads and writes: the version the
 // last migration produces.
-const SchemaVersion = 9
+const SchemaVersion = 10
 
 // keySchema is the settings key holding the schema version, big-endian.
 var keySchema = []byte("schema")
@@ -42,6 +42,7 @@ var migrations = []migration{
 	{7, "create the buckets of edge stacks, edge jobs and their content", createEdgeWork7},
 	{8, "create the audit_refusals bucket and count the audit entries", createRefusals8},
 	{9, "create the usage bucket", createUsage9},
+	{10, "create the kube_access bucket", createKube10},
 }
 
 // migrate brings the store up to SchemaVersion, refusing a newer one.

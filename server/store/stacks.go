@@ -346,6 +346,9 @@ type Target struct {
 	// (the content it held before): it is unmarked so the next command that
 	// needs it sends it again.
 	Unsent string
+	// KubeAccess is the hash of the grants a kube.access command carries,
+	// recorded as sent (KubeAccessSent).
+	KubeAccess string
 }
 
 // QueueTargetCommand, in one transaction: does nothing if the environment
@@ -385,6 +388,11 @@ func (s *Store) QueueTargetCommand(c *Command, supersedes func(Command) bool, t 
 		}
 		if t.Unsent != "" {
 			if err := tx.Bucket(bBlobsSent).Delete(blobSentKey(c.Env, t.Unsent)); err != nil {
+				return err
+			}
+		}
+		if t.KubeAccess != "" {
+			if err := tx.Bucket(bKube).Put(kubeKey('s', c.Env, nil), []byte(t.KubeAccess)); err != nil {
 				return err
 			}
 		}

@@ -122,6 +122,9 @@ func (s *Store) DeleteUser(id uint64, guard UserGuard) (*User, error) {
 		if err := removeMember(tx, id); err != nil {
 			return err
 		}
+		if err := forgetKubeUser(tx, id); err != nil {
+			return err
+		}
 		return runGuard(tx, guard)
 	})
 	if err != nil {

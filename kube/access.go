@@ -1,0 +1,373 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Allocation is what an environment role is bound to in a cluster.
+type Allocation struct {
+	// Cluster are the cluster roles bound cluster-wide (ClusterRoleBinding).
+	Cluster []string
+	// Namespaced are the cluster roles bound in each namespace of the
+	// role's scope (RoleBinding): every non-system namespace, or default
+	// and the assigned ones.
+	Namespaced []string
+}
+
+// allocations is the Role Allocations table. Where the table binds a role
+// to "all non-system namespaces", Outpost binds it namespace by namespace,
+// since a ClusterRoleBinding would open kube-system too, and binds the
+// namespaces that appear later as they appear. The table names only the
+// view role for operator and helpdesk; the cluster roles named after them
+// (Cluster Roles table) are bound to them the same way, or pod delete, which
+// the Access Restrictions table gives the operator, would have no holder.
+// Every role but the environment administrator also holds outpost-basic
+// cluster-wide (namespaces and nodes to list, storage and ingress classes),
+// whose rules are cluster-scoped reads.
+var allocations = map[string]Allocation{
+	EnvAdmin: {Cluster: []string{"cluster-admin"}},
+	Operator: {Cluster: []string{RoleBasic}, Namespaced: []string{RoleView, RoleOperator}},
+	Helpdesk: {Cluster: []string{RoleBasic}, Namespaced: []string{RoleView, RoleHelpdesk}},
+	Standard: {Cluster: []string{RoleBasic}, Namespaced: []string{RoleEdit, RoleView}},
+	ReadOnly: {Cluster: []string{RoleBasic}, Namespaced: []string{RoleView}},
+}
+
+// AllocationOf is role's row of the Role Allocations table; an unknown
+// role gets the read-only user's.
+func AllocationOf(role string) Allocation {
+	if a, ok := allocations[role]; ok {
+		return a
+	}
+	return allocations[ReadOnly]
+}
+
+// Grant is one user's access to one cluster: their role there and the
+// namespaces assigned to them or their teams. The server computes it; the
+// agent turns it into a service account and its bindings.
+type Grant struct {
+	Env        uint64   `json:"env"`
+	User       uint64   `json:"user"`
+	Role       string   `json:"role"`
+	Namespaces []string `json:"namespaces,omitempty"`
+}
+
+// UserServiceAccount is the name of the service account of user in the cluster
+// of environment env, in Namespace.
+func UserServiceAccount(user, env uint64) string {
+	return fmt.Sprintf("outpost-sa-user-%d-%d", user, env)
+}
+
+// Labels of the objects Access makes.
+const (
+	labelUser = "outpost.io/user"
+	labelEnv  = "outpost.io/environment"
+)
+
+// fieldManager is the name Outpost applies under (server-side apply).
+const fieldManager = "outpost"
+
+// Access keeps the users' service accounts and their bindings in a cluster:
+// what Sync or Ensure were last given, with the namespaces of each user's
+// scope as they come and go.
+type Access struct {
+	core, rbac *rest.RESTClient
+	log        *slog.Logger
+	nsInf      cache.SharedIndexInformer
+	kick       chan struct{}
+
+	mu     sync.Mutex          // guards grants; never held across a call to the cluster
+	grants map[[2]uint64]Grant // (env, user) -> grant
+}
+
+// NewAccess returns the keeper of users' access to the cluster cfg reaches.
+func NewAccess(cfg *rest.Config, log *slog.Logger) (*Access, error) {
+	core, cerr := restClient(cfg, corev1.SchemeGroupVersion)
+	rb, rerr := restClient(cfg, rbacv1.SchemeGroupVersion)
+	if err := errors.Join(cerr, rerr); err != nil {
+		return nil, fmt.Errorf("kube: access clients: %w", err)
+	}
+	a := &Access{core: core, rbac: rb, log: log, kick: make(chan struct{}, 1), grants: map[[2]uint64]Grant{}}
+	a.nsInf = cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "namespaces", metav1.NamespaceAll, fields.Everything()),
+		&corev1.Namespace{}, 0, cache.Indexers{})
+	kick := func(any) {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := a.nsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, DeleteFunc: kick}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Run watches namespaces until ctx ends, and binds each user in the new
+// ones their scope covers.
+func (a *Access) Run(ctx context.Context) {
+	go a.nsInf.RunWithContext(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.kick:
+		}
+		if !a.nsInf.HasSynced() {
+			continue
+		}
+		a.mu.Lock()
+		all := slices.Collect(mapValues(a.grants))
+		a.mu.Unlock()
+		for _, g := range all {
+			if err := a.apply(ctx, g); err != nil && ctx.Err() == nil {
+				a.log.Warn("kubernetes access: could not bind a user in a new namespace", "user", g.User, "err", err)
+			}
+		}
+	}
+}
+
+func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
+	return func(yield func(V) bool) {
+		for _, v := range m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// Sync makes the cluster hold exactly grants for environment env: each
+// user's service account and bindings, and nothing of users not listed.
+func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
+	var errs []error
+	keep := map[uint64]bool{}
+	for _, g := range grants {
+		if g.Env != env {
+			errs = append(errs, fmt.Errorf("grant of user %d names environment %d, not %d", g.User, g.Env, env))
+			continue
+		}
+		keep[g.User] = true
+		if err := a.Ensure(ctx, g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.mu.Lock()
+	for k := range a.grants {
+		if k[0] == env && !keep[k[1]] {
+			delete(a.grants, k)
+		}
+	}
+	a.mu.Unlock()
+	errs = append(errs, a.prune(ctx, env, func(user uint64, _ string) bool { return keep[user] }))
+	return errors.Join(errs...)
+}
+
+// Ensure makes the cluster hold g: the user's service account and exactly
+// the bindings of their role and scope, dropping any others of theirs.
+func (a *Access) Ensure(ctx context.Context, g Grant) error {
+	a.mu.Lock()
+	a.grants[[2]uint64{g.Env, g.User}] = g
+	a.mu.Unlock()
+	if err := a.apply(ctx, g); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, b := range a.bindings(g) {
+		want[b] = true
+	}
+	return a.prune(ctx, g.Env, func(user uint64, binding string) bool {
+		return user != g.User || binding == "" || want[binding]
+	})
+}
+
+// Token ensures g and returns a token of the user's service account, valid
+// for ttl (at least 10 minutes, the API server's floor).
+func (a *Access) Token(ctx context.Context, g Grant, ttl time.Duration) (string, time.Time, error) {
+	if err := a.Ensure(ctx, g); err != nil {
+		return "", time.Time{}, err
+	}
+	secs := int64(max(ttl, 10*time.Minute) / time.Second)
+	req := &authnv1.TokenRequest{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenRequest"},
+		Spec:     authnv1.TokenRequestSpec{ExpirationSeconds: &secs},
+	}
+	var out authnv1.TokenRequest
+	err := a.core.Post().Namespace(Namespace).Resource("serviceaccounts").Name(UserServiceAccount(g.User, g.Env)).
+		SubResource("token").Body(req).Do(ctx).Into(&out)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("kube: token of user %d: %w", g.User, err)
+	}
+	return out.Status.Token, out.Status.ExpirationTimestamp.Time, nil
+}
+
+// bindings names the bindings g calls for, as "namespace/name" ("" for the
+// cluster-wide ones).
+func (a *Access) bindings(g Grant) []string {
+	al := AllocationOf(g.Role)
+	var out []string
+	for _, r := range al.Cluster {
+		out = append(out, "/"+bindingName("crb", g, r))
+	}
+	for _, ns := range a.scopeNamespaces(g) {
+		for _, r := range al.Namespaced {
+			out = append(out, ns+"/"+bindingName("rb", g, r))
+		}
+	}
+	return out
+}
+
+func bindingName(kind string, g Grant, role string) string {
+	return fmt.Sprintf("outpost-%s-user-%d-%d-%s", kind, g.User, g.Env, role)
+}
+
+// scopeNamespaces are the namespaces that exist and g's scope covers.
+func (a *Access) scopeNamespaces(g Grant) []string {
+	var out []string
+	for _, o := range a.nsInf.GetStore().List() {
+		ns := o.(*corev1.Namespace)
+		if ns.DeletionTimestamp == nil && RoleScope(g.Role) != ScopeAll && InScope(g.Role, g.Namespaces, ns.Name) {
+			out = append(out, ns.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (a *Access) labels(g Grant) map[string]string {
+	return map[string]string{ManagedBy: "outpost", labelUser: strconv.FormatUint(g.User, 10), labelEnv: strconv.FormatUint(g.Env, 10)}
+}
+
+// applyObject server-side-applies obj (with its apiVersion and kind) to
+// the resource at c's path.
+func applyObject(ctx context.Context, c *rest.RESTClient, ns, resource, name string, obj any) error {
+	body, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	req := c.Patch(types.ApplyPatchType).Resource(resource).Name(name).
+		Param("fieldManager", fieldManager).Param("force", "true").Body(body)
+	if ns != "" {
+		req = req.Namespace(ns)
+	}
+	return req.Do(ctx).Error()
+}
+
+// apply creates or updates g's service account and bindings, without
+// dropping any.
+func (a *Access) apply(ctx context.Context, g Grant) error {
+	if !a.nsInf.HasSynced() {
+		if !cache.WaitForCacheSync(ctx.Done(), a.nsInf.HasSynced) {
+			return fmt.Errorf("kube: access of user %d: namespaces not listed yet: %w", g.User, ctx.Err())
+		}
+	}
+	sa := UserServiceAccount(g.User, g.Env)
+	if err := applyObject(ctx, a.core, "", "namespaces", Namespace, &corev1.Namespace{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: Namespace},
+	}); err != nil {
+		return fmt.Errorf("kube: namespace %s: %w", Namespace, err)
+	}
+	if err := applyObject(ctx, a.core, Namespace, "serviceaccounts", sa, &corev1.ServiceAccount{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: Namespace, Labels: a.labels(g)},
+	}); err != nil {
+		return fmt.Errorf("kube: service account %s: %w", sa, err)
+	}
+	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: Namespace}}
+	al := AllocationOf(g.Role)
+	var errs []error
+	for _, r := range al.Cluster {
+		name := bindingName("crb", g, r)
+		errs = append(errs, applyObject(ctx, a.rbac, "", "clusterrolebindings", name, &rbacv1.ClusterRoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: a.labels(g)},
+			Subjects:   subject,
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: r},
+		}))
+	}
+	for _, ns := range a.scopeNamespaces(g) {
+		for _, r := range al.Namespaced {
+			name := bindingName("rb", g, r)
+			err := applyObject(ctx, a.rbac, ns, "rolebindings", name, &rbacv1.RoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: a.labels(g)},
+				Subjects:   subject,
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: r},
+			})
+			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+				continue // the namespace went (or is going) away meanwhile
+			}
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("kube: bindings of user %d: %w", g.User, err)
+	}
+	return nil
+}
+
+// prune deletes Outpost's service accounts and bindings of environment env
+// that keep refuses: keep(user, "") for a user's service account,
+// keep(user, "namespace/name") for a binding.
+func (a *Access) prune(ctx context.Context, env uint64, keep func(user uint64, binding string) bool) error {
+	sel := labelEnv + "=" + strconv.FormatUint(env, 10) + "," + labelUser
+	var errs []error
+	del := func(c *rest.RESTClient, ns, resource, name string) {
+		req := c.Delete().Resource(resource).Name(name)
+		if ns != "" {
+			req = req.Namespace(ns)
+		}
+		if err := req.Do(ctx).Error(); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s %s/%s: %w", resource, ns, name, err))
+		}
+	}
+	userOf := func(m metav1.ObjectMeta) uint64 {
+		u, _ := strconv.ParseUint(m.Labels[labelUser], 10, 64)
+		return u
+	}
+	var sas corev1.ServiceAccountList
+	if err := a.core.Get().Namespace(Namespace).Resource("serviceaccounts").Param("labelSelector", sel).Do(ctx).Into(&sas); err != nil {
+		return fmt.Errorf("kube: list service accounts: %w", err)
+	}
+	for _, sa := range sas.Items {
+		if !keep(userOf(sa.ObjectMeta), "") {
+			del(a.core, Namespace, "serviceaccounts", sa.Name)
+		}
+	}
+	var crbs rbacv1.ClusterRoleBindingList
+	if err := a.rbac.Get().Resource("clusterrolebindings").Param("labelSelector", sel).Do(ctx).Into(&crbs); err != nil {
+		return fmt.Errorf("kube: list cluster role bindings: %w", err)
+	}
+	for _, b := range crbs.Items {
+		if !keep(userOf(b.ObjectMeta), "/"+b.Name) {
+			del(a.rbac, "", "clusterrolebindings", b.Name)
+		}
+	}
+	var rbs rbacv1.RoleBindingList
+	if err := a.rbac.Get().Resource("rolebindings").Param("labelSelector", sel).Do(ctx).Into(&rbs); err != nil {
+		return fmt.Errorf("kube: list role bindings: %w", err)
+	}
+	for _, b := range rbs.Items {
+		if !keep(userOf(b.ObjectMeta), b.Namespace+"/"+b.Name) {
+			del(a.rbac, b.Namespace, "rolebindings", b.Name)
+		}
+	}
+	return errors.Join(errs...)
+}
