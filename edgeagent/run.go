@@ -105,6 +105,11 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		go roles.Run(ctx) // the role tables' cluster roles, kept as they say
+		if s.access, err = kube.NewAccess(kcfg, log); err != nil {
+			return err
+		}
+		go s.access.Run(ctx) // users' service accounts, bound in new namespaces as they come
+		s.kcfg = kcfg
 		s.col, s.exec, s.platform = col, notDocker{}, platform
 		log.Info("platform: kubernetes", "via", how, "api_server", kcfg.Host)
 	}
@@ -133,7 +138,8 @@ func Run(ctx context.Context, cfg Config) error {
 	s.newTunnel = func() (*tunnelKeeper, error) {
 		// In the agent's container the engine's volumes are under the
 		// host root; on the host itself, where they are.
-		a, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot)})
+		a, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot),
+			KubeConfig: s.kcfg, KubeAccess: s.access})
 		if err != nil {
 			return nil, fmt.Errorf("agent API: %w", err)
 		}
