@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -33,11 +32,11 @@ func SectionAllowed(role, section string) bool {
 	return !ok || Allowed(role, f) >= Read
 }
 
-// View cuts a Kubernetes snapshot to what role, with the namespaces
+// View returns a Kubernetes snapshot cut to what role, with the namespaces
 // assigned to it, may see: the sections its row of the Access Restrictions
-// table gives nothing are emptied, and the objects of namespaces outside
-// its scope are dropped.
-func View(d *snapshot.Snapshot, role string, assigned []string) {
+// table gives nothing are empty, and the objects of namespaces outside its
+// scope are left out. d itself is not changed (it may be a cached one).
+func View(d snapshot.Snapshot, role string, assigned []string) snapshot.Snapshot {
 	in := func(ns string) bool { return InScope(role, assigned, ns) }
 	gone := func(section string) bool { return !SectionAllowed(role, section) }
 	if gone("cluster") {
@@ -58,13 +57,17 @@ func View(d *snapshot.Snapshot, role string, assigned []string) {
 	// cluster-scoped object (a node), which whoever sees warnings sees.
 	d.Warnings = keepIn(d.Warnings, gone("warnings"), func(ns string) bool { return ns == "" || in(ns) },
 		func(w snapshot.Warning) string { ns, _, _ := strings.Cut(w.ID, "/"); return ns })
+	return d
 }
 
-// keepIn returns the items of xs whose namespace in accepts; none when
-// the whole section is gone.
+// keepIn returns, in a new slice, the items of xs whose namespace in
+// accepts; none when the whole section is gone.
 func keepIn[T any](xs []T, gone bool, in func(string) bool, ns func(T) string) []T {
-	if gone {
-		return nil
+	var out []T
+	for _, x := range xs {
+		if !gone && in(ns(x)) {
+			out = append(out, x)
+		}
 	}
-	return slices.DeleteFunc(xs, func(x T) bool { return !in(ns(x)) })
+	return out
 }

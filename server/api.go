@@ -360,9 +360,16 @@ type historyView struct {
 	Delta *snapshot.Delta `json:"delta,omitempty"`
 }
 
-func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, _ session) {
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request, ss session) {
 	e, ok := s.envFromPath(w, r)
 	if !ok {
+		return
+	}
+	// A cluster's delta names objects of every namespace, by UID: only a
+	// role that sees them all reads one (the console's history shows each
+	// point cut to the caller's namespaces instead).
+	if role := kubeRole(ss.role); isKube(e) && r.URL.Query().Get("seq") != "" && kube.RoleScope(role) != kube.ScopeAll {
+		writeErr(w, http.StatusForbidden, "a cluster's deltas span every namespace; role %s sees only some: read the snapshot, or the console's history", role)
 		return
 	}
 	hist, err := s.store.History(e.ID)

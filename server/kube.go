@@ -310,6 +310,10 @@ func (s *Server) handleNamespaceAccess(w http.ResponseWriter, r *http.Request, s
 		writeJSON(w, http.StatusOK, accessView(all[ns]))
 		return
 	}
+	if kube.System(ns) {
+		writeErr(w, http.StatusBadRequest, "namespace %s is a system namespace: only environment administrators reach it, and they reach it all", ns)
+		return
+	}
 	var a store.NamespaceAccess
 	if !decodeJSON(w, r, &a) {
 		return
@@ -365,6 +369,6 @@ func (s *Server) kubeView(env uint64, ss session, d *snapshot.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	kube.View(d, g.Role, g.Namespaces)
+	*d = kube.View(*d, g.Role, g.Namespaces)
 	return nil
 }

@@ -98,7 +98,7 @@ func (b uiBackend) env(e *store.Environment, set EdgeSettings) web.Environment {
 
 // uiGrants maps the UI's actions to the API's permissions, so both grant
 // the same.
-var uiGrants = map[web.Action]permission{web.ActWrite: permEnvWrite, web.ActSettings: permSettingsWrite}
+var uiGrants = map[web.Action]permission{web.ActWrite: permEnvWrite, web.ActSettings: permSettingsWrite, web.ActKubeAccess: permKubeAccess}
 
 func (b uiBackend) Can(user string, a web.Action) bool {
 	u, err := b.s.store.UserByName(user)

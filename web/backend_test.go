@@ -54,6 +54,17 @@ type fakeBackend struct {
 	// data usage: an environment's days, and the fleet's top users
 	usage []web.UsageDay
 	top   []web.UsageRow
+	// a cluster: the user's role there (empty: environment administrator)
+	// and namespaces, who is assigned what, and the assignments saved
+	kubeRole string
+	kubeNS   []string
+	nsAccess web.NamespaceAccess
+	nsSet    []nsSetCall
+}
+
+type nsSetCall struct {
+	ns           string
+	users, teams []uint64
 }
 
 type trustCall struct {

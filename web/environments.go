@@ -205,6 +205,9 @@ type envPage struct {
 	Usage  usageView
 	// Commands is the commands tab, when it is the one shown.
 	Commands *commandsView
+	// Access is the access tab of a cluster, when it is the one shown.
+	Access *accessView
+	Notice string
 }
 
 // envFromPath reads the environment the path names, answering the error
@@ -281,13 +284,20 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 			snap = past
 		}
 	}
+	snap, role, err := h.kubeScope(user, id, snap)
+	if err != nil {
+		h.internalError(w, r, user, fmt.Sprintf("read the access of %s to environment %d", user, id), err)
+		return
+	}
 	p.Snap = newSnapView(snap, hist, now)
 	p.Snap.Stale = !p.Past && env.Snapshot > 0 && now.Sub(snap.Updated) > 2*env.Snapshot
 	p.History = newHistoryView(hist, now)
 	p.History.Current, p.History.EnvID = snap.Seq, id
 	pageTabs := tabs
 	if p.Snap.Kube != nil {
-		pageTabs = kubeTabs
+		pageTabs = slices.DeleteFunc(slices.Clone(kubeTabs), func(t struct{ id, label string }) bool {
+			return (t.id == "access" && !h.b.Can(user, ActKubeAccess)) || !kubeTabAllowed(role, t.id)
+		})
 	}
 	p.Tab = r.URL.Query().Get("tab")
 	if !slices.ContainsFunc(pageTabs, func(t struct{ id, label string }) bool { return t.id == p.Tab }) {
@@ -298,6 +308,19 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 	if err != nil {
 		h.internalError(w, r, user, fmt.Sprintf("read the command log of environment %d", id), err)
 		return
+	}
+	if p.Tab == "access" {
+		a, err := h.b.NamespaceAccess(id)
+		if err != nil {
+			h.internalError(w, r, user, fmt.Sprintf("read the namespace access of environment %d", id), err)
+			return
+		}
+		var names []string
+		for _, n := range snap.Docker.Namespaces {
+			names = append(names, n.Name)
+		}
+		p.Access = newAccessView(id, names, a)
+		p.Notice = takeFlash(w, r)
 	}
 	if p.Tab == "commands" {
 		cv := newCommandsView(env, log, now, targetNames(snap))

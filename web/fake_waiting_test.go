@@ -10,7 +10,7 @@ import (
 )
 
 func (f *fakeBackend) Can(_ string, a web.Action) bool {
-	return !f.readOnly && (a == web.ActWrite || a == web.ActSettings)
+	return !f.readOnly && (a == web.ActWrite || a == web.ActSettings || a == web.ActKubeAccess && f.kubeRole == "")
 }
 
 func (f *fakeBackend) Tags() ([]web.Option, error)       { return f.tags, f.err }

@@ -32,6 +32,7 @@ var kubeTabs = []struct{ id, label string }{
 	{"warnings", "Warnings"},
 	{"history", "History"},
 	{"commands", "Commands"},
+	{"access", "Access"},
 }
 
 // cell is one table cell: its text, a CSS class, a tooltip.

@@ -2,12 +2,14 @@ package web_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"outpost/kube"
 	"outpost/snapshot"
 	"outpost/web"
 )
@@ -102,5 +104,51 @@ func TestWarningsTabLatestFirst(t *testing.T) {
 	newest, oldest := strings.Index(body, "NEWEST"), strings.Index(body, "OLDEST")
 	if newest < 0 || oldest < 0 || newest > oldest {
 		t.Errorf("the Warnings tab does not list the newest first (newest at %d, oldest at %d)", newest, oldest)
+	}
+}
+
+// TestKubernetesPageByRole: the cluster page shows each role what the
+// Access Restrictions table gives it: a read-only user with one assigned
+// namespace sees that namespace's and default's objects only, no nodes,
+// config or warnings it may not read, and no access tab; an environment
+// administrator sees every namespace and the access tab.
+func TestKubernetesPageByRole(t *testing.T) {
+	s := newSite(t)
+	s.b.snaps[envShop].Docker = kubeCapture(t)
+	s.b.kubeRole, s.b.kubeNS = kube.ReadOnly, []string{"site-02"}
+	_, body := s.get("/environments/1?tab=pods")
+	mustContain(t, body, "site-02/db-0")
+	for _, hidden := range []string{"site-01/", "site-03/", "kube-system", `?tab=nodes"`, `?tab=warnings"`, `?tab=access"`} {
+		if strings.Contains(body, hidden) {
+			t.Errorf("a read-only user of site-02 sees %q", hidden)
+		}
+	}
+	_, body = s.get("/environments/1?tab=namespaces")
+	if strings.Contains(body, "site-05") || !strings.Contains(body, "site-02") {
+		t.Error("the namespaces tab of a read-only user lists namespaces outside its scope, or not its own")
+	}
+	// A tab the role may not see falls back to the first one.
+	_, body = s.get("/environments/1?tab=nodes")
+	if strings.Contains(body, `id="nodes"`) {
+		t.Error("a read-only user opened the nodes tab")
+	}
+	if status, _ := s.post("/environments/1/namespaces/site-02/access", "user=1"); status != http.StatusForbidden {
+		t.Errorf("a read-only user's assignment: %d, want 403", status)
+	}
+
+	s.b.kubeRole, s.b.kubeNS = "", nil
+	s.b.nsAccess = web.NamespaceAccess{Assigned: map[string]web.Assignees{"site-02": {Users: []uint64{7}}},
+		Users: []web.Option{{ID: 7, Name: "till-reader"}, {ID: 8, Name: "<b>eve</b>"}}, Teams: []web.Option{{ID: 3, Name: "tills"}}}
+	_, body = s.get("/environments/1?tab=pods")
+	mustContain(t, body, "site-01/", "site-03/", `?tab=access"`, `?tab=nodes"`)
+	_, body = s.get("/environments/1?tab=access")
+	mustContain(t, body, `id="ns-site-02"`, "till-reader", "&lt;b&gt;eve&lt;/b&gt;", "team tills", `action="/environments/1/namespaces/site-05/access"`,
+		"kube-system <span class=\"muted\">system</span>")
+	status, _ := s.post("/environments/1/namespaces/site-05/access", "user=7&user=8&team=3")
+	if status != http.StatusSeeOther || len(s.b.nsSet) != 1 || fmt.Sprint(s.b.nsSet[0]) != "{site-05 [7 8] [3]}" {
+		t.Errorf("assignment: %d, saved %+v", status, s.b.nsSet)
+	}
+	if status, body := s.post("/environments/1/namespaces/site-05/access", "user=99"); status != http.StatusBadRequest || !strings.Contains(body, "no user with id [99]") {
+		t.Errorf("assignment of an unknown user: %d %s", status, body)
 	}
 }

@@ -129,6 +129,7 @@ type Backend interface {
 	Commands
 	EnvironmentAdmin
 	DataUsage
+	KubeAccess
 }
 
 // Logouter is an optional Backend method: when the backend has it, logging
@@ -194,6 +195,7 @@ func newHandler(b Backend, logger *slog.Logger, now func() time.Time) *handler {
 	mux.HandleFunc("POST /environments/{id}/delete", h.authed(h.may(ActWrite, "delete environments", h.handleDelete)))
 	mux.HandleFunc("GET /environments/{id}/diff", h.authed(h.handleDiff))
 	mux.HandleFunc("POST /environments/{id}/commands", h.authed(h.may(ActWrite, "queue commands", h.handleQueueCommand)))
+	mux.HandleFunc("POST /environments/{id}/namespaces/{ns}/access", h.authed(h.may(ActKubeAccess, "assign namespaces", h.handleNamespaceAccess)))
 	mux.HandleFunc("GET /waiting-room", h.authed(h.handleWaitingRoom))
 	mux.HandleFunc("POST /waiting-room/action", h.authed(h.may(ActWrite, "trust or reject devices", h.handleWaitingAction)))
 	mux.HandleFunc("POST /waiting-room/rules", h.authed(h.may(ActSettings, "change the onboarding rules", h.handleRules)))
