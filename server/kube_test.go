@@ -146,7 +146,7 @@ func TestKubernetesAPIByRole(t *testing.T) {
 	}
 	for path, want := range map[string]int{
 		fmt.Sprintf("/api/environments/%d/kubernetes/namespaces/kube-system/access", e.ID): http.StatusBadRequest,
-		fmt.Sprintf("/api/environments/%d/kubernetes/namespaces/Bad_Name/access", e.ID):   http.StatusBadRequest,
+		fmt.Sprintf("/api/environments/%d/kubernetes/namespaces/Bad_Name/access", e.ID):    http.StatusBadRequest,
 		fmt.Sprintf("/api/environments/%d/kubernetes/namespaces/shop/access", docker.ID):   http.StatusConflict,
 	} {
 		if status, body := call(t, hs, "PUT", path, tokens[RoleAdmin], map[string]any{"userIds": []uint64{1}}); status != want {
