@@ -243,6 +243,9 @@ func (s *Server) proxyThroughTunnel(w http.ResponseWriter, r *http.Request, env 
 // snapshotThroughTunnel is the tunnel's last act before it closes for
 // inactivity: a full snapshot of the device, read through the tunnel.
 func (s *Server) snapshotThroughTunnel(ctx context.Context, c *tunnel.Conn) {
+	if e, err := s.store.Environment(c.ID()); err == nil && isKube(e) {
+		return // a cluster has no engine to read; its agent's own snapshots, from its watches, are current
+	}
 	cli, err := client.New(client.WithHost("http://agent"), client.WithHTTPClient(&http.Client{Transport: c.Transport()}))
 	if err != nil {
 		s.log.Warn("tunnel snapshot: docker client", "env", c.ID(), "err", err)
