@@ -62,11 +62,24 @@ func OpenSecret(macKey []byte, id uint64, sealed []byte) ([]byte, error) {
 }
 
 // StackContent is an edge stack's content as a device receives it: one blob,
-// addressed by the SHA-256 of its CBOR.
+// addressed by the SHA-256 of its CBOR. A compose stack fills Compose and
+// Env and leaves Type empty, so its blob (and hash) is what it was before
+// stacks had types; a Kubernetes stack has Type StackKubernetes, its YAML
+// documents in Manifests and its default namespace. Agents older than the
+// type ignore keys 3 to 5 and see an empty compose file, which they refuse.
 type StackContent struct {
-	Compose []byte            `cbor:"1,keyasint"`
-	Env     map[string]string `cbor:"2,keyasint,omitempty"` // interpolation variables, like an .env file
+	Compose   []byte            `cbor:"1,keyasint"`
+	Env       map[string]string `cbor:"2,keyasint,omitempty"` // interpolation variables, like an .env file
+	Type      string            `cbor:"3,keyasint,omitempty"` // "" (compose) or StackKubernetes
+	Manifests []byte            `cbor:"4,keyasint,omitempty"` // Kubernetes: the YAML documents
+	Namespace string            `cbor:"5,keyasint,omitempty"` // Kubernetes: where namespaced objects without one go ("" is "default")
 }
+
+// Stack types. A compose stack's type is empty on the wire.
+const (
+	StackCompose    = "compose"
+	StackKubernetes = "kubernetes"
+)
 
 // RegistryAuth is one registry's credentials, sealed into a stack.deploy
 // command's Secret as a CBOR array.

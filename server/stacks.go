@@ -17,9 +17,11 @@ import (
 )
 
 // Edge stacks: /api/edge-stacks. A stack is a compose file (and optional
-// interpolation variables) deployed to every environment of its edge groups;
+// interpolation variables), or for "type": "kubernetes" YAML manifests and
+// a default namespace, deployed to every environment of its edge groups;
 // the reconciler (reconcile.go) turns that into stack.deploy and
-// stack.remove commands.
+// stack.remove commands. The type lives in the stack's content, not in its
+// record.
 
 // Audit actions of edge stacks.
 const (
@@ -30,7 +32,7 @@ const (
 
 // Bounds of a stack's content.
 const (
-	maxComposeFile = 256 << 10
+	maxComposeFile = 256 << 10 // a compose file's, and a Kubernetes stack's manifests'
 	maxStackEnv    = 256
 )
 
@@ -48,8 +50,12 @@ type registryRequest struct {
 }
 
 type stackRequest struct {
-	Name         string             `json:"name"`
+	Name string `json:"name"`
+	// Type is "compose" (the default) or "kubernetes", set at creation.
+	Type         string             `json:"type"`
 	ComposeFile  *string            `json:"composeFile"`
+	Manifests    *string            `json:"manifests"` // kubernetes
+	Namespace    *string            `json:"namespace"` // kubernetes: where objects without a namespace go ("" is "default")
 	Env          map[string]string  `json:"env"`
 	EdgeGroupIDs *[]uint64          `json:"edgeGroupIds"`
 	Registries   *[]registryRequest `json:"registries"`
@@ -59,21 +65,43 @@ type stackRequest struct {
 // the summary of its statuses.
 type stackView struct {
 	store.EdgeStack
+	Type        string            `json:"type,omitempty"` // compose or kubernetes; not in lists
 	ComposeFile string            `json:"composeFile,omitempty"`
 	Env         map[string]string `json:"env,omitempty"`
+	Manifests   string            `json:"manifests,omitempty"`
+	Namespace   string            `json:"namespace,omitempty"`
 	Summary     map[string]int    `json:"summary,omitempty"`
 }
 
 // newStackView is the view of st without its credentials: not even sealed
-// ones leave the server.
-func newStackView(st store.EdgeStack, compose string, env map[string]string) stackView {
+// ones leave the server. c is its content, nil in lists.
+func newStackView(st store.EdgeStack, c *protocol.StackContent) stackView {
 	st.Registries = nil
-	return stackView{EdgeStack: st, ComposeFile: compose, Env: env}
+	v := stackView{EdgeStack: st}
+	if c != nil {
+		v.Type = stackType(c)
+		v.ComposeFile, v.Env = string(c.Compose), c.Env
+		v.Manifests, v.Namespace = string(c.Manifests), c.Namespace
+	}
+	return v
+}
+
+// stackType is the content's type as the API names it.
+func stackType(c *protocol.StackContent) string {
+	if c.Type == "" {
+		return protocol.StackCompose
+	}
+	return c.Type
 }
 
 // stackContent encodes a stack's content blob and returns it with its hash.
-func stackContent(compose string, env map[string]string) ([]byte, string, error) {
-	b, err := protocol.Marshal(&protocol.StackContent{Compose: []byte(compose), Env: env})
+// A compose stack's type stays empty, so its blob is what it was before
+// stacks had types.
+func stackContent(c *protocol.StackContent) ([]byte, string, error) {
+	if c.Type == protocol.StackCompose {
+		c.Type = ""
+	}
+	b, err := protocol.Marshal(c)
 	if err != nil {
 		return nil, "", err
 	}
@@ -98,18 +126,47 @@ func checkCompose(name, compose string, env map[string]string) []string {
 	return problems
 }
 
+// checkManifests checks a Kubernetes stack's documents and default
+// namespace: one "manifests: line N: …" problem each (the namespace's own
+// comes as "namespace …").
+func checkManifests(manifests, namespace string) []string {
+	var problems []string
+	for _, p := range stackfile.CheckManifests(manifests, namespace) {
+		if p.Line == 0 && strings.HasPrefix(p.Message, "namespace ") {
+			problems = append(problems, p.Message)
+			continue
+		}
+		problems = append(problems, "manifests: "+p.String())
+	}
+	return problems
+}
+
 // validateStack checks a create (old nil) or update request and returns
-// every problem at once.
-func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string {
+// every problem at once. oldType is the type of old's content.
+func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack, oldType string) []string {
 	var problems []string
 	name := req.Name
+	typ := cmp.Or(req.Type, protocol.StackCompose)
 	if old != nil {
 		if req.Name != "" && req.Name != old.Name {
 			problems = append(problems, "name: a stack's name is its compose project on every device and cannot change; create a new stack instead")
 		}
-		name = old.Name
+		if req.Type != "" && req.Type != oldType {
+			problems = append(problems, fmt.Sprintf("type: this stack is of type %s, and a stack's type cannot change; create a new stack instead", oldType))
+		}
+		name, typ = old.Name, oldType
 	} else if !projectName.MatchString(name) {
 		problems = append(problems, fmt.Sprintf("name %q: lower-case letters, digits, '-' and '_', starting with a letter or digit, at most 63 characters (it is the compose project name)", name))
+	}
+	switch typ {
+	case protocol.StackCompose:
+		if req.Manifests != nil || req.Namespace != nil {
+			problems = append(problems, `manifests, namespace: a compose stack has a composeFile; for Kubernetes manifests, create a stack of "type": "kubernetes"`)
+		}
+	case protocol.StackKubernetes:
+		return append(problems, s.validateKubeStack(req, old, name)...)
+	default:
+		return append(problems, fmt.Sprintf("type %q: compose or kubernetes", req.Type))
 	}
 	if old == nil && req.ComposeFile == nil {
 		problems = append(problems, "composeFile: required")
@@ -129,6 +186,56 @@ func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string
 			problems = append(problems, fmt.Sprintf("env: variable name %q: no '=', space or NUL", k))
 		}
 	}
+	problems = append(problems, s.validateStackTargets(req, old)...)
+	slices.Sort(problems)
+	return problems
+}
+
+// validateKubeStack checks a Kubernetes stack's request: manifests and
+// namespace instead of a compose file, variables and registries.
+func (s *Server) validateKubeStack(req *stackRequest, old *store.EdgeStack, name string) []string {
+	var problems []string
+	if old == nil && projectName.MatchString(name) && !isAlnum(name[len(name)-1]) {
+		problems = append(problems, fmt.Sprintf("name %q: a kubernetes stack's name labels its objects (outpost.io/stack): end it with a letter or digit", name))
+	}
+	if req.ComposeFile != nil {
+		problems = append(problems, "composeFile: a kubernetes stack has manifests, not a compose file")
+	}
+	if req.Env != nil {
+		problems = append(problems, "env: a kubernetes stack has no variables: put them in a ConfigMap of its manifests")
+	}
+	if req.Registries != nil {
+		problems = append(problems, "registries: a kubernetes stack pulls with the imagePullSecrets its manifests name")
+	}
+	switch {
+	case old == nil && req.Manifests == nil:
+		problems = append(problems, "manifests: required")
+	case req.Manifests != nil && len(*req.Manifests) > maxComposeFile:
+		problems = append(problems, fmt.Sprintf("manifests: %d bytes, at most %d", len(*req.Manifests), maxComposeFile))
+	case old == nil:
+		// An update is checked as it will run, manifests and namespace
+		// merged with the stack's (handleUpdateStack).
+		problems = append(problems, checkManifests(*req.Manifests, text(req.Namespace))...)
+	}
+	problems = append(problems, s.validateStackTargets(req, old)...)
+	slices.Sort(problems)
+	return problems
+}
+
+func isAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+// text is *p, or "" for nil.
+func text(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// validateStackTargets checks what every stack type has: its edge groups
+// and registries.
+func (s *Server) validateStackTargets(req *stackRequest, old *store.EdgeStack) []string {
+	var problems []string
 	if old == nil && (req.EdgeGroupIDs == nil || len(*req.EdgeGroupIDs) == 0) {
 		problems = append(problems, "edgeGroupIds: at least one edge group")
 	}
@@ -151,7 +258,6 @@ func (s *Server) validateStack(req *stackRequest, old *store.EdgeStack) []string
 			}
 		}
 	}
-	slices.Sort(problems)
 	return problems
 }
 
@@ -188,7 +294,7 @@ func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss se
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if refuse(w, s.validateStack(&req, nil)) {
+	if refuse(w, s.validateStack(&req, nil, "")) {
 		return
 	}
 	if existing, err := s.store.Stacks(); err == nil {
@@ -199,7 +305,11 @@ func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss se
 			}
 		}
 	}
-	content, hash, err := stackContent(*req.ComposeFile, req.Env)
+	c := &protocol.StackContent{Compose: []byte(text(req.ComposeFile)), Env: req.Env}
+	if req.Type == protocol.StackKubernetes {
+		c = &protocol.StackContent{Type: req.Type, Manifests: []byte(*req.Manifests), Namespace: text(req.Namespace)}
+	}
+	content, hash, err := stackContent(c)
 	if err != nil {
 		s.writeFailed(w, err, "create", "edge stack", 0)
 		return
@@ -215,9 +325,9 @@ func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss se
 	if s.writeFailed(w, s.store.CreateStack(st, content), "create", "edge stack", 0) {
 		return
 	}
-	s.audit(r, ss.user, auditStackCreate, stackTarget(st.ID), fmt.Sprintf("name %q, edge groups %v, content %s", st.Name, st.EdgeGroupIDs, st.Hash[:12]))
+	s.audit(r, ss.user, auditStackCreate, stackTarget(st.ID), fmt.Sprintf("name %q, type %s, edge groups %v, content %s", st.Name, stackType(c), st.EdgeGroupIDs, st.Hash[:12]))
 	s.kickReconcile()
-	writeJSON(w, http.StatusCreated, newStackView(*st, *req.ComposeFile, req.Env))
+	writeJSON(w, http.StatusCreated, newStackView(*st, c))
 }
 
 func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss session) {
@@ -230,26 +340,39 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 	if s.writeFailed(w, err, "update", "edge stack", id) {
 		return
 	}
-	if refuse(w, s.validateStack(&req, old)) {
-		return
-	}
 	cur, err := s.stackContentOf(old)
 	if s.writeFailed(w, err, "update", "edge stack", id) {
 		return
 	}
-	compose, env := string(cur.Compose), cur.Env
+	problems := s.validateStack(&req, old, stackType(cur))
+	// The new content: the request's fields over the stack's, checked as
+	// a whole when any changed, its problems with the request's.
+	c := *cur
 	if req.ComposeFile != nil {
-		compose = *req.ComposeFile
+		c.Compose = []byte(*req.ComposeFile)
 	}
 	if req.Env != nil {
-		env = req.Env
+		c.Env = req.Env
 	}
-	if req.ComposeFile != nil || req.Env != nil {
-		if refuse(w, checkCompose(old.Name, compose, env)) {
-			return
-		}
+	if req.Manifests != nil {
+		c.Manifests = []byte(*req.Manifests)
 	}
-	content, hash, err := stackContent(compose, env)
+	if req.Namespace != nil {
+		c.Namespace = *req.Namespace
+	}
+	switch {
+	case len(c.Compose) > maxComposeFile || len(c.Manifests) > maxComposeFile:
+		// too large: said already, not parsed
+	case c.Type == protocol.StackKubernetes && (req.Manifests != nil || req.Namespace != nil):
+		problems = append(problems, checkManifests(string(c.Manifests), c.Namespace)...)
+	case c.Type == "" && (req.ComposeFile != nil || req.Env != nil) && req.Manifests == nil && req.Namespace == nil:
+		problems = append(problems, checkCompose(old.Name, string(c.Compose), c.Env)...)
+	}
+	slices.Sort(problems)
+	if refuse(w, problems) {
+		return
+	}
+	content, hash, err := stackContent(&c)
 	if s.writeFailed(w, err, "update", "edge stack", id) {
 		return
 	}
@@ -286,7 +409,7 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 	}
 	s.audit(r, ss.user, auditStackUpdate, stackTarget(id), fmt.Sprintf("version %d: %s", st.Version, strings.Join(changes, ", ")))
 	s.kickReconcile()
-	writeJSON(w, http.StatusOK, newStackView(*st, compose, env))
+	writeJSON(w, http.StatusOK, newStackView(*st, &c))
 }
 
 func (s *Server) handleDeleteStack(w http.ResponseWriter, r *http.Request, ss session) {
@@ -329,7 +452,7 @@ func (s *Server) handleListStacks(w http.ResponseWriter, _ *http.Request, _ sess
 				for _, x := range s.stackMatrix(&stacks[i], byStack[stacks[i].ID]) {
 					sum[x.Status]++
 				}
-				v := newStackView(stacks[i], "", nil)
+				v := newStackView(stacks[i], nil)
 				v.Summary = sum
 				out = append(out, v)
 			}
@@ -354,7 +477,7 @@ func (s *Server) handleGetStack(w http.ResponseWriter, r *http.Request, _ sessio
 	if s.writeFailed(w, err, "read", "edge stack", id) {
 		return
 	}
-	writeJSON(w, http.StatusOK, newStackView(*st, string(c.Compose), c.Env))
+	writeJSON(w, http.StatusOK, newStackView(*st, c))
 }
 
 // stackStatusRow is one environment's line of a stack's status matrix.
