@@ -110,6 +110,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		go s.access.Run(ctx) // users' service accounts, bound in new namespaces as they come
 		s.kcfg = kcfg
+		ks, err := kube.NewStacks(kcfg, filepath.Join(cfg.DataDir, "kube-stacks"), log)
+		if err != nil {
+			return err
+		}
+		w.stacks = kubeStacks{ks} // manifests, not compose
 		s.col, s.exec, s.platform = col, notDocker{}, platform
 		log.Info("platform: kubernetes", "via", how, "api_server", kcfg.Host)
 	}

@@ -589,7 +589,8 @@ func (w *work) deploy(ctx context.Context, want stackWant) error {
 	if err := protocol.Unmarshal(raw, &content); err != nil {
 		return fmt.Errorf("stack content %s: %w", want.Hash, err)
 	}
-	spec := stacks.Spec{Project: want.Project, Compose: content.Compose, Env: content.Env, Dir: filepath.Join(w.dir, "stacks", want.Project)}
+	spec := stacks.Spec{Project: want.Project, Compose: content.Compose, Env: content.Env, Dir: filepath.Join(w.dir, "stacks", want.Project),
+		Type: content.Type, Manifests: content.Manifests, Namespace: content.Namespace, Version: want.Version}
 	if len(want.Secret) > 0 {
 		k := w.mac.Load()
 		if k == nil {

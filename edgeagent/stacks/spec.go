@@ -15,6 +15,8 @@ import (
 	"github.com/docker/cli/cli/config/credentials"
 	clitypes "github.com/docker/cli/cli/config/types"
 	"github.com/docker/compose/v5/pkg/api"
+
+	"outpost/protocol"
 )
 
 // Spec is one edge stack to deploy.
@@ -24,6 +26,17 @@ type Spec struct {
 	Env     map[string]string // variables for interpolation in the compose file, like an .env file; the only variables it sees
 	Auth    map[string]Auth   // registry credentials by server address ("registry.example.com:5000", "docker.io"), for pulls, in memory only
 	Dir     string            // absolute working directory for relative paths in the compose file (env_file, bind mounts)
+
+	// Type is "" or protocol.StackCompose for a compose stack, the only
+	// kind this package runs. A Kubernetes stack (protocol.StackKubernetes)
+	// has its YAML documents in Manifests and its default namespace in
+	// Namespace, for the runner of an agent in a cluster (kube.Stacks).
+	Type      string
+	Manifests []byte
+	Namespace string
+	// Version is the stack's version, which a Kubernetes stack labels its
+	// objects with; Compose does not use it.
+	Version uint64
 }
 
 // Auth is a registry login.
@@ -37,6 +50,9 @@ const composeFile = "compose.yaml"
 // Validate reports every problem of s at once, each with the offending value;
 // the error wraps ErrInvalid. It does not parse the compose file: Deploy does.
 func (s Spec) Validate() error {
+	if s.Type != "" && s.Type != protocol.StackCompose {
+		return fmt.Errorf("%w: a %s stack cannot run on this device, which runs compose stacks on Docker: target it at environments whose agent runs in a Kubernetes cluster", ErrInvalid, s.Type)
+	}
 	var errs []error
 	if err := validProject(s.Project); err != nil {
 		errs = append(errs, err)
