@@ -93,6 +93,11 @@ type Access struct {
 	nsInf      cache.SharedIndexInformer
 	kick       chan struct{}
 
+	// op orders what Access does to the cluster (Sync, Ensure, Run's
+	// binding of new namespaces), so a re-binding never brings back a
+	// grant Sync has just removed or changed. It is held across calls to
+	// the cluster; only Access's own work waits on it.
+	op     sync.Mutex
 	mu     sync.Mutex          // guards grants; never held across a call to the cluster
 	grants map[[2]uint64]Grant // (env, user) -> grant
 }
@@ -132,13 +137,20 @@ func (a *Access) Run(ctx context.Context) {
 		if !a.nsInf.HasSynced() {
 			continue
 		}
-		a.mu.Lock()
-		all := slices.Collect(mapValues(a.grants))
-		a.mu.Unlock()
-		for _, g := range all {
-			if err := a.apply(ctx, g); err != nil && ctx.Err() == nil {
-				a.log.Warn("kubernetes access: could not bind a user in a new namespace", "user", g.User, "err", err)
-			}
+		a.rebind(ctx)
+	}
+}
+
+// rebind applies every grant known, binding the namespaces that appeared.
+func (a *Access) rebind(ctx context.Context) {
+	a.op.Lock()
+	defer a.op.Unlock()
+	a.mu.Lock()
+	all := slices.Collect(mapValues(a.grants))
+	a.mu.Unlock()
+	for _, g := range all {
+		if err := a.apply(ctx, g); err != nil && ctx.Err() == nil {
+			a.log.Warn("kubernetes access: could not bind a user in a new namespace", "user", g.User, "err", err)
 		}
 	}
 }
@@ -156,6 +168,8 @@ func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
 // Sync makes the cluster hold exactly grants for environment env: each
 // user's service account and bindings, and nothing of users not listed.
 func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
+	a.op.Lock()
+	defer a.op.Unlock()
 	var errs []error
 	keep := map[uint64]bool{}
 	for _, g := range grants {
@@ -164,7 +178,7 @@ func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
 			continue
 		}
 		keep[g.User] = true
-		if err := a.Ensure(ctx, g); err != nil {
+		if err := a.ensure(ctx, g); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -182,6 +196,12 @@ func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
 // Ensure makes the cluster hold g: the user's service account and exactly
 // the bindings of their role and scope, dropping any others of theirs.
 func (a *Access) Ensure(ctx context.Context, g Grant) error {
+	a.op.Lock()
+	defer a.op.Unlock()
+	return a.ensure(ctx, g)
+}
+
+func (a *Access) ensure(ctx context.Context, g Grant) error {
 	a.mu.Lock()
 	a.grants[[2]uint64{g.Env, g.User}] = g
 	a.mu.Unlock()

@@ -136,7 +136,8 @@ func InScope(role string, assigned []string, ns string) bool {
 	case ScopeNonSystem:
 		return !System(ns)
 	}
-	return ns == "default" || slices.Contains(assigned, ns)
+	// A system namespace is never assigned, whatever the assignment says.
+	return !System(ns) && (ns == "default" || slices.Contains(assigned, ns))
 }
 
 // Request is a Kubernetes API request as Classify reads it.
@@ -170,6 +171,11 @@ var clusterScoped = map[string]bool{
 func Classify(method, path, contentType string) (Request, error) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	var r Request
+	// A dot segment would be read as a name here and resolved as a step
+	// up by whatever cleans the path later (an escaped slash decodes to one).
+	if slices.Contains(parts, ".") || slices.Contains(parts, "..") {
+		return r, fmt.Errorf("%s: a path with . or .. segments", path)
+	}
 	switch {
 	case path == "/" || parts[0] == "version" || parts[0] == "openapi" || (parts[0] == "api" && len(parts) <= 2) ||
 		(parts[0] == "apis" && len(parts) <= 3):
@@ -255,16 +261,21 @@ func (r Request) Function() Function {
 		}
 		return list
 	}
+	// The rows that guard access and the cluster itself come first: a
+	// server-side apply of a binding or a node is theirs, not an
+	// advanced deployment.
 	switch {
-	case r.Apply:
-		return FnAdvancedDeployment
 	case r.Resource == "namespaces":
 		return pick(FnNamespaces, FnNamespaceDetails)
 	case r.Group == "rbac.authorization.k8s.io":
 		return FnNamespaceAccess
+	case !r.Namespaced && r.Write():
+		return FnClusterSetup
+	case r.Apply:
+		return FnAdvancedDeployment
 	case r.Resource == "pods" && (r.Sub == "exec" || r.Sub == "attach" || r.Sub == "portforward"):
 		return FnConsole
-	case r.Resource == "pods" && r.Verb == "delete":
+	case r.Resource == "pods" && (r.Verb == "delete" || r.Verb == "deletecollection"):
 		return FnPodDelete
 	case r.Resource == "configmaps" || r.Resource == "secrets":
 		return pick(FnConfig, FnConfigDetails)
@@ -276,8 +287,6 @@ func (r Request) Function() Function {
 		return FnStorageClasses
 	case r.Resource == "nodes" && !r.Write():
 		return FnNodes
-	case !r.Namespaced && r.Write():
-		return FnClusterSetup
 	case !r.Namespaced:
 		return FnCluster
 	}

@@ -192,12 +192,42 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%s %s: got %+v, %v; want %+v", c.method, c.path, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"/healthz", "/api/v1/namespaces/a/pods/b/c/d", "/api/v1//x", "/logs"} {
+	for _, bad := range []string{"/healthz", "/api/v1/namespaces/a/pods/b/c/d", "/api/v1//x", "/logs",
+		"/api/v1/namespaces/default/../kube-system/pods", "/api/v1/namespaces/default/pods/../../kube-system/pods", "/apis/../api/v1/pods", "/api/v1/namespaces/./pods"} {
 		if _, err := Classify("GET", bad, ""); err == nil {
 			t.Errorf("%s: classified, want an error", bad)
 		}
 	}
 	if _, err := Classify("POST", "/apis", ""); err == nil {
 		t.Error("POST to discovery: classified, want an error")
+	}
+	// A server-side apply of what another row guards is that row's, not an
+	// advanced deployment; a delete of all pods is a pod delete.
+	for _, c := range []struct {
+		method, path, ctype string
+		want                Function
+	}{
+		{"PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x", "application/apply-patch+yaml", FnNamespaceAccess},
+		{"PATCH", "/apis/rbac.authorization.k8s.io/v1/namespaces/a/rolebindings/x", "application/apply-patch+yaml", FnNamespaceAccess},
+		{"PATCH", "/api/v1/nodes/n1", "application/apply-patch+yaml", FnClusterSetup},
+		{"PATCH", "/api/v1/namespaces/a", "application/apply-patch+yaml", FnNamespaceDetails},
+		{"PATCH", "/apis/apps/v1/namespaces/a/deployments/web", "application/apply-patch+yaml", FnAdvancedDeployment},
+		{"DELETE", "/api/v1/namespaces/a/pods", "", FnPodDelete},
+		{"PUT", "/api/v1/persistentvolumes/pv1", "", FnClusterSetup},
+	} {
+		r, err := Classify(c.method, c.path, c.ctype)
+		if err != nil || r.Function() != c.want {
+			t.Errorf("%s %s (%s): %q, %v; want %q", c.method, c.path, c.ctype, r.Function(), err, c.want)
+		}
+	}
+	for _, role := range []string{Operator, Standard} {
+		r, _ := Classify("PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x", "application/apply-patch+yaml")
+		if Check(role, []string{"a"}, r) == nil {
+			t.Errorf("%s applies a cluster role binding", role)
+		}
+		r, _ = Classify("DELETE", "/api/v1/namespaces/a/pods", "")
+		if (Check(role, []string{"a"}, r) == nil) != (role == Operator) {
+			t.Errorf("%s deletes every pod of a namespace: %v", role, Check(role, []string{"a"}, r))
+		}
 	}
 }

@@ -254,8 +254,23 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request, _ sessio
 }
 
 func nonNilCommands(c []store.Command) []store.Command {
-	if c == nil {
-		return []store.Command{}
+	out := make([]store.Command, 0, len(c))
+	for _, x := range c {
+		out = append(out, redacted(x))
 	}
+	return out
+}
+
+// redacted is c as a command log shows it: a kube.access command's grants
+// name who is assigned which namespaces, which only environment
+// administrators see (GET .../kubernetes/namespaces/access), so the log
+// says how many users it carries instead.
+func redacted(c store.Command) store.Command {
+	if c.Kind != kindKubeAccess {
+		return c
+	}
+	var g []json.RawMessage
+	_ = json.Unmarshal([]byte(c.Args["grants"]), &g)
+	c.Args = map[string]string{"environment": c.Args["environment"], "grants": fmt.Sprintf("%d users", len(g))}
 	return c
 }

@@ -114,8 +114,12 @@ func (s *Server) reconcileKubeAccess() error {
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
-			continue
+		sent, err := s.store.KubeAccessSent(e.ID)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 && sent == "" {
+			continue // nobody worked with it, and nothing was ever sent
 		}
 		grants := []kube.Grant{}
 		for _, id := range ids {
@@ -135,12 +139,7 @@ func (s *Server) reconcileKubeAccess() error {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(body)
-		hash := hex.EncodeToString(sum[:])
-		sent, err := s.store.KubeAccessSent(e.ID)
-		if err != nil {
-			return err
-		}
+		hash := grantsHash(string(body))
 		if sent == hash {
 			continue
 		}
@@ -153,6 +152,13 @@ func (s *Server) reconcileKubeAccess() error {
 		s.log.Info("kubernetes access queued", "env", e.ID, "users", len(grants), "command", c.ID)
 	}
 	return nil
+}
+
+// grantsHash is what KubeAccessSent records of the grants a kube.access
+// command carries (its args' JSON).
+func grantsHash(grants string) string {
+	sum := sha256.Sum256([]byte(grants))
+	return hex.EncodeToString(sum[:])
 }
 
 // kubeTokens caches the users' service account tokens per (environment,

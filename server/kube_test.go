@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"outpost/kube"
+	"outpost/protocol"
 	"outpost/server/store"
 )
 
@@ -168,7 +170,7 @@ func TestKubernetesAPIByRole(t *testing.T) {
 // change (a namespace assigned, a user removed), a newer one replacing one
 // still pending.
 func TestKubeAccessReconciled(t *testing.T) {
-	s, _ := testServer(t)
+	s, hs := testServer(t)
 	e := kubeEnv(t, s, "cluster")
 	ro, _ := addUser(t, s, "reader", RoleReadOnly, "pw")
 	op, _ := addUser(t, s, "op", RoleOperator, "pw")
@@ -216,5 +218,28 @@ func TestKubeAccessReconciled(t *testing.T) {
 	cs = pending()
 	if len(cs) != 1 || len(grants(cs[0])) != 1 || grants(cs[0])[0].User != ro.ID {
 		t.Errorf("after the operator's removal: %+v", cs)
+	}
+	// The command log shows how many users a kube.access carries, not who
+	// is assigned what (namespace access is the administrators').
+	_, tok := addUser(t, s, "viewer", RoleReadOnly, "pw")
+	status, body := call(t, hs, "GET", fmt.Sprintf("/api/environments/%d/commands", e.ID), tok, nil)
+	if status != http.StatusOK || strings.Contains(string(body), "shop") || !strings.Contains(string(body), `"grants":"1 users"`) {
+		t.Errorf("command log: %d %s", status, body)
+	}
+	// A kube.access the agent could not apply is sent again.
+	if err := s.takeReports(e.ID, []protocol.CommandAck{{ID: cs[0].ID, Status: protocol.StatusFailed, Error: "apiserver away"}}, nil, nil, time.Unix(10, 0)); err != nil {
+		t.Fatal(err)
+	}
+	again := pending()
+	if len(again) != 1 || again[0].ID == cs[0].ID || again[0].Args["grants"] != cs[0].Args["grants"] {
+		t.Errorf("after a failed kube.access: %+v", again)
+	}
+	// The last user's removal reaches the cluster too: no grants at all.
+	if _, err := s.store.DeleteUser(ro.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs = pending()
+	if len(cs) != 1 || len(grants(cs[0])) != 0 {
+		t.Errorf("after the last user's removal: %+v", cs)
 	}
 }

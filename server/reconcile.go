@@ -271,6 +271,16 @@ func (s *Server) afterAcks(env uint64, done []store.Command, now int64) error {
 			if err != nil {
 				return err
 			}
+		case kindKubeAccess:
+			if c.Status == "ok" {
+				continue
+			}
+			// The cluster does not hold these grants: forget they were
+			// sent, so the reconciler sends them again.
+			s.log.Warn("kubernetes access not applied; sending it again", "env", env, "command", c.ID, "err", c.Error)
+			if err := s.store.ForgetKubeAccessSent(env, grantsHash(c.Args["grants"])); err != nil {
+				return err
+			}
 		case kindJobUpsert, kindJobRemove:
 			job, _ := strconv.ParseUint(c.Args["job"], 10, 64)
 			err := s.store.UpdateJobTarget(job, env, func(t *store.JobTarget) bool {

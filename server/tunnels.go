@@ -199,6 +199,13 @@ func (s *Server) handleTunnelProxy(prefix string) apiHandler {
 			writeErr(w, http.StatusNotFound, "the agent API is under /api/environments/%d/agent/, not the Docker API", e.ID)
 			return
 		}
+		// The agent's Kubernetes gateway is reached only through
+		// /api/environments/{id}/kubernetes/, which checks the caller's
+		// role and names their grant: a grant sent here could be anyone's.
+		if prefix == "/v2/" && (path == "/v2/kubernetes" || strings.HasPrefix(path, "/v2/kubernetes/")) {
+			writeErr(w, http.StatusForbidden, "the cluster's API is under /api/environments/%d/kubernetes/, as the calling user", e.ID)
+			return
+		}
 		if !strings.HasPrefix(path+"/", prefix) {
 			writeErr(w, http.StatusBadRequest, "path %q leaves %s", r.PathValue("path"), prefix)
 			return

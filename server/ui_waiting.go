@@ -166,10 +166,10 @@ func (b uiBackend) CommandLog(env uint64) (web.CommandLog, error) {
 	}
 	var out web.CommandLog
 	for _, c := range pending {
-		out.Pending = append(out.Pending, uiCommand(c))
+		out.Pending = append(out.Pending, uiCommand(redacted(c)))
 	}
 	for _, c := range results {
-		out.Results = append(out.Results, uiCommand(c))
+		out.Results = append(out.Results, uiCommand(redacted(c)))
 	}
 	last := e.LastCheckIn
 	if t, ok := s.checkins.get(env); ok {

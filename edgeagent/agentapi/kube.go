@@ -90,6 +90,12 @@ func (a *API) kubeToken(w http.ResponseWriter, r *http.Request) error {
 	if g.User == 0 || g.Env == 0 || !knownRole(g.Role) {
 		return errorf(http.StatusBadRequest, "grant: want a user, an environment and one of the roles %v", kube.EnvRoles)
 	}
+	// Environment administrators reach the cluster with the agent's own
+	// credentials: a token is never made for that role, so this endpoint
+	// cannot mint cluster-admin, whoever reaches it.
+	if g.Role == kube.EnvAdmin {
+		return errorf(http.StatusBadRequest, "grant: no token is made for role %s", g.Role)
+	}
 	tok, exp, err := a.kube.access.Token(r.Context(), g, tokenTTL)
 	if err != nil {
 		return &statusError{status: http.StatusBadGateway, msg: "kubernetes", err: err}

@@ -163,6 +163,9 @@ func TestKubernetesLiveAccessByRole(t *testing.T) {
 			`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","annotations":{"outpost.io/note":"x"}}}`, 200, ""},
 		{kube.Operator, "create a deployment (server-side apply of a new one)", "PATCH", deployments(other) + "/fresh?fieldManager=ops&dryRun=All", apply, deploy(other, "fresh"), 403, "kubernetes"},
 		{kube.Operator, "create a deployment (POST)", "POST", deployments(other) + "?dryRun=All", "application/json", deploy(other, "new"), 403, "outpost"},
+		{kube.Operator, "apply a cluster role binding", "PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/mine?fieldManager=ops&dryRun=All", apply,
+			`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"mine"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},"subjects":[{"kind":"User","name":"x"}]}`, 403, "outpost"},
+		{kube.Standard, "delete every pod of its namespace", "DELETE", pods(assigned) + "?dryRun=All", "", "", 403, "outpost"},
 		// kube-system: nobody but the environment administrator.
 		{kube.ReadOnly, "list pods in kube-system", "GET", pods("kube-system"), "", "", 403, "outpost"},
 		{kube.Standard, "list pods in kube-system", "GET", pods("kube-system"), "", "", 403, "outpost"},
@@ -176,6 +179,25 @@ func TestKubernetesLiveAccessByRole(t *testing.T) {
 		if status != s.want || who != s.by {
 			t.Errorf("%s: %s: %d refused by %q, want %d (refused by %q): %.300s", s.role, s.what, status, who, s.want, s.by, body)
 		}
+	}
+	// The agent API route (operators may use it) does not reach the
+	// cluster's gateway: a grant sent there could name anyone's role.
+	for _, path := range []string{"/agent/kubernetes/token", "/agent/kubernetes/api/v1/namespaces/kube-system/secrets"} {
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/environments/%d%s", srv.URL, env.ID, path),
+			strings.NewReader(fmt.Sprintf(`{"env":%d,"user":%d,"role":"environment-administrator"}`, env.ID, users[kube.Operator].id)))
+		req.Header.Set("Authorization", "Bearer "+users[kube.Operator].token)
+		resp, err := srv.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("an operator posts to %s: %d, want 403", path, resp.StatusCode)
+		}
+	}
+	crbs, err := cs.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{LabelSelector: fmt.Sprintf("outpost.io/user=%d", users[kube.Operator].id)})
+	if err != nil || len(crbs.Items) != 1 || crbs.Items[0].RoleRef.Name != kube.RoleBasic {
+		t.Errorf("the operator's cluster role bindings: %+v (%v), want outpost-basic only", crbs.Items, err)
 	}
 	// Namespace access is the environment administrator's.
 	req, _ := http.NewRequest("PUT", srv.URL+access(other), bytes.NewReader([]byte(`{"userIds":[]}`)))

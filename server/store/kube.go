@@ -152,6 +152,20 @@ func (s *Store) KubeAccessSent(env uint64) (string, error) {
 	return h, err
 }
 
+// ForgetKubeAccessSent forgets that the grants of hash were sent to
+// environment env, if they are the last sent: the agent could not apply
+// them, and the reconciler sends them again.
+func (s *Store) ForgetKubeAccessSent(env uint64, hash string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bKube)
+		k := kubeKey('s', env, nil)
+		if string(b.Get(k)) != hash {
+			return nil
+		}
+		return b.Delete(k)
+	})
+}
+
 // forgetKube deletes, in tx, what environment env had of namespace access,
 // users and grants sent.
 func forgetKube(tx *bolt.Tx, env uint64) error {
