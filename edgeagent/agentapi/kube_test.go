@@ -28,12 +28,12 @@ func TestKubeGatewayRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer api.Close()
+	defer func() { _ = api.Close() }()
 	docker, err := agentapi.New(agentapi.Config{Version: "test", Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer docker.Close()
+	defer func() { _ = docker.Close() }()
 	if _, err := agentapi.New(agentapi.Config{KubeConfig: cfg}); err == nil {
 		t.Error("a Kubernetes config without its access keeper was taken")
 	}
