@@ -53,7 +53,7 @@ func TestFirstContactBodyProofHoldsForABoundRetry(t *testing.T) {
 	}
 	snapshot.Normalize(d)
 	s := newTestSyncer(t, srv, hs.URL, t.TempDir(), &fakeCollector{d: d})
-	s.id.enroll, s.id.enrollEnv = protocol.EnrollKey(secret), 7 // the key's secret
+	s.id.Enroll, s.id.EnrollEnv = protocol.EnrollKey(secret), 7 // the key's secret
 	ctx := context.Background()
 	if err := s.exchange(ctx, all); err == nil {
 		t.Fatal("the lost answer did not fail the exchange")
@@ -73,7 +73,7 @@ func TestFirstContactBodyProofHoldsForABoundRetry(t *testing.T) {
 	}
 	// The server has bound the device and spent the enrollment key: the
 	// signature half must verify under the device's own key.
-	if in := protocol.BodyProofInput(7, lastBody); !ed25519.Verify(s.id.key.Public().(ed25519.PublicKey), in, tag[protocol.MACSize:]) {
+	if in := protocol.BodyProofInput(7, lastBody); !ed25519.Verify(s.id.Key.Public().(ed25519.PublicKey), in, tag[protocol.MACSize:]) {
 		t.Fatal("the signature half of the body proof does not verify under the device's key")
 	}
 }

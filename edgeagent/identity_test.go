@@ -30,7 +30,7 @@ func TestFirstContactProvesTheEnrollmentSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := &protocol.SyncRequest{Version: protocol.Version, EnvID: tc.key.EnvironmentID, EdgeID: "edge-7", Include: protocol.IncludePing}
-		if err := id.seal(req, st, func() error { return nil }); err != nil {
+		if err := id.Seal(req, reserveIn(st, func() error { return nil })); err != nil {
 			t.Fatal(err)
 		}
 		body, _ := protocol.Marshal(req)
@@ -57,7 +57,7 @@ func TestBodyProofKeys(t *testing.T) {
 	body := []byte("a large body")
 	check := func(name string, verify func(in, tag []byte) bool) {
 		t.Helper()
-		env, tag, err := protocol.ParseBodyProof(id.bodyProof(7, body))
+		env, tag, err := protocol.ParseBodyProof(id.BodyProof(7, body))
 		if err != nil || env != 7 || !verify(protocol.BodyProofInput(7, body), tag) {
 			t.Fatalf("%s: body proof does not verify: %v", name, err)
 		}
@@ -68,11 +68,11 @@ func TestBodyProofKeys(t *testing.T) {
 		return len(tag) == protocol.MACSize+ed25519.SignatureSize && protocol.CheckMAC(protocol.EnrollKey(secret), in, tag[:protocol.MACSize]) &&
 			ed25519.Verify(key.Public().(ed25519.PublicKey), in, tag[protocol.MACSize:])
 	})
-	id.mac = make([]byte, 32)
-	check("MAC", func(in, tag []byte) bool { return protocol.CheckMAC(id.mac, in, tag) })
-	id.mac, id.enroll = nil, nil
+	id.MAC = make([]byte, 32)
+	check("MAC", func(in, tag []byte) bool { return protocol.CheckMAC(id.MAC, in, tag) })
+	id.MAC, id.Enroll = nil, nil
 	check("signature", func(in, tag []byte) bool { return ed25519.Verify(key.Public().(ed25519.PublicKey), in, tag) })
-	if v := id.bodyProof(0, body); v != "" {
+	if v := id.BodyProof(0, body); v != "" {
 		t.Fatalf("a body proof under the onboarding key: %q", v)
 	}
 }

@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s.plan = newPlan(now(), rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())))
 	log.Info("outpost agent started", "mode", modeName(standard), "server", cfg.Key.ServerURL, "environment", cfg.Key.EnvironmentID, "edge_id", edgeID,
-		"key", id.fingerprint(), "data", cfg.DataDir, "version", Version)
+		"key", id.Fingerprint(), "data", cfg.DataDir, "version", Version)
 	if standard != !cfg.Async {
 		log.Info("running in the mode the server set, not EDGE_ASYNC's", "mode", modeName(standard))
 	}

@@ -123,7 +123,7 @@ func (s *syncer) run(ctx context.Context) error {
 				}
 			}
 		case errors.As(err, &pe) && pe.Code == protocol.CodeRejected:
-			s.log.Error("an operator rejected this device; it will keep being refused with this identity key", "edge_id", s.id.edgeID)
+			s.log.Error("an operator rejected this device; it will keep being refused with this identity key", "edge_id", s.id.EdgeID)
 			s.plan.Failed(now)
 		default:
 			s.log.Warn("sync failed; retrying with backoff", "err", err)
@@ -150,15 +150,15 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	// what is left out below: a left-out kind must not stay due.
 	due := inc
 	asked := inc
-	if s.waiting || s.id.env == 0 {
+	if s.waiting || s.id.Env == 0 {
 		// A device in the waiting room, or calling with the onboarding key
 		// for the first time, gets nothing but its trust state: no
 		// snapshot leaves it until an operator trusts it.
 		inc &^= protocol.IncludeSnapshot
 	}
-	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.env, Include: inc, Resync: s.resync}
-	if s.id.mac == nil {
-		req.EdgeID = s.id.edgeID
+	req := protocol.SyncRequest{Version: protocol.Version, EnvID: s.id.Env, Include: inc, Resync: s.resync}
+	if s.id.MAC == nil {
+		req.EdgeID = s.id.EdgeID
 		req.Agent = s.agentInfo()
 	}
 	var pending *pendingSnapshot
@@ -180,7 +180,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	if s.work != nil {
 		req.StackStatuses, req.JobResults = s.work.reports()
 	}
-	if err := s.id.seal(&req, s.st, func() error { return s.st.save(s.cfg.DataDir) }); err != nil {
+	if err := s.id.Seal(&req, reserveIn(s.st, func() error { return s.st.save(s.cfg.DataDir) })); err != nil {
 		return err
 	}
 	var ans protocol.SyncAnswer
@@ -188,7 +188,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	if s.standard {
 		path = "/edge/v1/poll"
 	}
-	raw, err := s.cl.post(ctx, path, &req, &ans, func(body []byte) string { return s.id.bodyProof(req.EnvID, body) })
+	raw, err := s.cl.post(ctx, path, &req, &ans, func(body []byte) string { return s.id.BodyProof(req.EnvID, body) })
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {
@@ -196,14 +196,14 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 			// counter, or no longer knows our key agreement (its data was
 			// restored, or its key changed): skip a block of counters and
 			// go back to a signed contact.
-			s.id.counter += counterBlock
-			s.id.mac, s.st.ServerDH = nil, nil
+			s.id.Refused()
+			s.st.ServerDH = nil
 		}
 		return fmt.Errorf("sync: %w", err)
 	}
 	// Nothing in an answer is acted on before its tag verifies: not the
 	// environment it names, not its commands, not even its acks.
-	key, env, err := s.verifyAnswer(raw, &ans, req.Proof.Counter)
+	key, env, err := s.id.VerifyAnswer(raw, &ans, req.Proof.Counter)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -241,7 +241,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	switch {
 	case ans.Trust == protocol.TrustWaiting && !s.waiting:
 		s.log.Info("waiting for an operator to trust this device in the server's waiting room",
-			"edge_id", s.id.edgeID, "key", s.id.fingerprint())
+			"edge_id", s.id.EdgeID, "key", s.id.Fingerprint())
 		s.waiting = true
 	case ans.Trust == protocol.TrustTrusted && s.waiting:
 		s.log.Info("trusted by the server", "environment", ans.EnvID)
@@ -250,9 +250,9 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	}
 	if ans.Server != nil && env != 0 {
 		// Bound (or onboarded): from now on requests are MACed for env.
-		s.id.mac, s.id.env = key, env
+		s.id.MAC, s.id.Env = key, env
 		s.st.Bound, s.st.ServerDH, s.st.EnvID, dirty = true, ans.Server.DH, env, true
-		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.edgeID)
+		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.EdgeID)
 		s.shareKey()
 		if s.st.Acked == 0 && pending == nil {
 			s.plan.SnapshotNow(now) // trusted on first contact with the onboarding key: none sent yet
@@ -270,7 +270,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 		s.plan.SetFrequencies(scheduler.Effective(protocol.Frequencies{}, ans.Freq), now)
 	}
 	if s.standard && ans.Tunnel == protocol.TunnelRequired && s.tun != nil {
-		s.tun.open(s.id.env)
+		s.tun.open(s.id.Env)
 	}
 	if pending != nil && ans.Snapshot != nil && ans.Snapshot.Stored == pending.seq {
 		s.st.Acked, s.st.Base, dirty = pending.seq, pending.data, true
@@ -367,8 +367,8 @@ func (s *syncer) prepareSnapshot(ctx context.Context) (*protocol.SnapshotPush, *
 
 // shareKey gives the work runner the MAC key, which opens sealed secrets.
 func (s *syncer) shareKey() {
-	if s.work != nil && s.id.mac != nil {
-		k := s.id.mac
+	if s.work != nil && s.id.MAC != nil {
+		k := s.id.MAC
 		s.work.mac.Store(&k)
 	}
 }
@@ -379,33 +379,4 @@ func (s *syncer) agentInfo() *protocol.AgentInfo {
 		Version: Version, Hostname: host, Platform: cmp.Or(s.platform, kube.PlatformDocker), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		Groups: s.cfg.Groups, Tags: s.cfg.Tags,
 	}
-}
-
-// errUnverified: an answer that does not prove it comes from the server the
-// edge key names.
-var errUnverified = errors.New("the answer's tag does not verify: it did not come from the server the edge key names")
-
-// verifyAnswer checks an answer's tag for the request that carried counter.
-// The key is the agent's MAC key, or, when the answer brings the server's
-// key agreement key (first contact, onboarding, waiting), the key it gives
-// for the environment: the agent's own, or the one the answer assigns (0
-// while waiting). It returns that key and environment.
-func (s *syncer) verifyAnswer(raw []byte, ans *protocol.SyncAnswer, counter uint64) (key []byte, env uint64, err error) {
-	key, env = s.id.mac, s.id.env
-	if ans.Server != nil {
-		if env == 0 {
-			env = ans.EnvID
-		}
-		if key, err = s.id.serverKeyFor(ans.Server, env); err != nil {
-			return nil, 0, err
-		}
-	}
-	if key == nil {
-		return nil, 0, errUnverified
-	}
-	in, tag, err := protocol.AnswerInput(raw, counter)
-	if err != nil || !protocol.CheckMAC(key, in, tag) {
-		return nil, 0, errUnverified
-	}
-	return key, env, nil
 }

@@ -385,12 +385,12 @@ func TestRunLogsUnsupportedVersion(t *testing.T) {
 
 func TestIdentityRefusesAServerWithAnotherHostKey(t *testing.T) {
 	s, _ := agentAgainst(t, ackAll)
-	s.id.pin = "SHA256:" + strings.Repeat("A", 43) // the edge key was made for another server
+	s.id.Pin = "SHA256:" + strings.Repeat("A", 43) // the edge key was made for another server
 	err := s.exchange(context.Background(), all)
 	if err == nil || !strings.Contains(err.Error(), "edge key pins") {
 		t.Fatalf("exchange with a server whose host key is not pinned: %v", err)
 	}
-	if s.id.mac != nil || s.st.Bound {
+	if s.id.MAC != nil || s.st.Bound {
 		t.Fatal("the agent took the key of a server it cannot vouch for")
 	}
 }
@@ -457,7 +457,7 @@ func TestForgedAnswersAreNotActedOn(t *testing.T) {
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
 		t.Fatal(err)
 	}
-	env := s.id.env
+	env := s.id.Env
 	srv.answer = func(req *protocol.SyncRequest) (int, any) {
 		return http.StatusOK, &protocol.SyncAnswer{Version: protocol.Version, EnvID: 99, Trust: protocol.TrustTrusted,
 			Commands: []protocol.Command{{ID: 1, Kind: "volume.remove", Args: map[string]string{"name": "db-data", "force": "true"}}}}
@@ -466,8 +466,8 @@ func TestForgedAnswersAreNotActedOn(t *testing.T) {
 	if err := s.exchange(ctx, all); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("an untagged answer was taken: %v", err)
 	}
-	if len(exec.ran) != 0 || s.id.env != env {
-		t.Fatalf("a forged answer ran %v or moved the agent to environment %d", exec.ran, s.id.env)
+	if len(exec.ran) != 0 || s.id.Env != env {
+		t.Fatalf("a forged answer ran %v or moved the agent to environment %d", exec.ran, s.id.Env)
 	}
 	// Tagged by the real key, the same commands run.
 	srv.noTag = false

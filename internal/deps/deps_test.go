@@ -33,6 +33,11 @@ var rules = []struct {
 	{pkg: "edgeagent/stacks", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/jobs", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/agentapi", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
+	{pkg: "edgeagent/ident", allowedOnly: []string{"protocol"}},
+	// The fleet simulator is a device fleet: it reaches the server over
+	// HTTP only, never through its packages.
+	{pkg: "sim", forbidden: []string{"server", "server/store", "web", "waitingroom", "edgeagent"}},
+	{pkg: "cmd/outpost-sim", forbidden: []string{"server", "server/store", "web", "waitingroom", "edgeagent"}},
 }
 
 // deps returns the project packages pkg imports, transitively.
