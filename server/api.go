@@ -200,10 +200,9 @@ type newEnvironment struct {
 	Frequencies *protocol.Frequencies `json:"frequencies"`
 }
 
-// createEnvironment pre-stages an environment for user (from remote) and
-// returns its edge key with the one-time enrollment secret; problems says
-// what was wrong with req, and nothing is stored then.
-func (s *Server) createEnvironment(remote, user string, req newEnvironment) (createdEnvironment, []string, error) {
+// checkNewEnvironment says what is wrong with req, and fills in its
+// defaults (mode async, platform docker, frequencies {} as none).
+func checkNewEnvironment(req *newEnvironment) []string {
 	var problems []string
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > 128 {
@@ -227,11 +226,18 @@ func (s *Server) createEnvironment(remote, user string, req newEnvironment) (cre
 	if f := req.Frequencies; f != nil && (f.Ping > maxFrequency || f.Snapshot > maxFrequency || f.Command > maxFrequency) {
 		problems = append(problems, "frequencies: each at most 604800 seconds (a week); 0 means the global default")
 	}
-	if len(problems) > 0 {
-		return createdEnvironment{}, problems, nil
-	}
 	if f := req.Frequencies; f != nil && *f == (protocol.Frequencies{}) {
 		req.Frequencies = nil
+	}
+	return problems
+}
+
+// createEnvironment pre-stages an environment for user (from remote) and
+// returns its edge key with the one-time enrollment secret; problems says
+// what was wrong with req, and nothing is stored then.
+func (s *Server) createEnvironment(remote, user string, req newEnvironment) (createdEnvironment, []string, error) {
+	if problems := checkNewEnvironment(&req); len(problems) > 0 {
+		return createdEnvironment{}, problems, nil
 	}
 	secret, enroll := newEnrollSecret()
 	e := &store.Environment{Name: req.Name, Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}

@@ -475,3 +475,62 @@ func (s *Server) handleListEnvironments(w http.ResponseWriter, r *http.Request, 
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// maxBulkEnvironments bounds one POST /api/environments/bulk: one store
+// transaction and one answer of that many edge keys.
+const maxBulkEnvironments = 10000
+
+// bulkEnvironments is the body of POST /api/environments/bulk: count
+// environments named Name-1 ... Name-count, each as POST /api/environments
+// makes it.
+type bulkEnvironments struct {
+	newEnvironment
+	Count int `json:"count"`
+}
+
+// bulkCreated is one environment of the answer of POST
+// /api/environments/bulk: its ID and edge key with its enrollment secret,
+// shown this once.
+type bulkCreated struct {
+	ID      uint64 `json:"id"`
+	EdgeKey string `json:"edgeKey"`
+}
+
+// handleBulkCreateEnvironments serves POST /api/environments/bulk: many
+// pre-staged environments in one store transaction and one audit entry
+// (staging a fleet, and the fleet simulator), answered with their edge keys.
+func (s *Server) handleBulkCreateEnvironments(w http.ResponseWriter, r *http.Request, ss session) {
+	var req bulkEnvironments
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	problems := checkNewEnvironment(&req.newEnvironment)
+	if req.Count < 1 || req.Count > maxBulkEnvironments {
+		problems = append(problems, fmt.Sprintf("count %d: want 1 to %d", req.Count, maxBulkEnvironments))
+	}
+	if refuse(w, problems) {
+		return
+	}
+	now := s.now().Unix()
+	es := make([]*store.Environment, req.Count)
+	secrets := make([]string, req.Count)
+	for i := range es {
+		var enroll []byte
+		secrets[i], enroll = newEnrollSecret()
+		es[i] = &store.Environment{Name: fmt.Sprintf("%s-%d", req.Name, i+1), Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: now, EnrollKey: enroll}
+	}
+	if err := s.store.CreateEnvironments(es); err != nil {
+		s.log.Error("create environments", "count", req.Count, "err", err)
+		writeErr(w, http.StatusInternalServerError, "could not store the environments")
+		return
+	}
+	out := make([]bulkCreated, len(es))
+	for i, e := range es {
+		s.indexEnvironment(e)
+		out[i] = bulkCreated{ID: e.ID, EdgeKey: s.edgeKey(e.ID, secrets[i])}
+	}
+	s.log.Info("environments created", "count", len(es), "first", es[0].ID, "mode", req.Mode)
+	s.auditAt(r.RemoteAddr, ss.user, auditEnvCreate, envTarget(es[0].ID), fmt.Sprintf("%d environments %s-1 to %s-%d (ids %d to %d), mode %s, platform %s",
+		len(es), req.Name, req.Name, len(es), es[0].ID, es[len(es)-1].ID, req.Mode, cmp.Or(req.Platform, kube.PlatformDocker)))
+	writeJSON(w, http.StatusCreated, map[string]any{"items": out})
+}

@@ -285,6 +285,7 @@ func (s *Server) routeTable() []route {
 
 		apiRoute("GET /api/environments", permEnvRead, s.handleListEnvironments),
 		apiRoute("POST /api/environments", permEnvWrite, s.handleCreateEnvironment),
+		apiRoute("POST /api/environments/bulk", permEnvWrite, s.handleBulkCreateEnvironments),
 		apiRoute("GET /api/environments/{id}", permEnvRead, s.handleGetEnvironment),
 		apiRoute("GET /api/environments/{id}/snapshot", permEnvRead, s.handleSnapshot),
 		apiRoute("GET /api/environments/{id}/snapshot/history", permEnvRead, s.handleHistory),
