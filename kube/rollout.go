@@ -93,12 +93,18 @@ func deploymentRollout(d *appsv1.Deployment) (verdict, string) {
 
 func statefulSetRollout(s *appsv1.StatefulSet) (verdict, string) {
 	want := replicas(s.Spec.Replicas)
+	// A partitioned rolling update updates only the ordinals from the
+	// partition up: that many is the whole rollout.
+	wantUpdated := want
+	if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+		wantUpdated = max(0, want-*ru.Partition)
+	}
 	st := s.Status
 	switch {
 	case st.ObservedGeneration < s.Generation:
 		return pending, "waiting for the statefulset controller to see the new spec"
-	case s.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType && st.UpdatedReplicas < want:
-		return pending, fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, want)
+	case s.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType && st.UpdatedReplicas < wantUpdated:
+		return pending, fmt.Sprintf("%d of %d replicas updated", st.UpdatedReplicas, wantUpdated)
 	case st.AvailableReplicas < want:
 		return pending, fmt.Sprintf("%d of %d replicas available", st.AvailableReplicas, want)
 	}
@@ -110,7 +116,7 @@ func daemonSetRollout(d *appsv1.DaemonSet) (verdict, string) {
 	switch {
 	case st.ObservedGeneration < d.Generation:
 		return pending, "waiting for the daemonset controller to see the new spec"
-	case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
+	case d.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType && st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
 		return pending, fmt.Sprintf("%d of %d pods updated", st.UpdatedNumberScheduled, st.DesiredNumberScheduled)
 	case st.NumberAvailable < st.DesiredNumberScheduled:
 		return pending, fmt.Sprintf("%d of %d pods available", st.NumberAvailable, st.DesiredNumberScheduled)

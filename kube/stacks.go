@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"outpost/internal/atomicfile"
 )
 
 // What a Kubernetes edge stack puts on the objects it applies.
@@ -110,11 +112,16 @@ func NewStacks(cfg *rest.Config, dir string, log *slog.Logger) (*Stacks, error) 
 	if c.UserAgent == "" {
 		c.UserAgent = "outpost-agent"
 	}
+	// client-go's default of 5 requests a second would make a stack of a
+	// hundred objects take 20 s per status check.
+	if c.QPS == 0 {
+		c.QPS, c.Burst = 50, 100
+	}
 	dyn, err := dynamic.NewForConfig(c)
 	if err != nil {
 		return nil, fmt.Errorf("kube: stacks: %w", err)
 	}
-	core, err := restClient(cfg, schema.GroupVersion{Version: "v1"})
+	core, err := restClient(c, schema.GroupVersion{Version: "v1"})
 	if err != nil {
 		return nil, fmt.Errorf("kube: stacks: %w", err)
 	}
@@ -142,6 +149,16 @@ func (r ref) String() string {
 func (r ref) gvk() schema.GroupVersionKind {
 	return schema.FromAPIVersionAndKind(r.APIVersion, r.Kind)
 }
+
+// same reports whether r and o name one object: the API version does not
+// count, since one object is served under each version of its group (an
+// update from autoscaling/v1 to v2 changes how it is written, not which
+// object it is).
+func (r ref) same(o ref) bool {
+	return r.gvk().GroupKind() == o.gvk().GroupKind() && r.Namespace == o.Namespace && r.Name == o.Name
+}
+
+func (r ref) isNamespace() bool { return r.Kind == "Namespace" && r.APIVersion == "v1" }
 
 // object is one document of a stack, ready to apply.
 type object struct {
@@ -208,11 +225,18 @@ func (s *Stacks) Deploy(ctx context.Context, spec StackSpec) error {
 	for _, o := range objs {
 		refs = append(refs, o.ref)
 	}
-	if err := s.save(spec.Name, inventory{Version: spec.Version, Objects: union(refs, old.Objects)}); err != nil {
+	// A namespace the manifests declare that was there before the stack
+	// (not made by an earlier version of it) is adopted: the stack labels
+	// it but never deletes it, nor what else lives in it.
+	adopted, err := s.adopted(ctx, spec.Name, objs, old)
+	if err != nil {
+		return fmt.Errorf("deploy %s: nothing applied: %w", spec.Name, err)
+	}
+	if err := s.save(spec.Name, inventory{Version: spec.Version, Objects: union(refs, old.Objects), Adopted: union(adopted, old.Adopted)}); err != nil {
 		return err
 	}
 	for _, o := range objs {
-		if o.ref.Kind == "Namespace" && o.ref.APIVersion == "v1" && o.ref.Name == ns {
+		if o.ref.isNamespace() && o.ref.Name == ns {
 			needNamespace = false // the stack makes it
 		}
 	}
@@ -246,7 +270,11 @@ func (s *Stacks) Deploy(ctx context.Context, spec StackSpec) error {
 	// What the previous version applied and this one does not declare.
 	keep := slices.Clone(refs)
 	for _, r := range deleteOrder(old.Objects) {
-		if slices.Contains(refs, r) {
+		if slices.ContainsFunc(refs, r.same) {
+			continue
+		}
+		if slices.ContainsFunc(old.Adopted, r.same) {
+			s.log.Info("the stack no longer declares a namespace it adopted; the namespace stays", "stack", spec.Name, "object", r.String())
 			continue
 		}
 		if err := s.delete(ctx, spec.Name, r); err != nil {
@@ -256,7 +284,7 @@ func (s *Stacks) Deploy(ctx context.Context, spec StackSpec) error {
 		}
 		s.log.Info("pruned an object the stack no longer declares", "stack", spec.Name, "object", r.String())
 	}
-	if err := s.save(spec.Name, inventory{Version: spec.Version, Objects: keep}); err != nil {
+	if err := s.save(spec.Name, inventory{Version: spec.Version, Objects: keep, Adopted: adopted}); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -321,11 +349,39 @@ func deleteOrder(refs []ref) []ref {
 func union(a, b []ref) []ref {
 	out := slices.Clone(a)
 	for _, r := range b {
-		if !slices.Contains(out, r) {
+		if !slices.ContainsFunc(out, r.same) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// adopted lists the namespaces of objs that exist in the cluster without
+// being this stack's: made by hand, by another tool or stack, or by
+// Kubernetes itself. Those the stack adopted before stay adopted.
+func (s *Stacks) adopted(ctx context.Context, stack string, objs []*object, old inventory) ([]ref, error) {
+	var out []ref
+	nsRes := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	for _, o := range objs {
+		if !o.ref.isNamespace() {
+			continue
+		}
+		if slices.ContainsFunc(old.Adopted, o.ref.same) {
+			out = append(out, o.ref)
+			continue
+		}
+		u, err := s.dyn.Resource(nsRes).Get(ctx, o.ref.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue // the stack makes it, and removes it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", o.ref.Name, err)
+		}
+		if u.GetLabels()[LabelStack] != stack || !slices.ContainsFunc(old.Objects, o.ref.same) {
+			out = append(out, o.ref)
+		}
+	}
+	return out, nil
 }
 
 // waitKind finds the resource of a kind the stack's own CRD defines, which
@@ -422,6 +478,9 @@ func (s *Stacks) delete(ctx context.Context, stack string, r ref) error {
 // The default namespace Deploy created stays; a Namespace object the
 // manifests declare is deleted, with all that is in it.
 func (s *Stacks) Remove(ctx context.Context, name string) error {
+	if !validStackName(name) {
+		return nil // nothing by that name can have been applied (Deploy refuses it)
+	}
 	s.op.Lock()
 	defer s.op.Unlock()
 	inv, err := s.load(name)
@@ -434,6 +493,9 @@ func (s *Stacks) Remove(ctx context.Context, name string) error {
 	var errs []error
 	var left []ref
 	for _, r := range deleteOrder(inv.Objects) {
+		if slices.ContainsFunc(inv.Adopted, r.same) {
+			continue // there before the stack: it stays
+		}
 		if err := s.delete(ctx, name, r); err != nil {
 			errs = append(errs, err)
 			left = append(left, r)
@@ -591,6 +653,9 @@ func (spec StackSpec) parse() ([]*object, error) {
 		for _, msg := range validation.IsDNS1123Label(spec.Namespace) {
 			errs = append(errs, fmt.Errorf("namespace %q: %s", spec.Namespace, msg))
 		}
+		if System(spec.Namespace) {
+			errs = append(errs, fmt.Errorf("namespace %s is a system namespace: a stack may not deploy there", spec.Namespace))
+		}
 	}
 	var objs []*object
 	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(spec.Manifests)))
@@ -633,7 +698,11 @@ func (spec StackSpec) parse() ([]*object, error) {
 			continue
 		}
 		r := ref{APIVersion: head.APIVersion, Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name}
-		if slices.ContainsFunc(objs, func(o *object) bool { return o.ref == r }) {
+		if System(r.Namespace) || (r.isNamespace() && System(r.Name)) {
+			errs = append(errs, fmt.Errorf("document %d: %s: a system namespace: a stack may not touch it (nor the agent's own, %s)", n, r, Namespace))
+			continue
+		}
+		if slices.ContainsFunc(objs, func(o *object) bool { return o.ref.same(r) }) {
 			errs = append(errs, fmt.Errorf("document %d: %s is declared twice", n, r))
 			continue
 		}
@@ -652,6 +721,13 @@ func (spec StackSpec) parse() ([]*object, error) {
 type inventory struct {
 	Version uint64 `json:"version"`
 	Objects []ref  `json:"objects"`
+	// Adopted are the namespaces of Objects that were there before the
+	// stack: never deleted by it.
+	Adopted []ref `json:"adopted,omitempty"`
+}
+
+func validStackName(name string) bool {
+	return name != "" && len(validation.IsValidLabelValue(name)) == 0
 }
 
 func (s *Stacks) path(name string) string { return filepath.Join(s.dir, name+".json") }
@@ -659,7 +735,7 @@ func (s *Stacks) path(name string) string { return filepath.Join(s.dir, name+".j
 // load reads the stack's inventory; without one, Objects is nil.
 func (s *Stacks) load(name string) (inventory, error) {
 	var inv inventory
-	if len(validation.IsValidLabelValue(name)) > 0 || name == "" {
+	if !validStackName(name) {
 		return inv, fmt.Errorf("%w: stack name %q: not a label value", ErrManifests, name)
 	}
 	b, err := os.ReadFile(s.path(name))
@@ -678,18 +754,14 @@ func (s *Stacks) load(name string) (inventory, error) {
 	return inv, nil
 }
 
-// save writes the stack's inventory: a new file renamed over the old, so a
-// crash leaves one or the other.
+// save writes the stack's inventory: a new file synced and renamed over
+// the old, so a crash or a power cut leaves one or the other.
 func (s *Stacks) save(name string, inv inventory) error {
 	b, err := json.MarshalIndent(inv, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := s.path(name) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("inventory of %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, s.path(name)); err != nil {
+	if err := atomicfile.Write(s.path(name), b, 0o600); err != nil {
 		return fmt.Errorf("inventory of %s: %w", name, err)
 	}
 	return nil

@@ -405,3 +405,91 @@ spec:
 		return apierrors.IsNotFound(err), fmt.Sprintf("the CRD: %v", err)
 	})
 }
+
+// TestStackReviewCases: a namespace that was there before the stack is
+// adopted, never deleted with it; an object whose apiVersion changes in an
+// update stays; system namespaces are refused; a stack name no Deploy
+// takes is removed at once (nothing can have been applied under it).
+func TestStackReviewCases(t *testing.T) {
+	kc := kubetest.Start(t)
+	cs := kc.Client(t)
+	ctx := context.Background()
+	runner, err := kube.NewStacks(kc.Admin, t.TempDir(), quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := unique("victim")
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: victim}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(victim).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "precious"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	own := unique("own")
+	manifests := func(hpaVersion string) []byte {
+		return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: %s
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: %s
+---
+apiVersion: %s
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+  namespace: %s
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 2
+`, victim, own, hpaVersion, own))
+	}
+	if err := runner.Deploy(ctx, kube.StackSpec{Name: "adopt", Version: 1, Manifests: manifests("autoscaling/v1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.Deploy(ctx, kube.StackSpec{Name: "adopt", Version: 2, Manifests: manifests("autoscaling/v2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.AutoscalingV2().HorizontalPodAutoscalers(own).Get(ctx, "web", metav1.GetOptions{}); err != nil {
+		t.Errorf("the autoscaler after its apiVersion changed: %v", err)
+	}
+	if st := status(t, runner, "adopt"); st.Phase == kube.StackFailed {
+		t.Errorf("status after the apiVersion change: %+v", st)
+	}
+	if err := runner.Remove(ctx, "adopt"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := cs.CoreV1().Namespaces().Get(ctx, victim, metav1.GetOptions{})
+	if err != nil || v.DeletionTimestamp != nil {
+		t.Errorf("the namespace that was there before the stack: %v, deleting %v", err, v.DeletionTimestamp)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(victim).Get(ctx, "precious", metav1.GetOptions{}); err != nil {
+		t.Errorf("what lived in it: %v", err)
+	}
+	o, err := cs.CoreV1().Namespaces().Get(ctx, own, metav1.GetOptions{})
+	if err == nil && o.DeletionTimestamp == nil {
+		t.Errorf("the namespace the stack made stays after its removal")
+	}
+
+	for _, m := range []string{
+		"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-system\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: kube-public\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: " + kube.Namespace + "\n",
+	} {
+		if err := runner.Deploy(ctx, kube.StackSpec{Name: "sys", Version: 1, Manifests: []byte(m)}); !errors.Is(err, kube.ErrManifests) || !strings.Contains(err.Error(), "system namespace") {
+			t.Errorf("a stack touching a system namespace: %v", err)
+		}
+	}
+	if err := runner.Deploy(ctx, kube.StackSpec{Name: "sys", Version: 1, Namespace: "kube-system", Manifests: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")}); err == nil {
+		t.Error("a stack whose default namespace is kube-system deployed")
+	}
+	for _, name := range []string{"web-", "shop_", "edge-" + strings.Repeat("a", 63)} {
+		if err := runner.Remove(ctx, name); err != nil {
+			t.Errorf("remove %q: %v", name, err)
+		}
+	}
+}

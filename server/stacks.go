@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"outpost/kube"
 	"outpost/protocol"
 	"outpost/server/store"
 	"outpost/stackfile"
@@ -126,12 +127,26 @@ func checkCompose(name, compose string, env map[string]string) []string {
 	return problems
 }
 
+// mayKubeStack answers 403 and returns false when typ is a Kubernetes
+// stack and the caller is not an environment administrator: the agent
+// applies a stack's manifests with its own cluster-admin account, so
+// whoever writes them holds the cluster (any namespace but the system
+// ones, cluster-scoped objects too).
+func (s *Server) mayKubeStack(w http.ResponseWriter, r *http.Request, ss session, typ string) bool {
+	if typ != protocol.StackKubernetes || kubeRole(ss.role) == kube.EnvAdmin {
+		return true
+	}
+	s.audit(r, ss.user, auditAccessDenied, r.Method+" "+r.URL.Path, "kubernetes stacks are for environment administrators")
+	writeErr(w, http.StatusForbidden, "your role (%s) may not write Kubernetes stacks: the agent applies them as cluster-admin, so only environment administrators do", ss.role)
+	return false
+}
+
 // checkManifests checks a Kubernetes stack's documents and default
 // namespace: one "manifests: line N: …" problem each (the namespace's own
 // comes as "namespace …").
 func checkManifests(manifests, namespace string) []string {
 	var problems []string
-	for _, p := range stackfile.CheckManifests(manifests, namespace) {
+	for _, p := range stackfile.CheckManifestsOutside(manifests, namespace, kube.System) {
 		if p.Line == 0 && strings.HasPrefix(p.Message, "namespace ") {
 			problems = append(problems, p.Message)
 			continue
@@ -294,6 +309,9 @@ func (s *Server) handleCreateStack(w http.ResponseWriter, r *http.Request, ss se
 	if !decodeJSON(w, r, &req) {
 		return
 	}
+	if !s.mayKubeStack(w, r, ss, req.Type) {
+		return
+	}
 	if refuse(w, s.validateStack(&req, nil, "")) {
 		return
 	}
@@ -342,6 +360,9 @@ func (s *Server) handleUpdateStack(w http.ResponseWriter, r *http.Request, ss se
 	}
 	cur, err := s.stackContentOf(old)
 	if s.writeFailed(w, err, "update", "edge stack", id) {
+		return
+	}
+	if !s.mayKubeStack(w, r, ss, stackType(cur)) {
 		return
 	}
 	problems := s.validateStack(&req, old, stackType(cur))
@@ -416,6 +437,11 @@ func (s *Server) handleDeleteStack(w http.ResponseWriter, r *http.Request, ss se
 	id, ok := idFromPath(w, r, "edge stack")
 	if !ok {
 		return
+	}
+	if old, err := s.store.Stack(id); err == nil {
+		if cur, err := s.stackContentOf(old); err == nil && !s.mayKubeStack(w, r, ss, stackType(cur)) {
+			return
+		}
 	}
 	if s.writeFailed(w, s.store.DeleteStack(id), "delete", "edge stack", id) {
 		return

@@ -173,3 +173,46 @@ func TestComposeStackContentUnchangedByTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesStacksAreTheAdministrators: the agent applies a stack's
+// manifests as cluster-admin, so only environment administrators write
+// Kubernetes stacks (operators keep compose stacks); no stack touches a
+// system namespace; a name YAML 1.1 reads as a boolean or number is
+// refused with the advice to quote it, as the agent would refuse it.
+func TestKubernetesStacksAreTheAdministrators(t *testing.T) {
+	s, hs := testServer(t)
+	_, admin := addUser(t, s, "admin", RoleAdmin, "pw")
+	_, envAdmin := addUser(t, s, "envadmin", RoleEnvAdmin, "pw")
+	_, op := addUser(t, s, "op", RoleOperator, "pw")
+	a := bound(t, s, hs.Config.Handler, "a")
+	var g store.EdgeGroup
+	apiJSON(t, hs, "POST", "/api/edge-groups", admin, map[string]any{"name": "clusters", "environmentIds": []uint64{a.env}}, &g, http.StatusCreated)
+	stack := func(name, ns, manifests string) map[string]any {
+		return map[string]any{"name": name, "type": "kubernetes", "namespace": ns, "manifests": manifests, "edgeGroupIds": []uint64{g.ID}}
+	}
+	if status, body := call(t, hs, "POST", "/api/edge-stacks", op, stack("ops", "shop", testManifests)); status != http.StatusForbidden {
+		t.Errorf("an operator creates a kubernetes stack: %d %s", status, body)
+	}
+	var created struct {
+		ID uint64 `json:"id"`
+	}
+	apiJSON(t, hs, "POST", "/api/edge-stacks", envAdmin, stack("till", "shop", testManifests), &created, http.StatusCreated)
+	if status, _ := call(t, hs, "PUT", fmt.Sprintf("/api/edge-stacks/%d", created.ID), op, map[string]any{"namespace": "other"}); status != http.StatusForbidden {
+		t.Errorf("an operator updates a kubernetes stack: %d", status)
+	}
+	if status, _ := call(t, hs, "DELETE", fmt.Sprintf("/api/edge-stacks/%d", created.ID), op, nil); status != http.StatusForbidden {
+		t.Errorf("an operator deletes a kubernetes stack: %d", status)
+	}
+	if status, body := call(t, hs, "POST", "/api/edge-stacks", op, map[string]any{"name": "web", "composeFile": "services:\n  web:\n    image: nginx\n", "edgeGroupIds": []uint64{g.ID}}); status != http.StatusCreated {
+		t.Errorf("an operator creates a compose stack: %d %s", status, body)
+	}
+	got := problemsOf(t, hs, "POST", "/api/edge-stacks", admin, stack("sys", "kube-system",
+		"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: outpost\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: kube-public\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yes\n  namespace: on\n"))
+	for _, want := range []string{"namespace kube-system: a system namespace", "line 4: document 1 (Namespace): namespace outpost is a system namespace",
+		"line 10: document 2 (ConfigMap): namespace kube-public is a system namespace", `line 15: document 3 (ConfigMap): "yes" reads as a boolean or a number`,
+		`line 16: document 3 (ConfigMap): "on" reads as a boolean or a number`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %q lack %q", got, want)
+		}
+	}
+}

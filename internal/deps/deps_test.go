@@ -26,7 +26,7 @@ var rules = []struct {
 	{pkg: "tunnel", allowedOnly: []string{}},
 	{pkg: "throttle", allowedOnly: []string{}},
 	{pkg: "usage", allowedOnly: []string{}},
-	{pkg: "kube", allowedOnly: []string{"snapshot", "protocol"}},
+	{pkg: "kube", allowedOnly: []string{"snapshot", "protocol", "internal/atomicfile"}},
 	{pkg: "waitingroom", allowedOnly: []string{"server/store", "protocol", "throttle", "usage", "internal/atomicfile"}},
 	{pkg: "internal/dockerhost", allowedOnly: []string{}},
 	{pkg: "stackfile", allowedOnly: []string{}},
