@@ -1,0 +1,117 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// api is the simulator's client of the server's REST API, as an operator's
+// script would use it.
+type api struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func newAPI(base string) *api {
+	return &api{base: base, http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the server's self-signed certificate
+		MaxIdleConnsPerHost: 16,
+	}}}
+}
+
+// call sends body as JSON and decodes the answer into out, with an error
+// for any status but want.
+func (a *api) call(ctx context.Context, method, path string, body, out any, want int) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(raw))
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func (a *api) login(ctx context.Context, user, password string) error {
+	var ans struct{ Token string }
+	if err := a.call(ctx, "POST", "/api/auth", map[string]string{"username": user, "password": password}, &ans, http.StatusOK); err != nil {
+		return fmt.Errorf("log in as %s: %w", user, err)
+	}
+	a.token = ans.Token
+	return nil
+}
+
+// staged is one pre-staged environment.
+type staged struct {
+	ID      uint64 `json:"id"`
+	EdgeKey string `json:"edgeKey"`
+}
+
+// bulkChunk is how many environments one bulk call stages.
+const bulkChunk = 5000
+
+// stage pre-stages n async environments named name-1 ... at freq seconds,
+// in bulk calls (POST /api/environments/bulk).
+func (a *api) stage(ctx context.Context, name string, n, freq int) ([]staged, error) {
+	var out []staged
+	for len(out) < n {
+		k := min(bulkChunk, n-len(out))
+		var ans struct{ Items []staged }
+		err := a.call(ctx, "POST", "/api/environments/bulk", map[string]any{
+			"name": fmt.Sprintf("%s-%d", name, len(out)/bulkChunk+1), "mode": "async", "count": k,
+			"frequencies": map[string]int{"ping": freq, "snapshot": freq, "command": freq},
+		}, &ans, http.StatusCreated)
+		if err != nil {
+			return nil, fmt.Errorf("stage environments: %w", err)
+		}
+		if len(ans.Items) != k {
+			return nil, fmt.Errorf("stage environments: asked for %d, got %d", k, len(ans.Items))
+		}
+		out = append(out, ans.Items...)
+	}
+	return out, nil
+}
+
+// queue queues a container.restart of container on environment env and
+// returns the command's ID.
+func (a *api) queue(ctx context.Context, env uint64, container string) (uint64, error) {
+	var c struct{ ID uint64 }
+	err := a.call(ctx, "POST", fmt.Sprintf("/api/environments/%d/commands", env),
+		map[string]any{"kind": "container.restart", "args": map[string]string{"id": container}}, &c, http.StatusAccepted)
+	return c.ID, err
+}

@@ -1,0 +1,274 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"outpost/internal/corpus"
+	"outpost/protocol"
+	"outpost/snapshot"
+)
+
+// Run stages cfg's fleet on the server, runs it for cfg.Duration and then
+// cfg.Grace (commands stop at Duration; the grace ends early once every
+// command is acked), and writes the report files. It returns the report
+// even when writing one failed.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if _, err := raiseFileLimit(); err != nil {
+		return nil, fmt.Errorf("raise the open-file limit: %w", err)
+	}
+	capture, err := loadCapture(cfg.Testdata, cfg.Capture)
+	if err != nil {
+		return nil, err
+	}
+	a := newAPI(cfg.Server)
+	if err := a.login(ctx, cfg.User, cfg.Password); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Progress, "staging %d environments...\n", cfg.Devices)
+	envs, err := a.stage(ctx, cfg.Name, cfg.Devices, cfg.Freq)
+	if err != nil {
+		return nil, err
+	}
+	rec := newRecorder()
+	start := time.Now()
+	addrs := (cfg.Devices + PerAddress - 1) / PerAddress
+	devs := make([]*device, len(envs))
+	for i, e := range envs {
+		k, err := protocol.ParseEdgeKey(e.EdgeKey)
+		if err != nil {
+			return nil, fmt.Errorf("environment %d: edge key: %w", e.ID, err)
+		}
+		src := net.IPv4(127, 0, 0, byte(1+i/PerAddress))
+		if devs[i], err = newDevice(i+1, k, cfg.Server, src, capture, cfg, rec, start); err != nil {
+			return nil, fmt.Errorf("device %d: %w", i+1, err)
+		}
+	}
+	r := &Report{Started: start, Devices: cfg.Devices, SourceAddrs: addrs, FreqSeconds: cfg.Freq, CommandsPerSec: cfg.CommandsPerSec,
+		ChangesPerHour: cfg.ChangesPerHour, Capture: cfg.Capture, Containers: len(capture.Containers), Server: ServerStats{PID: cfg.ServerPID}}
+
+	devCtx, stopDevices := context.WithCancel(ctx)
+	defer stopDevices()
+	var wg sync.WaitGroup
+	rnd := mrand.New(mrand.NewPCG(cfg.Seed, 0))
+	for _, d := range devs {
+		at := start.Add(time.Duration(rnd.Int64N(int64(cfg.Ramp) + 1)))
+		wg.Go(func() { d.run(devCtx, at) })
+	}
+	smp := newSampler(cfg, rec, start)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var sampling sync.WaitGroup
+	sampling.Go(func() { smp.loop(sampleCtx) })
+
+	cmdCtx, stopCommands := context.WithTimeout(ctx, cfg.Duration)
+	queueCommands(cmdCtx, cfg, a, devs, rec, rnd)
+	<-cmdCtx.Done()
+	stopCommands()
+	// Grace: the last commands' acks.
+	deadline := time.Now().Add(cfg.Grace)
+	for rec.unacked() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		sleepUntil(ctx, time.Now().Add(200*time.Millisecond))
+	}
+	stopDevices()
+	wg.Wait()
+	stopSampling()
+	sampling.Wait()
+	smp.sample(context.Background()) // the last figures
+	r.Seconds = time.Since(start).Seconds()
+	r.Samples = smp.samples
+	r.Server = smp.server(r.Seconds)
+	r.fill(rec)
+	fmt.Fprintf(cfg.Progress, "%s\n", r.summary())
+	if cfg.JSON != "" {
+		if err := r.writeJSON(cfg.JSON); err != nil {
+			return r, fmt.Errorf("write %s: %w", cfg.JSON, err)
+		}
+	}
+	if cfg.HTML != "" {
+		if err := r.writeHTML(cfg.HTML); err != nil {
+			return r, fmt.Errorf("write %s: %w", cfg.HTML, err)
+		}
+	}
+	return r, nil
+}
+
+func loadCapture(dir, name string) (*snapshot.Snapshot, error) {
+	caps, err := corpus.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("captures: %w", err)
+	}
+	for _, c := range caps {
+		if c.Name == filepath.Base(name) {
+			return c.Docker, nil
+		}
+	}
+	return nil, fmt.Errorf("capture %s: not among the captures in %s", name, dir)
+}
+
+// queueCommands queues commands at cfg.CommandsPerSec on random devices
+// (one that has checked in, when it finds one in a few draws) until ctx
+// ends. Calls run on a few workers, so a slow answer does not slow the
+// pace; a tick that finds every worker busy is counted as an error.
+func queueCommands(ctx context.Context, cfg Config, a *api, devs []*device, rec *recorder, rnd *mrand.Rand) {
+	if cfg.CommandsPerSec <= 0 {
+		return
+	}
+	type job struct {
+		env       uint64
+		container string
+	}
+	jobs := make(chan job, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(jobs)
+	for range 8 {
+		wg.Go(func() {
+			for j := range jobs {
+				at := time.Now()
+				id, err := a.queue(context.WithoutCancel(ctx), j.env, j.container)
+				if err != nil {
+					rec.fail("command_queue", err)
+					continue
+				}
+				rec.commandQueued(id, at)
+			}
+		})
+	}
+	every := time.Duration(float64(time.Second) / cfg.CommandsPerSec)
+	next := time.Now()
+	for {
+		next = next.Add(every)
+		if !sleepUntil(ctx, next) {
+			return
+		}
+		d := devs[rnd.IntN(len(devs))]
+		for range 4 {
+			if rec.isUp(d.n) {
+				break
+			}
+			d = devs[rnd.IntN(len(devs))]
+		}
+		select {
+		case jobs <- job{env: d.env, container: d.ids[rnd.IntN(len(d.ids))]}:
+		default:
+			rec.fail("command_queue_behind", fmt.Errorf("every command worker busy at %v/s", cfg.CommandsPerSec))
+		}
+	}
+}
+
+// sampler takes the progress samples and prints the progress line.
+type sampler struct {
+	cfg     Config
+	rec     *recorder
+	start   time.Time
+	last    time.Time
+	http    *http.Client
+	samples []Sample
+	// cpu0 is the server's CPU seconds at start.
+	cpu0    float64
+	cpuOK   bool
+	rssMax  int64
+	goMax   int
+	lastCPU float64
+}
+
+func newSampler(cfg Config, rec *recorder, start time.Time) *sampler {
+	s := &sampler{cfg: cfg, rec: rec, start: start, last: start, http: &http.Client{Timeout: 2 * time.Second}}
+	if cfg.ServerPID != 0 {
+		if ps, err := readProc(cfg.ServerPID); err == nil {
+			s.cpu0, s.lastCPU, s.cpuOK = ps.cpu, ps.cpu, true
+		}
+	}
+	return s
+}
+
+func (s *sampler) loop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ProgressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sample(ctx)
+		}
+	}
+}
+
+func (s *sampler) sample(ctx context.Context) {
+	now := time.Now()
+	dt := now.Sub(s.last).Seconds()
+	s.last = now
+	n, p99, up, errs := s.rec.tick()
+	sm := Sample{T: round3(now.Sub(s.start).Seconds()), Up: up, P99: round3(p99), Errors: errs}
+	if dt > 0 {
+		sm.ExchangesPerSec = round3(float64(n) / dt)
+	}
+	if s.cfg.ServerPID != 0 {
+		if ps, err := readProc(s.cfg.ServerPID); err == nil {
+			sm.RSSBytes, sm.CPUSeconds = ps.rss, round3(ps.cpu-s.cpu0)
+			if dt > 0 {
+				sm.CPUCores = round3((ps.cpu - s.lastCPU) / dt)
+			}
+			s.lastCPU = ps.cpu
+			s.rssMax = max(s.rssMax, ps.rss)
+		}
+	}
+	if s.cfg.Metrics != "" {
+		if g, err := goroutines(ctx, s.http, s.cfg.Metrics); err == nil {
+			sm.Goroutines = g
+			s.goMax = max(s.goMax, g)
+		}
+	}
+	s.samples = append(s.samples, sm)
+	line := fmt.Sprintf("%6.0fs  up %d/%d  %.1f exch/s  p99 %.1f ms  errors %d", sm.T, up, s.cfg.Devices, sm.ExchangesPerSec, sm.P99, errs)
+	if sm.RSSBytes != 0 {
+		line += fmt.Sprintf("  server %.2f cores, RSS %.0f MiB", sm.CPUCores, float64(sm.RSSBytes)/(1<<20))
+	}
+	if sm.Goroutines != 0 {
+		line += fmt.Sprintf(", %d goroutines", sm.Goroutines)
+	}
+	fmt.Fprintf(s.cfg.Progress, "%s\n", line)
+}
+
+// server is the server's figures over the run.
+func (s *sampler) server(seconds float64) ServerStats {
+	st := ServerStats{PID: s.cfg.ServerPID, RSSMaxBytes: s.rssMax, GoroutinesMax: s.goMax}
+	if len(s.samples) > 0 {
+		last := s.samples[len(s.samples)-1]
+		st.RSSBytes, st.Goroutines, st.CPUSeconds = last.RSSBytes, last.Goroutines, last.CPUSeconds
+	}
+	if s.cpuOK && seconds > 0 {
+		st.CPUCores = round3(st.CPUSeconds / seconds)
+	}
+	return st
+}
+
+// summary is the run in one paragraph.
+func (r *Report) summary() string {
+	s := fmt.Sprintf("%d devices (%d up), %d exchanges in %.0f s: %.1f/s;", r.Devices, r.DevicesUp, r.Exchanges, r.Seconds, r.ExchangesPerSec)
+	for _, k := range kinds {
+		if q, ok := r.Latency[k]; ok {
+			s += fmt.Sprintf(" %s p50 %.1f p99 %.1f max %.1f ms (%d);", k, q.P50, q.P99, q.Max, q.Count)
+		}
+	}
+	var errs int64
+	for _, v := range r.Errors {
+		errs += v
+	}
+	s += fmt.Sprintf(" errors %d; commands %d queued, %d acked (ack p50 %.0f p99 %.0f ms)", errs, r.Commands.Queued, r.Commands.Acked, r.Commands.Ack.P50, r.Commands.Ack.P99)
+	if r.Server.PID != 0 {
+		s += fmt.Sprintf("; server %.1f CPU s (%.2f cores), RSS %.0f MiB (max %.0f)", r.Server.CPUSeconds, r.Server.CPUCores, float64(r.Server.RSSBytes)/(1<<20), float64(r.Server.RSSMaxBytes)/(1<<20))
+	}
+	return s
+}
