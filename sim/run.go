@@ -79,12 +79,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for rec.unacked() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		sleepUntil(ctx, time.Now().Add(200*time.Millisecond))
 	}
-	stopDevices()
-	wg.Wait()
 	stopSampling()
 	sampling.Wait()
-	smp.sample(context.Background()) // the last figures
+	smp.sample(context.Background()) // the last figures, the fleet still up
 	r.Seconds = time.Since(start).Seconds()
+	stopDevices()
+	wg.Wait()
 	r.Samples = smp.samples
 	r.Server = smp.server(r.Seconds)
 	r.fill(rec)
