@@ -37,7 +37,7 @@ CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
 
 .DEFAULT_GOAL := build
 
-.PHONY: build run test deps test-short bench bench-protocol fuzz lint tools image clean
+.PHONY: build run test deps test-short bench bench-protocol bench-fleet fuzz lint tools image clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
@@ -70,6 +70,14 @@ bench:
 
 bench-protocol:
 	$(GO) run ./internal/tools/benchprotocol
+
+# A fleet of simulated async devices against a fresh server (outpost-sim,
+# scripts/bench-fleet.sh); the report goes into bench-fleet/. DEVICES=,
+# FREQ=, DURATION=, COMMANDS= change the preset.
+bench-fleet:
+	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
+	$(GO_BUILD) -o $(BIN)/outpost-sim ./cmd/outpost-sim
+	BIN=$(BIN) bash scripts/bench-fleet.sh
 
 # Every Fuzz target in the module, one at a time, FUZZTIME each.
 fuzz:
