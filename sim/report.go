@@ -139,13 +139,13 @@ func (r *Report) fill(rec *recorder) {
 		r.Latency[k] = quantiles(ks.lat)
 		b := Bytes{Exchanges: ks.n, Dialed: ks.dialed, Body: round3(float64(ks.body) / float64(ks.n)), Socket: round3(float64(ks.socket) / float64(ks.n))}
 		if kept := ks.n - ks.dialed; kept > 0 {
-			b.SocketKept = round3(float64(ks.socketNoDialed) / float64(kept))
+			b.SocketKept = round3(float64(ks.socketKept) / float64(kept))
 		}
 		r.Bytes[k] = b
 		if k != kindFirst {
 			steadyN += float64(ks.n - ks.dialed)
-			steadyBody += float64(ks.body) * float64(ks.n-ks.dialed) / float64(ks.n)
-			steadySocket += float64(ks.socketNoDialed)
+			steadyBody += float64(ks.bodyKept)
+			steadySocket += float64(ks.socketKept)
 		}
 	}
 	if r.Seconds > 0 {

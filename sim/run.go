@@ -32,6 +32,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	a := newAPI(cfg.Server)
+	defer a.http.CloseIdleConnections()
 	if err := a.login(ctx, cfg.User, cfg.Password); err != nil {
 		return nil, err
 	}
@@ -66,6 +67,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Go(func() { d.run(devCtx, at) })
 	}
 	smp := newSampler(cfg, rec, start)
+	defer smp.http.CloseIdleConnections()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sampling sync.WaitGroup
 	sampling.Go(func() { smp.loop(sampleCtx) })

@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"outpost/internal/testenv"
 	"outpost/sim"
 )
 
@@ -33,10 +36,16 @@ func TestFleetPreset(t *testing.T) {
 		JSON: filepath.Join(dir, "report.json"), HTML: filepath.Join(dir, "report.html"),
 		Progress: logWriter{t}, ProgressEvery: 5 * time.Second,
 	}
+	before := runtime.NumGoroutine()
 	rep, err := sim.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every device's goroutine and connection is gone with the run.
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		n := runtime.NumGoroutine()
+		return n <= before, fmt.Sprintf("%d goroutines after the run, %d before", n, before)
+	})
 
 	if len(rep.Errors) != 0 {
 		t.Errorf("errors: %v (first of each: %v)", rep.Errors, rep.ErrorSamples)

@@ -19,11 +19,12 @@ var kinds = []string{kindFirst, kindSnapshot, kindCommands, kindPing}
 
 // kindStats gathers one kind's exchanges.
 type kindStats struct {
-	n              int64
-	lat            []float64 // ms, every exchange
-	body, socket   int64
-	dialed         int64 // exchanges that made a connection
-	socketNoDialed int64 // socket bytes of those on a kept connection
+	n            int64
+	lat          []float64 // ms, every exchange
+	body, socket int64
+	dialed       int64 // exchanges that made a connection
+	// Bytes of the exchanges on a kept connection.
+	bodyKept, socketKept int64
 }
 
 // recorder gathers the run's measurements. mu guards everything; nothing
@@ -72,7 +73,8 @@ func (r *recorder) exchange(dev int, kind string, took time.Duration, wb wireByt
 	if dialed {
 		k.dialed++
 	} else {
-		k.socketNoDialed += wb.socket
+		k.bodyKept += wb.body
+		k.socketKept += wb.socket
 	}
 	r.window = append(r.window, ms)
 	r.windowN++
