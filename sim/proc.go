@@ -76,3 +76,23 @@ func goroutines(ctx context.Context, c *http.Client, url string) (int, error) {
 	}
 	return 0, fmt.Errorf("%s: no go_goroutines", url)
 }
+
+// fileMargin is the files a process needs besides its device connections.
+const fileMargin = 256
+
+// fileLimit reads pid's soft open-file limit from /proc/PID/limits.
+func fileLimit(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "Max open files"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				return strconv.ParseUint(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/limits: no open-file limit", pid)
+}

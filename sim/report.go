@@ -35,6 +35,10 @@ type Report struct {
 	Errors       map[string]int64  `json:"errors"`
 	ErrorSamples map[string]string `json:"errorSamples,omitempty"`
 	Server       ServerStats       `json:"server"`
+	// Simulator is this process, whose CPU the server's shared.
+	Simulator ProcessStats `json:"simulator"`
+	// Warnings say what may have limited the run.
+	Warnings []string `json:"warnings,omitempty"`
 	// Bytes per exchange kind, per exchange of one device.
 	Bytes map[string]Bytes `json:"bytesPerExchange"`
 	// PerDevicePerDay is bytes per device and day at the simulated
@@ -82,6 +86,12 @@ type ServerStats struct {
 	RSSMaxBytes   int64   `json:"rssMaxBytes"`
 	Goroutines    int     `json:"goroutines"`
 	GoroutinesMax int     `json:"goroutinesMax"`
+}
+
+// ProcessStats is a process's CPU seconds and resident memory.
+type ProcessStats struct {
+	CPUSeconds float64 `json:"cpuSeconds"`
+	RSSBytes   int64   `json:"rssBytes"`
 }
 
 // Commands queued through the API and acked by the devices.
@@ -213,7 +223,9 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 {{.CommandsPerSec}} commands/s, {{.ChangesPerHour}} of containers changing per hour, capture {{.Capture}} ({{.Containers}} containers),
 {{printf "%.0f" .Seconds}} s over {{.SourceAddrs}} source addresses.</p>
 <p><b>{{.Exchanges}}</b> exchanges, <b>{{printf "%.1f" .ExchangesPerSec}}</b>/s.
-Server: {{printf "%.1f" .Server.CPUSeconds}} CPU s ({{printf "%.2f" .Server.CPUCores}} cores), RSS {{mb .Server.RSSBytes}} (max {{mb .Server.RSSMaxBytes}}), {{.Server.Goroutines}} goroutines (max {{.Server.GoroutinesMax}}).</p>
+Server: {{printf "%.1f" .Server.CPUSeconds}} CPU s ({{printf "%.2f" .Server.CPUCores}} cores), RSS {{mb .Server.RSSBytes}} (max {{mb .Server.RSSMaxBytes}}), {{.Server.Goroutines}} goroutines (max {{.Server.GoroutinesMax}}).
+The simulator: {{printf "%.1f" .Simulator.CPUSeconds}} CPU s, RSS {{mb .Simulator.RSSBytes}}.</p>
+{{range .Warnings}}<p><b>Warning:</b> {{.}}</p>{{end}}
 <h2>Exchanges</h2>
 <table><tr><th>kind</th><th>count</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>body B</th><th>socket B</th><th>socket B, kept conn.</th></tr>
 {{range $k, $q := .Latency}}{{$b := index $.Bytes $k}}<tr><td>{{$k}}</td><td>{{$q.Count}}</td><td>{{$q.P50}}</td><td>{{$q.P99}}</td><td>{{$q.Max}}</td><td>{{printf "%.0f" $b.Body}}</td><td>{{printf "%.0f" $b.Socket}}</td><td>{{printf "%.0f" $b.SocketKept}}</td></tr>

@@ -6,6 +6,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -24,8 +25,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if _, err := raiseFileLimit(); err != nil {
+	// A device is a socket: the simulator needs a file per device and some.
+	limit, err := raiseFileLimit()
+	if err != nil {
 		return nil, fmt.Errorf("raise the open-file limit: %w", err)
+	}
+	if need := uint64(cfg.Devices + fileMargin); limit != 0 && limit < need {
+		return nil, fmt.Errorf("devices %d: the open-file limit is %d, %d devices need %d; raise the hard limit (ulimit -Hn, LimitNOFILE) or simulate fewer", cfg.Devices, limit, cfg.Devices, need)
+	}
+	var warnings []string
+	if cfg.ServerPID != 0 {
+		if n, err := fileLimit(cfg.ServerPID); err == nil && n < uint64(cfg.Devices+fileMargin) {
+			w := fmt.Sprintf("the server's open-file limit is %d: it cannot hold %d device connections and its own files; expect refused connections", n, cfg.Devices)
+			warnings = append(warnings, w)
+			fmt.Fprintf(cfg.Progress, "warning: %s\n", w)
+		}
 	}
 	capture, err := loadCapture(cfg.Testdata, cfg.Capture)
 	if err != nil {
@@ -56,7 +70,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	r := &Report{Started: start, Devices: cfg.Devices, SourceAddrs: addrs, FreqSeconds: cfg.Freq, CommandsPerSec: cfg.CommandsPerSec,
-		ChangesPerHour: cfg.ChangesPerHour, Capture: cfg.Capture, Containers: len(capture.Containers), Server: ServerStats{PID: cfg.ServerPID}}
+		ChangesPerHour: cfg.ChangesPerHour, Capture: cfg.Capture, Containers: len(capture.Containers), Server: ServerStats{PID: cfg.ServerPID}, Warnings: warnings}
 
 	devCtx, stopDevices := context.WithCancel(ctx)
 	defer stopDevices()
@@ -89,6 +103,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wg.Wait()
 	r.Samples = smp.samples
 	r.Server = smp.server(r.Seconds)
+	if ps, err := readProc(os.Getpid()); err == nil {
+		r.Simulator = ProcessStats{CPUSeconds: round3(ps.cpu), RSSBytes: ps.rss}
+	}
 	r.fill(rec)
 	fmt.Fprintf(cfg.Progress, "%s\n", r.summary())
 	if cfg.JSON != "" {

@@ -114,4 +114,7 @@ func TestReadProc(t *testing.T) {
 	if ps.rss <= 0 || ps.cpu < 0 {
 		t.Fatalf("own process: %+v", ps)
 	}
+	if n, err := fileLimit(os.Getpid()); err != nil || n == 0 {
+		t.Fatalf("own open-file limit: %d, %v", n, err)
+	}
 }
