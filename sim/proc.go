@@ -50,31 +50,63 @@ func readProc(pid int) (procStats, error) {
 	return ps, nil
 }
 
-// goroutines reads go_goroutines from a Prometheus endpoint.
-func goroutines(ctx context.Context, c *http.Client, url string) (int, error) {
+// serverMetrics is what the simulator reads of the server's /metrics.
+type serverMetrics struct {
+	goroutines int
+	// Store write transactions: how many, and their seconds in all.
+	storeWrites   float64
+	storeWriteSec float64
+}
+
+// readMetrics reads go_goroutines and outpost_store_write_seconds from a
+// Prometheus endpoint.
+func readMetrics(ctx context.Context, c *http.Client, url string) (serverMetrics, error) {
+	var m serverMetrics
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	found := false
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int(n), err
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		var dst *float64
+		var g float64
+		switch name {
+		case "go_goroutines":
+			dst, found = &g, true
+		case "outpost_store_write_seconds_count":
+			dst = &m.storeWrites
+		case "outpost_store_write_seconds_sum":
+			dst = &m.storeWriteSec
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+			return m, fmt.Errorf("%s: %s: %w", url, name, err)
+		}
+		if name == "go_goroutines" {
+			m.goroutines = int(g)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return m, err
 	}
-	return 0, fmt.Errorf("%s: no go_goroutines", url)
+	if !found {
+		return m, fmt.Errorf("%s: no go_goroutines", url)
+	}
+	return m, nil
 }
 
 // fileMargin is the files a process needs besides its device connections.

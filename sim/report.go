@@ -120,6 +120,10 @@ type Sample struct {
 	CPUSeconds      float64 `json:"cpuSeconds,omitempty"`
 	CPUCores        float64 `json:"cpuCores,omitempty"`
 	Goroutines      int     `json:"goroutines,omitempty"`
+	// The server's store write transactions since the last sample (its
+	// outpost_store_write_seconds): per second, and their mean duration.
+	StoreWritesPerSec float64 `json:"storeWritesPerSecond,omitempty"`
+	StoreWriteMs      float64 `json:"storeWriteMs,omitempty"`
 }
 
 func quantiles(xs []float64) Quantiles {
@@ -238,7 +242,7 @@ The simulator: {{printf "%.1f" .Simulator.CPUSeconds}} CPU s, RSS {{mb .Simulato
 <h2>Errors</h2>
 {{if .Errors}}<table><tr><th>kind</th><th>count</th><th>first</th></tr>{{range $k, $v := .Errors}}<tr><td>{{$k}}</td><td>{{$v}}</td><td style="text-align:left">{{index $.ErrorSamples $k}}</td></tr>{{end}}</table>{{else}}<p>None.</p>{{end}}
 <h2>Over time</h2>
-<div class="charts">{{chart . "rate"}}{{chart . "p99"}}{{chart . "rss"}}{{chart . "cpu"}}</div>
+<div class="charts">{{chart . "rate"}}{{chart . "p99"}}{{chart . "rss"}}{{chart . "cpu"}}{{chart . "writes"}}{{chart . "goroutines"}}</div>
 </body></html>
 `))
 
@@ -255,6 +259,10 @@ func (r *Report) chart(what string) template.HTML {
 		title, val = "server RSS, MiB", func(s Sample) float64 { return float64(s.RSSBytes) / (1 << 20) }
 	case "cpu":
 		title, val = "server CPU, cores", func(s Sample) float64 { return s.CPUCores }
+	case "writes":
+		title, val = "server store writes/s", func(s Sample) float64 { return s.StoreWritesPerSec }
+	case "goroutines":
+		title, val = "server goroutines", func(s Sample) float64 { return float64(s.Goroutines) }
 	}
 	return template.HTML(svgLine(title, r.Samples, val)) //nolint:gosec // numbers and a fixed title only
 }

@@ -199,6 +199,9 @@ type sampler struct {
 	rssMax  int64
 	goMax   int
 	lastCPU float64
+	// lastMetrics is the previous read of the server's metrics.
+	lastMetrics serverMetrics
+	metricsOK   bool
 }
 
 func newSampler(cfg Config, rec *recorder, start time.Time) *sampler {
@@ -244,9 +247,14 @@ func (s *sampler) sample(ctx context.Context) {
 		}
 	}
 	if s.cfg.Metrics != "" {
-		if g, err := goroutines(ctx, s.http, s.cfg.Metrics); err == nil {
-			sm.Goroutines = g
-			s.goMax = max(s.goMax, g)
+		if m, err := readMetrics(ctx, s.http, s.cfg.Metrics); err == nil {
+			sm.Goroutines = m.goroutines
+			s.goMax = max(s.goMax, m.goroutines)
+			if n := m.storeWrites - s.lastMetrics.storeWrites; s.metricsOK && n > 0 && dt > 0 {
+				sm.StoreWritesPerSec = round3(n / dt)
+				sm.StoreWriteMs = round3((m.storeWriteSec - s.lastMetrics.storeWriteSec) / n * 1000)
+			}
+			s.lastMetrics, s.metricsOK = m, true
 		}
 	}
 	s.samples = append(s.samples, sm)
@@ -255,7 +263,7 @@ func (s *sampler) sample(ctx context.Context) {
 		line += fmt.Sprintf("  server %.2f cores, RSS %.0f MiB", sm.CPUCores, float64(sm.RSSBytes)/(1<<20))
 	}
 	if sm.Goroutines != 0 {
-		line += fmt.Sprintf(", %d goroutines", sm.Goroutines)
+		line += fmt.Sprintf(", %d goroutines, %.0f store writes/s (mean %.1f ms)", sm.Goroutines, sm.StoreWritesPerSec, sm.StoreWriteMs)
 	}
 	fmt.Fprintf(s.cfg.Progress, "%s\n", line)
 }

@@ -119,8 +119,8 @@ func TestFleetPreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(page2), "<svg "); n != 4 {
-		t.Errorf("HTML report: %d charts, want 4", n)
+	if n := strings.Count(string(page2), "<svg "); n != 6 {
+		t.Errorf("HTML report: %d charts, want 6", n)
 	}
 	if err := wellFormed(string(page2)); err != nil {
 		t.Errorf("HTML report: %v", err)
