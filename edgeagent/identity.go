@@ -40,7 +40,14 @@ func reserveIn(st *state, save func() error) func(counter uint64) error {
 		if counter <= st.Reserved {
 			return nil
 		}
+		prev := st.Reserved
 		st.Reserved = counter + counterBlock
-		return save()
+		if err := save(); err != nil {
+			// Not on disk, so not reserved: the next counter asks again,
+			// and none is used that a restart could hand out once more.
+			st.Reserved = prev
+			return err
+		}
+		return nil
 	}
 }

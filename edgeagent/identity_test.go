@@ -4,6 +4,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"strings"
 	"testing"
 
@@ -74,5 +75,45 @@ func TestBodyProofKeys(t *testing.T) {
 	check("signature", func(in, tag []byte) bool { return ed25519.Verify(key.Public().(ed25519.PublicKey), in, tag) })
 	if v := id.BodyProof(0, body); v != "" {
 		t.Fatalf("a body proof under the onboarding key: %q", v)
+	}
+}
+
+// A counter block whose reservation could not be written is not reserved:
+// the next counter asks again, so no counter goes out that a restart,
+// reading the reservation on disk, would hand out once more.
+func TestFailedReservationReservesNothing(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dh, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	st := &state{Reserved: 5}
+	id, err := newIdentity(Config{Key: protocol.EdgeKey{EnvironmentID: 7}}, key, dh, "edge-7", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := st.Reserved
+	fail := true
+	save := func() error {
+		if fail {
+			return errors.New("disk full")
+		}
+		onDisk = st.Reserved
+		return nil
+	}
+	req := func() *protocol.SyncRequest {
+		return &protocol.SyncRequest{Version: protocol.Version, EnvID: 7, EdgeID: "edge-7", Include: protocol.IncludePing}
+	}
+	if err := id.Seal(req(), reserveIn(st, save)); err == nil {
+		t.Fatal("a seal whose reservation failed went through")
+	}
+	r := req()
+	if err := id.Seal(r, reserveIn(st, save)); err == nil {
+		t.Fatalf("the retry used counter %d with only %d reserved on disk", r.Proof.Counter, onDisk)
+	}
+	fail = false
+	r = req()
+	if err := id.Seal(r, reserveIn(st, save)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Proof.Counter > onDisk {
+		t.Errorf("counter %d used with %d reserved on disk", r.Proof.Counter, onDisk)
 	}
 }
