@@ -15,14 +15,18 @@ mkdir -p "$dir"
 
 # The version the servers report (a module build has no git tree to take it from).
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitVersion=$version"
+# The stamp names what the binary was built from: the version, the flags and
+# the tool module's go.sum by content (a fresh clone's go.sum is newer than
+# any binary, so its time says nothing).
+sum=$(sha256sum internal/tools/kube/go.sum | cut -d' ' -f1)
 for cmd in kube-apiserver kube-controller-manager; do
 	stamp="$dir/$cmd.built"
-	if [ -x "$dir/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version $ldflags" ] && [ "$dir/$cmd" -nt internal/tools/kube/go.sum ]; then
+	if [ -x "$dir/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version $ldflags $sum" ]; then
 		continue
 	fi
 	echo "kube: building $cmd $version into $dir (about 10 minutes cold)" >&2
 	(cd internal/tools/kube && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$dir/$cmd.new" "k8s.io/kubernetes/cmd/$cmd")
 	mv "$dir/$cmd.new" "$dir/$cmd"
-	echo "$version $ldflags" > "$stamp"
+	echo "$version $ldflags $sum" > "$stamp"
 done
 echo "$dir"
