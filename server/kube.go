@@ -102,15 +102,22 @@ func (s *Server) kubeCaller(env uint64, ss session) (*store.User, kube.Grant, er
 // deletions, team changes and namespace assignments all reach the cluster
 // this way, in both agent modes.
 func (s *Server) reconcileKubeAccess() error {
-	envs, err := s.store.Environments()
+	// Only the clusters someone worked with: not a scan of the fleet.
+	envs, err := s.store.KubeEnvironments()
 	if err != nil {
 		return err
 	}
-	for _, e := range envs {
-		if !e.Trusted || !isKube(&e) {
+	for _, env := range envs {
+		e, err := s.store.Environment(env)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if !e.Trusted || !isKube(e) {
 			continue
 		}
-		ids, err := s.store.KubeUsers(e.ID)
+		users, err := s.store.KubeUsers(e.ID)
 		if err != nil {
 			return err
 		}
@@ -118,11 +125,11 @@ func (s *Server) reconcileKubeAccess() error {
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 && sent == "" {
+		if len(users) == 0 && sent == "" {
 			continue // nobody worked with it, and nothing was ever sent
 		}
 		grants := []kube.Grant{}
-		for _, id := range ids {
+		for _, id := range users {
 			u, err := s.store.UserByID(id)
 			if errors.Is(err, store.ErrNotFound) {
 				continue

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -138,6 +139,25 @@ func (s *Store) KubeUsers(env uint64) ([]uint64, error) {
 		return nil
 	})
 	slices.Sort(out)
+	return out, err
+}
+
+// KubeEnvironments returns the environments that have users who worked
+// with their cluster or grants sent to it, by ID: the only ones the
+// reconciler has anything to send to.
+func (s *Store) KubeEnvironments() ([]uint64, error) {
+	seen := map[uint64]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bKube).Cursor()
+		for _, kind := range []byte{'u', 's'} {
+			prefix := []byte{kind, '/'}
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				seen[binary.BigEndian.Uint64(k[2:10])] = true
+			}
+		}
+		return nil
+	})
+	out := slices.Sorted(maps.Keys(seen))
 	return out, err
 }
 

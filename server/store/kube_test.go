@@ -59,6 +59,9 @@ func TestNamespaceAccess(t *testing.T) {
 	if added, err := s.MarkKubeUser(e1.ID, users[0], 200); err != nil || added {
 		t.Errorf("second mark: added %v, %v", added, err)
 	}
+	if ids, err := s.KubeEnvironments(); err != nil || fmt.Sprint(ids) != fmt.Sprint([]uint64{e1.ID}) {
+		t.Errorf("environments with kube users: %v %v, want [%d]", ids, err, e1.ID)
+	}
 
 	// Deleting ann takes her off every namespace and out of the users.
 	if _, err := s.DeleteUser(users[0], nil); err != nil {
