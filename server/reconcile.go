@@ -339,9 +339,12 @@ func (s *Server) ingestStackStatuses(env uint64, in []protocol.StackStatus, now 
 			}
 		case x.Version != st.Version || x.Status == protocol.StatusRemoved || x.Status == protocol.StatusRemoving:
 		default:
-			st.Status, st.Error, st.Updated = name, x.Error, now
+			st.Status, st.Error, st.Message, st.Updated = name, x.Error, "", now
 			if x.Status != protocol.StatusFailed {
 				st.Error = ""
+			}
+			if x.Status == protocol.StatusDeploying {
+				st.Message = x.Error // the device's progress, not an error
 			}
 		}
 		return true

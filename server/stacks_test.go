@@ -140,9 +140,21 @@ func TestEdgeStackLifecycle(t *testing.T) {
 	if m.of(a.env) != stackAcknowledged || m.of(b.env) != stackAcknowledged {
 		t.Fatalf("after acks: %+v", m)
 	}
+	// A deploy in progress says what it waits for, as progress, not as
+	// an error; the message goes once the stack runs.
+	a.pull(s, nil, []protocol.StackStatus{{StackID: st.ID, Version: 1, Status: protocol.StatusDeploying, Error: "1 of 2 replicas available"}}, nil)
+	apiJSON(t, hs, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", st.ID), reader, nil, &m, http.StatusOK)
+	if i := slices.IndexFunc(m.Environments, func(r stackStatusRow) bool { return r.Env == a.env }); i < 0 ||
+		m.Environments[i].Status != stackDeploying || m.Environments[i].Message != "1 of 2 replicas available" || m.Environments[i].Error != "" {
+		t.Fatalf("deploying: %+v", m)
+	}
 	a.pull(s, nil, []protocol.StackStatus{{StackID: st.ID, Version: 1, Status: protocol.StatusRunning}}, nil)
 	b.pull(s, nil, []protocol.StackStatus{{StackID: st.ID, Version: 1, Status: protocol.StatusFailed, Error: "web: exited 1"}}, nil)
+	m = statusMatrix{}
 	apiJSON(t, hs, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", st.ID), reader, nil, &m, http.StatusOK)
+	if i := slices.IndexFunc(m.Environments, func(r stackStatusRow) bool { return r.Env == a.env }); i < 0 || m.Environments[i].Message != "" {
+		t.Fatalf("running keeps the deploying message: %+v", m)
+	}
 	if m.of(a.env) != stackRunning || m.of(b.env) != stackError || m.Summary[stackRunning] != 1 || m.Summary[stackError] != 1 {
 		t.Fatalf("after reports: %+v", m)
 	}

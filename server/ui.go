@@ -325,7 +325,7 @@ func (b uiBackend) stackTargets(st *store.EdgeStack, statuses []store.StackStatu
 	matrix := b.s.stackMatrix(st, statuses)
 	out := make([]web.StackTarget, 0, len(matrix))
 	for _, x := range matrix {
-		out = append(out, web.StackTarget{EnvID: x.Env, Version: x.Version, Status: x.Status, Error: x.Error,
+		out = append(out, web.StackTarget{EnvID: x.Env, Version: x.Version, Status: x.Status, Error: x.Error, Message: x.Message,
 			Remove: x.Remove, Updated: unixTime(x.Updated)})
 	}
 	f := b.s.fleetIndex()

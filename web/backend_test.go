@@ -361,7 +361,7 @@ func (f *fakeBackend) addStacks(now time.Time) {
 		{EnvID: envVessel, EnvName: "vessel-north-star", Version: 3, Status: "error", Updated: at(3 * time.Hour),
 			Error: "service \"grafana\": pull grafana/grafana:10.4.2: <html>503 Service Unavailable</html>"},
 		{EnvID: envTruck, EnvName: "truck-1187", Version: 3, Status: "pending", Updated: at(20 * time.Minute)},
-		{EnvID: envLab, EnvName: "lab-pi", Version: 3, Status: "deploying", Updated: at(40 * time.Second)},
+		{EnvID: envLab, EnvName: "lab-pi", Version: 3, Status: "deploying", Message: "Deployment shop/web: 1 of 2 replicas available", Updated: at(40 * time.Second)},
 		{EnvID: envWindmill, EnvName: "windfarm-07-t12", Version: 3, Status: "running", Updated: at(5 * time.Second)},
 		{EnvID: 6, EnvName: "kiosk-<b>9</b>", Version: 2, Status: "acknowledged", Updated: at(9 * time.Second)},
 		{EnvID: 7, Version: 2, Status: "removing", Remove: true, Updated: at(time.Hour)},

@@ -96,6 +96,7 @@ type targetRow struct {
 	Behind                bool // to run an older version than the stack's
 	Status                string
 	Error                 string
+	Message               string // a deploy's progress
 	Remove                bool
 	Updated, UpdatedTitle string
 }
@@ -142,7 +143,7 @@ func (h *handler) handleStack(w http.ResponseWriter, r *http.Request, user strin
 		by[t.Status]++
 		p.Targets = append(p.Targets, targetRow{
 			EnvID: t.EnvID, EnvName: t.EnvName, Version: t.Version, Behind: !t.Remove && t.Version < st.Version,
-			Status: t.Status, Error: t.Error, Remove: t.Remove,
+			Status: t.Status, Error: t.Error, Message: t.Message, Remove: t.Remove,
 			Updated: ago(t.Updated, now), UpdatedTitle: absTime(t.Updated),
 		})
 	}

@@ -117,6 +117,8 @@ func TestStackPage(t *testing.T) {
 		`<td class="num warn" title="the stack is at version 3">2</td>`,
 		// names are escaped too
 		"kiosk-&lt;b&gt;9&lt;/b&gt;",
+		// a deploy's progress, as progress
+		`<span class="muted small">Deployment shop/web: 1 of 2 replicas available</span>`,
 	)
 	if strings.Contains(body, "<html>503") || strings.Contains(body, "<b>9</b>") {
 		t.Error("the page holds unescaped backend text")

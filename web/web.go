@@ -86,6 +86,7 @@ type StackTarget struct {
 	Version uint64 // the stack version the environment should run
 	Status  string // pending, acknowledged, deploying, running, error, removing
 	Error   string // what the device reported, when Status is error
+	Message string // what the device says of a deploy in progress
 	Remove  bool   // the environment left the stack's groups
 	Updated time.Time
 }

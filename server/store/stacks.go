@@ -59,6 +59,9 @@ type StackStatus struct {
 	Version uint64 `json:"version"`
 	Status  string `json:"status"` // pending, acknowledged, deploying, running, error, removing
 	Error   string `json:"error,omitempty"`
+	// Message is what the device says of a deploy in progress (which
+	// replicas it waits for).
+	Message string `json:"message,omitempty"`
 	Remove  bool   `json:"remove,omitempty"`
 	Updated int64  `json:"updated"`
 	// Project and Hash are the compose project and content last sent.
