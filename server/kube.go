@@ -121,12 +121,15 @@ func (s *Server) reconcileKubeAccess() error {
 		if err != nil {
 			return err
 		}
-		sent, err := s.store.KubeAccessSent(e.ID)
+		sent, retryAt, err := s.store.KubeAccessSent(e.ID)
 		if err != nil {
 			return err
 		}
-		if len(users) == 0 && sent == "" {
+		if len(users) == 0 && sent == "" && retryAt == 0 {
 			continue // nobody worked with it, and nothing was ever sent
+		}
+		if retryAt > s.now().Unix() {
+			continue // the agent could not apply the last; not yet again
 		}
 		grants := []kube.Grant{}
 		for _, id := range users {
@@ -160,6 +163,10 @@ func (s *Server) reconcileKubeAccess() error {
 	}
 	return nil
 }
+
+// kubeAccessRetry is how long after a kube.access the agent could not
+// apply the grants are sent again.
+const kubeAccessRetry = 15 * time.Minute
 
 // grantsHash is what KubeAccessSent records of the grants a kube.access
 // command carries (its args' JSON).

@@ -226,13 +226,21 @@ func TestKubeAccessReconciled(t *testing.T) {
 	if status != http.StatusOK || strings.Contains(string(body), "shop") || !strings.Contains(string(body), `"grants":"1 users"`) {
 		t.Errorf("command log: %d %s", status, body)
 	}
-	// A kube.access the agent could not apply is sent again.
-	if err := s.takeReports(e.ID, []protocol.CommandAck{{ID: cs[0].ID, Status: protocol.StatusFailed, Error: "apiserver away"}}, nil, nil, time.Unix(10, 0)); err != nil {
+	// A kube.access the agent could not apply is sent again, after
+	// kubeAccessRetry: an agent that keeps failing is not sent one per
+	// exchange.
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	if err := s.takeReports(e.ID, []protocol.CommandAck{{ID: cs[0].ID, Status: protocol.StatusFailed, Error: "apiserver away"}}, nil, nil, now); err != nil {
 		t.Fatal(err)
 	}
+	if again := pending(); len(again) != 0 {
+		t.Errorf("right after a failed kube.access: %+v", again)
+	}
+	now = now.Add(kubeAccessRetry)
 	again := pending()
 	if len(again) != 1 || again[0].ID == cs[0].ID || again[0].Args["grants"] != cs[0].Args["grants"] {
-		t.Errorf("after a failed kube.access: %+v", again)
+		t.Errorf("a retry period after a failed kube.access: %+v", again)
 	}
 	// The last user's removal reaches the cluster too: no grants at all.
 	if _, err := s.store.DeleteUser(ro.ID, nil); err != nil {

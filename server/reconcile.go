@@ -275,10 +275,10 @@ func (s *Server) afterAcks(env uint64, done []store.Command, now int64) error {
 			if c.Status == "ok" {
 				continue
 			}
-			// The cluster does not hold these grants: forget they were
-			// sent, so the reconciler sends them again.
-			s.log.Warn("kubernetes access not applied; sending it again", "env", env, "command", c.ID, "err", c.Error)
-			if err := s.store.ForgetKubeAccessSent(env, grantsHash(c.Args["grants"])); err != nil {
+			// The cluster does not hold these grants: the reconciler
+			// sends them again, after kubeAccessRetry.
+			s.log.Warn("kubernetes access not applied; sending it again later", "env", env, "command", c.ID, "retry_in", kubeAccessRetry, "err", c.Error)
+			if err := s.store.RetryKubeAccess(env, grantsHash(c.Args["grants"]), now+int64(kubeAccessRetry/time.Second)); err != nil {
 				return err
 			}
 		case kindJobUpsert, kindJobRemove:

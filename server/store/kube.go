@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -161,28 +162,38 @@ func (s *Store) KubeEnvironments() ([]uint64, error) {
 	return out, err
 }
 
+// retryMark starts the 's' entry of grants the agent could not apply: the
+// Unix time from which they are sent again follows it.
+const retryMark = "retry "
+
 // KubeAccessSent returns the hash of the grants last queued to environment
-// env's agent ("" if none).
-func (s *Store) KubeAccessSent(env uint64) (string, error) {
-	var h string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		h = string(tx.Bucket(bKube).Get(kubeKey('s', env, nil)))
+// env's agent ("" if none), or, when the agent could not apply them, the
+// time from which they are to be sent again (retryAt, hash "").
+func (s *Store) KubeAccessSent(env uint64) (hash string, retryAt int64, err error) {
+	var v string
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v = string(tx.Bucket(bKube).Get(kubeKey('s', env, nil)))
 		return nil
 	})
-	return h, err
+	if at, ok := strings.CutPrefix(v, retryMark); ok {
+		retryAt, _ = strconv.ParseInt(at, 10, 64)
+		return "", retryAt, err
+	}
+	return v, 0, err
 }
 
-// ForgetKubeAccessSent forgets that the grants of hash were sent to
-// environment env, if they are the last sent: the agent could not apply
-// them, and the reconciler sends them again.
-func (s *Store) ForgetKubeAccessSent(env uint64, hash string) error {
+// RetryKubeAccess records that the grants of hash, if they are the last
+// sent to environment env, were not applied: they are sent again from
+// retryAt (Unix seconds), not at once, so an agent that keeps failing gets
+// one command per retry period rather than one per exchange.
+func (s *Store) RetryKubeAccess(env uint64, hash string, retryAt int64) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bKube)
 		k := kubeKey('s', env, nil)
 		if string(b.Get(k)) != hash {
 			return nil
 		}
-		return b.Delete(k)
+		return b.Put(k, []byte(retryMark+strconv.FormatInt(retryAt, 10)))
 	})
 }
 

@@ -81,14 +81,22 @@ func TestNamespaceAccess(t *testing.T) {
 	// removes what is left.
 	must(s.PutNamespaceAccess(e1.ID, "till", NamespaceAccess{}))
 	must(s.QueueTargetCommand(&Command{Env: e1.ID, Kind: "kube.access"}, func(Command) bool { return false }, Target{KubeAccess: "abc"}))
-	if h, _ := s.KubeAccessSent(e1.ID); h != "abc" {
+	if h, _, _ := s.KubeAccessSent(e1.ID); h != "abc" {
 		t.Errorf("sent hash %q", h)
+	}
+	must(s.RetryKubeAccess(e1.ID, "other", 50))
+	if h, at, _ := s.KubeAccessSent(e1.ID); h != "abc" || at != 0 {
+		t.Errorf("a failure of grants sent before the last: %q %d", h, at)
+	}
+	must(s.RetryKubeAccess(e1.ID, "abc", 50))
+	if h, at, _ := s.KubeAccessSent(e1.ID); h != "" || at != 50 {
+		t.Errorf("after the last grants failed: %q %d, want a retry at 50", h, at)
 	}
 	must(s.DeleteEnvironment(e1.ID))
 	got, _ = s.NamespacesAccess(e1.ID)
 	ku, _ := s.KubeUsers(e1.ID)
-	h, _ := s.KubeAccessSent(e1.ID)
-	if len(got) != 0 || len(ku) != 0 || h != "" {
+	h, at, _ := s.KubeAccessSent(e1.ID)
+	if len(got) != 0 || len(ku) != 0 || h != "" || at != 0 {
 		t.Errorf("after the environment's deletion: %v %v %q", got, ku, h)
 	}
 }
