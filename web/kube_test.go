@@ -137,11 +137,16 @@ func TestKubernetesPageByRole(t *testing.T) {
 	}
 
 	s.b.kubeRole, s.b.kubeNS = "", nil
+	// A device names a namespace that is none: it gets no form of its own.
+	s.b.snaps[envShop].Docker.Namespaces = append(s.b.snaps[envShop].Docker.Namespaces, snapshot.Namespace{UID: "x", Name: "../../waiting-room/action"})
 	s.b.nsAccess = web.NamespaceAccess{Assigned: map[string]web.Assignees{"site-02": {Users: []uint64{7}}},
 		Users: []web.Option{{ID: 7, Name: "till-reader"}, {ID: 8, Name: "<b>eve</b>"}}, Teams: []web.Option{{ID: 3, Name: "tills"}}}
 	_, body = s.get("/environments/1?tab=pods")
 	mustContain(t, body, "site-01/", "site-03/", `?tab=access"`, `?tab=nodes"`)
 	_, body = s.get("/environments/1?tab=access")
+	if strings.Contains(body, "waiting-room/action") {
+		t.Error("a namespace name that is none became a form's URL")
+	}
 	mustContain(t, body, `id="ns-site-02"`, "till-reader", "&lt;b&gt;eve&lt;/b&gt;", "team tills", `action="/environments/1/namespaces/site-05/access"`,
 		"kube-system <span class=\"muted\">system</span>")
 	status, _ := s.post("/environments/1/namespaces/site-05/access", "user=7&user=8&team=3")

@@ -96,7 +96,14 @@ type pick struct {
 
 func newAccessView(env uint64, namespaces []string, a NamespaceAccess) *accessView {
 	v := &accessView{EnvID: env, Users: a.Users, Teams: a.Teams}
-	all := slices.Clone(namespaces)
+	// The names come from the device's snapshot: only real namespace
+	// names become rows, since each goes into a form's URL.
+	var all []string
+	for _, ns := range namespaces {
+		if len(kube.CheckNamespaceName(ns)) == 0 {
+			all = append(all, ns)
+		}
+	}
 	for ns := range a.Assigned {
 		all = append(all, ns)
 	}
