@@ -109,7 +109,6 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		go s.access.Run(ctx) // users' service accounts, bound in new namespaces as they come
-		s.kcfg = kcfg
 		ks, err := kube.NewStacks(kcfg, filepath.Join(cfg.DataDir, "kube-stacks"), log)
 		if err != nil {
 			return err
@@ -144,7 +143,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// In the agent's container the engine's volumes are under the
 		// host root; on the host itself, where they are.
 		a, err := agentapi.New(agentapi.Config{Version: Version, Log: log, VolumesRoot: filepath.Join(hostRoot, agentapi.DefaultVolumesRoot),
-			KubeConfig: s.kcfg, KubeAccess: s.access})
+			KubeConfig: kcfg, KubeAccess: s.access})
 		if err != nil {
 			return nil, fmt.Errorf("agent API: %w", err)
 		}

@@ -12,8 +12,6 @@ import (
 	"runtime"
 	"time"
 
-	"k8s.io/client-go/rest"
-
 	"outpost/kube"
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -43,9 +41,8 @@ type syncer struct {
 	// platform is what the device runs: kube.PlatformKubernetes, or empty
 	// for Docker.
 	platform string
-	// kcfg and access are the cluster of an agent on Kubernetes and the
-	// keeper of its users' service accounts; nil on Docker.
-	kcfg   *rest.Config
+	// access keeps the users' service accounts of an agent on Kubernetes;
+	// nil on Docker.
 	access *kube.Access
 	// work runs edge stacks and jobs and holds their reports; nil in
 	// tests that do not need it.
@@ -64,9 +61,8 @@ type syncer struct {
 	wait func(ctx context.Context, until time.Time) bool
 }
 
-// maxRetryAfter bounds how long a slow_down answer can keep the agent quiet,
-// so a forged or mistaken one cannot silence a device for long.
-const maxRetryAfter = 15 * time.Minute
+// maxRetryAfter bounds how long a slow_down answer can keep the agent quiet.
+const maxRetryAfter = scheduler.MaxRetryAfter
 
 // newPlan is the schedule an agent starts with, in either mode, until the
 // server's first answer brings its frequencies.
@@ -89,7 +85,7 @@ func (s *syncer) run(ctx context.Context) error {
 	s.log.Info("first exchange scheduled", "in", time.Until(at).Round(time.Millisecond), "carries", inc)
 	wait := s.wait
 	if wait == nil {
-		wait = waitTimer
+		wait = scheduler.Wait
 	}
 	for {
 		at, inc := s.plan.Next()
@@ -129,18 +125,6 @@ func (s *syncer) run(ctx context.Context) error {
 			s.log.Warn("sync failed; retrying with backoff", "err", err)
 			s.plan.Failed(now)
 		}
-	}
-}
-
-// waitTimer waits on a real timer.
-func waitTimer(ctx context.Context, until time.Time) bool {
-	t := time.NewTimer(time.Until(until))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -250,7 +234,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	}
 	if ans.Server != nil && env != 0 {
 		// Bound (or onboarded): from now on requests are MACed for env.
-		s.id.MAC, s.id.Env = key, env
+		s.id.Bind(key, env)
 		s.st.Bound, s.st.ServerDH, s.st.EnvID, dirty = true, ans.Server.DH, env, true
 		s.log.Info("bound to the server", "environment", env, "edge_id", s.id.EdgeID)
 		s.shareKey()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -146,21 +147,15 @@ func (a *Access) rebind(ctx context.Context) {
 	a.op.Lock()
 	defer a.op.Unlock()
 	a.mu.Lock()
-	all := slices.Collect(mapValues(a.grants))
+	all := slices.Collect(maps.Values(a.grants))
 	a.mu.Unlock()
-	for _, g := range all {
-		if err := a.apply(ctx, g); err != nil && ctx.Err() == nil {
-			a.log.Warn("kubernetes access: could not bind a user in a new namespace", "user", g.User, "err", err)
-		}
+	if err := a.agentNamespace(ctx); err != nil {
+		a.log.Warn("kubernetes access: could not bind users in a new namespace", "err", err)
+		return
 	}
-}
-
-func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
-	return func(yield func(V) bool) {
-		for _, v := range m {
-			if !yield(v) {
-				return
-			}
+	for _, g := range all {
+		if err := a.apply(ctx, g, a.bindings(g)); err != nil && ctx.Err() == nil {
+			a.log.Warn("kubernetes access: could not bind a user in a new namespace", "user", g.User, "err", err)
 		}
 	}
 }
@@ -170,26 +165,38 @@ func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
 func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
 	a.op.Lock()
 	defer a.op.Unlock()
+	if err := a.agentNamespace(ctx); err != nil {
+		return err
+	}
 	var errs []error
-	keep := map[uint64]bool{}
+	// want holds each listed user's bindings by key; a user whose apply
+	// failed keeps whatever they have (nil: nothing of theirs is pruned).
+	want := map[uint64]map[string]bool{}
 	for _, g := range grants {
 		if g.Env != env {
 			errs = append(errs, fmt.Errorf("grant of user %d names environment %d, not %d", g.User, g.Env, env))
 			continue
 		}
-		keep[g.User] = true
-		if err := a.ensure(ctx, g); err != nil {
+		a.remember(g)
+		bs := a.bindings(g)
+		if err := a.apply(ctx, g, bs); err != nil {
 			errs = append(errs, err)
+			want[g.User] = nil
+			continue
 		}
+		want[g.User] = keys(bs)
 	}
 	a.mu.Lock()
 	for k := range a.grants {
-		if k[0] == env && !keep[k[1]] {
+		if _, ok := want[k[1]]; k[0] == env && !ok {
 			delete(a.grants, k)
 		}
 	}
 	a.mu.Unlock()
-	errs = append(errs, a.prune(ctx, env, func(user uint64, _ string) bool { return keep[user] }))
+	errs = append(errs, a.prune(ctx, env, func(user uint64, binding string) bool {
+		w, listed := want[user]
+		return listed && (binding == "" || w == nil || w[binding])
+	}))
 	return errors.Join(errs...)
 }
 
@@ -198,23 +205,26 @@ func (a *Access) Sync(ctx context.Context, env uint64, grants []Grant) error {
 func (a *Access) Ensure(ctx context.Context, g Grant) error {
 	a.op.Lock()
 	defer a.op.Unlock()
-	return a.ensure(ctx, g)
-}
-
-func (a *Access) ensure(ctx context.Context, g Grant) error {
-	a.mu.Lock()
-	a.grants[[2]uint64{g.Env, g.User}] = g
-	a.mu.Unlock()
-	if err := a.apply(ctx, g); err != nil {
+	if err := a.agentNamespace(ctx); err != nil {
 		return err
 	}
-	want := map[string]bool{}
-	for _, b := range a.bindings(g) {
-		want[b] = true
+	a.remember(g)
+	bs := a.bindings(g)
+	if err := a.apply(ctx, g, bs); err != nil {
+		return err
 	}
+	want := keys(bs)
 	return a.prune(ctx, g.Env, func(user uint64, binding string) bool {
 		return user != g.User || binding == "" || want[binding]
 	})
+}
+
+// remember records g as the grant its user holds, for the namespaces that
+// appear later.
+func (a *Access) remember(g Grant) {
+	a.mu.Lock()
+	a.grants[[2]uint64{g.Env, g.User}] = g
+	a.mu.Unlock()
 }
 
 // Token ensures g and returns a token of the user's service account, valid
@@ -237,17 +247,32 @@ func (a *Access) Token(ctx context.Context, g Grant, ttl time.Duration) (string,
 	return out.Status.Token, out.Status.ExpirationTimestamp.Time, nil
 }
 
-// bindings names the bindings g calls for, as "namespace/name" ("" for the
-// cluster-wide ones).
-func (a *Access) bindings(g Grant) []string {
+// binding is one binding a grant calls for: a RoleBinding in ns, or a
+// ClusterRoleBinding when ns is empty, of cluster role role.
+type binding struct{ ns, name, role string }
+
+// key is how prune names a binding: "namespace/name", "/name" cluster-wide.
+func (b binding) key() string { return b.ns + "/" + b.name }
+
+func keys(bs []binding) map[string]bool {
+	out := make(map[string]bool, len(bs))
+	for _, b := range bs {
+		out[b.key()] = true
+	}
+	return out
+}
+
+// bindings are the bindings g calls for: its role's cluster-wide ones,
+// then its namespaced ones in each namespace of its scope that exists.
+func (a *Access) bindings(g Grant) []binding {
 	al := AllocationOf(g.Role)
-	var out []string
+	var out []binding
 	for _, r := range al.Cluster {
-		out = append(out, "/"+bindingName("crb", g, r))
+		out = append(out, binding{"", bindingName("crb", g, r), r})
 	}
 	for _, ns := range a.scopeNamespaces(g) {
 		for _, r := range al.Namespaced {
-			out = append(out, ns+"/"+bindingName("rb", g, r))
+			out = append(out, binding{ns, bindingName("rb", g, r), r})
 		}
 	}
 	return out
@@ -289,21 +314,26 @@ func applyObject(ctx context.Context, c *rest.RESTClient, ns, resource, name str
 	return req.Do(ctx).Error()
 }
 
-// apply creates or updates g's service account and bindings, without
-// dropping any.
-func (a *Access) apply(ctx context.Context, g Grant) error {
-	if !a.nsInf.HasSynced() {
-		if !cache.WaitForCacheSync(ctx.Done(), a.nsInf.HasSynced) {
-			return fmt.Errorf("kube: access of user %d: namespaces not listed yet: %w", g.User, ctx.Err())
-		}
+// agentNamespace waits for the namespaces to be listed and makes sure the
+// namespace of the users' service accounts exists (the install manifest
+// makes it; an agent run with KUBECONFIG may find none).
+func (a *Access) agentNamespace(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), a.nsInf.HasSynced) {
+		return fmt.Errorf("kube: access: namespaces not listed yet: %w", ctx.Err())
 	}
-	sa := UserServiceAccount(g.User, g.Env)
 	if err := applyObject(ctx, a.core, "", "namespaces", Namespace, &corev1.Namespace{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 		ObjectMeta: metav1.ObjectMeta{Name: Namespace},
 	}); err != nil {
 		return fmt.Errorf("kube: namespace %s: %w", Namespace, err)
 	}
+	return nil
+}
+
+// apply creates or updates g's service account and the bindings bs,
+// without dropping any.
+func (a *Access) apply(ctx context.Context, g Grant, bs []binding) error {
+	sa := UserServiceAccount(g.User, g.Env)
 	if err := applyObject(ctx, a.core, Namespace, "serviceaccounts", sa, &corev1.ServiceAccount{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 		ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: Namespace, Labels: a.labels(g)},
@@ -311,31 +341,28 @@ func (a *Access) apply(ctx context.Context, g Grant) error {
 		return fmt.Errorf("kube: service account %s: %w", sa, err)
 	}
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: Namespace}}
-	al := AllocationOf(g.Role)
 	var errs []error
-	for _, r := range al.Cluster {
-		name := bindingName("crb", g, r)
-		errs = append(errs, applyObject(ctx, a.rbac, "", "clusterrolebindings", name, &rbacv1.ClusterRoleBinding{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: a.labels(g)},
-			Subjects:   subject,
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: r},
-		}))
-	}
-	for _, ns := range a.scopeNamespaces(g) {
-		for _, r := range al.Namespaced {
-			name := bindingName("rb", g, r)
-			err := applyObject(ctx, a.rbac, ns, "rolebindings", name, &rbacv1.RoleBinding{
-				TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: a.labels(g)},
+	for _, b := range bs {
+		ref := rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: b.role}
+		if b.ns == "" {
+			errs = append(errs, applyObject(ctx, a.rbac, "", "clusterrolebindings", b.name, &rbacv1.ClusterRoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+				ObjectMeta: metav1.ObjectMeta{Name: b.name, Labels: a.labels(g)},
 				Subjects:   subject,
-				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: r},
-			})
-			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
-				continue // the namespace went (or is going) away meanwhile
-			}
-			errs = append(errs, err)
+				RoleRef:    ref,
+			}))
+			continue
 		}
+		err := applyObject(ctx, a.rbac, b.ns, "rolebindings", b.name, &rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.ns, Labels: a.labels(g)},
+			Subjects:   subject,
+			RoleRef:    ref,
+		})
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			continue // the namespace went (or is going) away meanwhile
+		}
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kube: bindings of user %d: %w", g.User, err)

@@ -143,7 +143,8 @@ func NewRoles(cfg *rest.Config, log *slog.Logger) (*Roles, error) {
 	lw := cache.NewFilteredListWatchFromClient(rc, "clusterroles", metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.LabelSelector = ManagedBy + "=outpost"
 	})
-	r.inf = cache.NewSharedIndexInformer(lw, &rbacv1.ClusterRole{}, resync, cache.Indexers{})
+	// No informer resync: Run's ticker checks every resync period already.
+	r.inf = cache.NewSharedIndexInformer(lw, &rbacv1.ClusterRole{}, 0, cache.Indexers{})
 	kick := func(any) {
 		select {
 		case r.kick <- struct{}{}:

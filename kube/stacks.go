@@ -160,6 +160,9 @@ func (r ref) same(o ref) bool {
 
 func (r ref) isNamespace() bool { return r.Kind == "Namespace" && r.APIVersion == "v1" }
 
+// nsRes is the namespaces resource.
+var nsRes = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
 // object is one document of a stack, ready to apply.
 type object struct {
 	u   *unstructured.Unstructured
@@ -315,7 +318,7 @@ func (o *object) place(namespaced bool, ns string) bool {
 func applyOrder(objs []*object) []*object {
 	rank := func(o *object) int {
 		switch {
-		case o.ref.Kind == "Namespace" && o.ref.APIVersion == "v1":
+		case o.ref.isNamespace():
 			return 0
 		case o.ref.Kind == "CustomResourceDefinition":
 			return 1
@@ -332,7 +335,7 @@ func applyOrder(objs []*object) []*object {
 func deleteOrder(refs []ref) []ref {
 	rank := func(r ref) int {
 		switch {
-		case r.Kind == "Namespace" && r.APIVersion == "v1":
+		case r.isNamespace():
 			return 2
 		case r.Kind == "CustomResourceDefinition":
 			return 1
@@ -361,7 +364,6 @@ func union(a, b []ref) []ref {
 // Kubernetes itself. Those the stack adopted before stay adopted.
 func (s *Stacks) adopted(ctx context.Context, stack string, objs []*object, old inventory) ([]ref, error) {
 	var out []ref
-	nsRes := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 	for _, o := range objs {
 		if !o.ref.isNamespace() {
 			continue
@@ -408,7 +410,6 @@ func (s *Stacks) waitKind(ctx context.Context, o *object) error {
 // ensureNamespace creates namespace ns when it is missing. It is not part
 // of the stack: Remove leaves it, as other things may live in it.
 func (s *Stacks) ensureNamespace(ctx context.Context, ns string) error {
-	nsRes := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 	_, err := s.dyn.Resource(nsRes).Get(ctx, ns, metav1.GetOptions{})
 	if err == nil {
 		return nil

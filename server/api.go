@@ -232,6 +232,13 @@ func checkNewEnvironment(req *newEnvironment) []string {
 	return problems
 }
 
+// stagedEnvironment is a new pre-staged environment of req named name,
+// with the enrollment secret its edge key carries once.
+func stagedEnvironment(req newEnvironment, name string, now int64) (*store.Environment, string) {
+	secret, enroll := newEnrollSecret()
+	return &store.Environment{Name: name, Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: now, EnrollKey: enroll}, secret
+}
+
 // createEnvironment pre-stages an environment for user (from remote) and
 // returns its edge key with the one-time enrollment secret; problems says
 // what was wrong with req, and nothing is stored then.
@@ -239,8 +246,7 @@ func (s *Server) createEnvironment(remote, user string, req newEnvironment) (cre
 	if problems := checkNewEnvironment(&req); len(problems) > 0 {
 		return createdEnvironment{}, problems, nil
 	}
-	secret, enroll := newEnrollSecret()
-	e := &store.Environment{Name: req.Name, Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: s.now().Unix(), EnrollKey: enroll}
+	e, secret := stagedEnvironment(req, req.Name, s.now().Unix())
 	if err := s.store.CreateEnvironment(e); err != nil {
 		return createdEnvironment{}, nil, err
 	}

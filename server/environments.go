@@ -515,9 +515,7 @@ func (s *Server) handleBulkCreateEnvironments(w http.ResponseWriter, r *http.Req
 	es := make([]*store.Environment, req.Count)
 	secrets := make([]string, req.Count)
 	for i := range es {
-		var enroll []byte
-		secrets[i], enroll = newEnrollSecret()
-		es[i] = &store.Environment{Name: fmt.Sprintf("%s-%d", req.Name, i+1), Mode: req.Mode, Platform: req.Platform, Frequencies: req.Frequencies, Trusted: true, Created: now, EnrollKey: enroll}
+		es[i], secrets[i] = stagedEnvironment(req.newEnvironment, fmt.Sprintf("%s-%d", req.Name, i+1), now)
 	}
 	if err := s.store.CreateEnvironments(es); err != nil {
 		s.log.Error("create environments", "count", req.Count, "err", err)

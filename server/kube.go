@@ -46,44 +46,44 @@ func isKube(e *store.Environment) bool {
 	return e.Platform == kube.PlatformKubernetes
 }
 
-// kubeAssigned returns the namespaces of env assigned to u or one of u's
-// teams, sorted.
-func (s *Server) kubeAssigned(env uint64, u *store.User) ([]string, error) {
+// kubeAssignments is who is assigned which namespaces of one cluster, and
+// the teams, read once for every user it is asked about.
+type kubeAssignments struct {
+	env    uint64
+	access map[string]store.NamespaceAccess
+	teams  []store.Team
+}
+
+func (s *Server) kubeAssignments(env uint64) (kubeAssignments, error) {
 	access, err := s.store.NamespacesAccess(env)
 	if err != nil {
-		return nil, err
+		return kubeAssignments{}, err
 	}
 	teams, err := s.store.Teams()
-	if err != nil {
-		return nil, err
+	return kubeAssignments{env: env, access: access, teams: teams}, err
+}
+
+// grant is u's access to the cluster: their role there and, for the roles
+// whose scope is assigned, the namespaces assigned to them or one of their
+// teams, sorted.
+func (k kubeAssignments) grant(u *store.User) kube.Grant {
+	g := kube.Grant{Env: k.env, User: u.ID, Role: kubeRole(u.Role)}
+	if kube.RoleScope(g.Role) != kube.ScopeAssigned {
+		return g
 	}
 	var mine []uint64
-	for _, t := range teams {
+	for _, t := range k.teams {
 		if slices.Contains(t.Members, u.ID) {
 			mine = append(mine, t.ID)
 		}
 	}
-	var out []string
-	for ns, a := range access {
+	for ns, a := range k.access {
 		if slices.Contains(a.UserIDs, u.ID) || slices.ContainsFunc(a.TeamIDs, func(t uint64) bool { return slices.Contains(mine, t) }) {
-			out = append(out, ns)
+			g.Namespaces = append(g.Namespaces, ns)
 		}
 	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// kubeGrant is u's access to the cluster of env.
-func (s *Server) kubeGrant(env uint64, u *store.User) (kube.Grant, error) {
-	g := kube.Grant{Env: env, User: u.ID, Role: kubeRole(u.Role)}
-	if kube.RoleScope(g.Role) == kube.ScopeAssigned {
-		ns, err := s.kubeAssigned(env, u)
-		if err != nil {
-			return g, err
-		}
-		g.Namespaces = ns
-	}
-	return g, nil
+	slices.Sort(g.Namespaces)
+	return g
 }
 
 // kubeCaller is the user behind ss, with their role and namespaces in env.
@@ -92,8 +92,8 @@ func (s *Server) kubeCaller(env uint64, ss session) (*store.User, kube.Grant, er
 	if err != nil {
 		return nil, kube.Grant{}, err
 	}
-	g, err := s.kubeGrant(env, u)
-	return u, g, err
+	k, err := s.kubeAssignments(env)
+	return u, k.grant(u), err
 }
 
 // reconcileKubeAccess queues, for each Kubernetes environment whose users'
@@ -131,6 +131,10 @@ func (s *Server) reconcileKubeAccess() error {
 		if retryAt > s.now().Unix() {
 			continue // the agent could not apply the last; not yet again
 		}
+		k, err := s.kubeAssignments(e.ID)
+		if err != nil {
+			return err
+		}
 		grants := []kube.Grant{}
 		for _, id := range users {
 			u, err := s.store.UserByID(id)
@@ -139,11 +143,7 @@ func (s *Server) reconcileKubeAccess() error {
 			} else if err != nil {
 				return err
 			}
-			g, err := s.kubeGrant(e.ID, u)
-			if err != nil {
-				return err
-			}
-			grants = append(grants, g)
+			grants = append(grants, k.grant(u))
 		}
 		body, err := json.Marshal(grants)
 		if err != nil {
@@ -321,31 +321,20 @@ func (s *Server) handleNamespaceAccess(w http.ResponseWriter, r *http.Request, s
 		writeErr(w, http.StatusBadRequest, "namespace %q: %s", ns, msgs[0])
 		return
 	}
-	if r.Method == http.MethodGet {
-		all, err := s.store.NamespacesAccess(e.ID)
-		if err != nil {
-			writeErr(w, http.StatusInternalServerError, "could not read the namespace access")
+	if r.Method == http.MethodPut {
+		var a store.NamespaceAccess
+		if !decodeJSON(w, r, &a) {
 			return
 		}
-		writeJSON(w, http.StatusOK, accessView(all[ns]))
-		return
-	}
-	if kube.System(ns) {
-		writeErr(w, http.StatusBadRequest, "namespace %s is a system namespace: only environment administrators reach it, and they reach it all", ns)
-		return
-	}
-	var a store.NamespaceAccess
-	if !decodeJSON(w, r, &a) {
-		return
-	}
-	if err := s.setNamespaceAccess(r, ss, e.ID, ns, a); err != nil {
-		var missing *store.MissingAssigneesError
-		if errors.As(err, &missing) {
-			writeErr(w, http.StatusBadRequest, "%v", err)
+		if err := s.setNamespaceAccess(r, ss, e.ID, ns, a); err != nil {
+			var missing *store.MissingAssigneesError
+			if errors.As(err, &missing) || errors.Is(err, errNotAssignable) {
+				writeErr(w, http.StatusBadRequest, "%v", err)
+				return
+			}
+			writeErr(w, http.StatusInternalServerError, "could not store the namespace access")
 			return
 		}
-		writeErr(w, http.StatusInternalServerError, "could not store the namespace access")
-		return
 	}
 	all, err := s.store.NamespacesAccess(e.ID)
 	if err != nil {
@@ -361,9 +350,19 @@ func accessView(a store.NamespaceAccess) store.NamespaceAccess {
 	return a
 }
 
+// errNotAssignable: a namespace no one is assigned (its name is none, or
+// it is a system one).
+var errNotAssignable = errors.New("not a namespace to assign")
+
 // setNamespaceAccess stores who is assigned ns, audits it and sends the
 // change on to the cluster (the reconciler's kube.access).
 func (s *Server) setNamespaceAccess(r *http.Request, ss session, env uint64, ns string, a store.NamespaceAccess) error {
+	if msgs := kube.CheckNamespaceName(ns); len(msgs) > 0 {
+		return fmt.Errorf("namespace %q: %s: %w", ns, msgs[0], errNotAssignable)
+	}
+	if kube.System(ns) {
+		return fmt.Errorf("namespace %s is a system namespace: only environment administrators reach it, and they reach it all (%w)", ns, errNotAssignable)
+	}
 	if err := s.store.PutNamespaceAccess(env, ns, a); err != nil {
 		return err
 	}

@@ -10,11 +10,7 @@ import (
 )
 
 func (b uiBackend) KubeScope(user string, env uint64) (string, []string, error) {
-	u, err := b.s.store.UserByName(user)
-	if err != nil {
-		return "", nil, err
-	}
-	g, err := b.s.kubeGrant(env, u)
+	_, g, err := b.s.kubeCaller(env, session{user: user})
 	return g.Role, g.Namespaces, err
 }
 
@@ -56,15 +52,9 @@ func (b uiBackend) SetNamespaceAccess(user string, env uint64, ns string, users,
 	if !isKube(e) {
 		return fmt.Errorf("environment %d is not a Kubernetes cluster: it has no namespaces: %w", env, web.ErrInvalid)
 	}
-	if msgs := kube.CheckNamespaceName(ns); len(msgs) > 0 {
-		return fmt.Errorf("namespace %q: %s: %w", ns, msgs[0], web.ErrInvalid)
-	}
-	if kube.System(ns) {
-		return fmt.Errorf("namespace %s is a system namespace: only environment administrators reach it, and they reach it all: %w", ns, web.ErrInvalid)
-	}
 	err = b.s.setNamespaceAccess(nil, session{user: user}, env, ns, store.NamespaceAccess{UserIDs: users, TeamIDs: teams})
 	var missing *store.MissingAssigneesError
-	if errors.As(err, &missing) {
+	if errors.As(err, &missing) || errors.Is(err, errNotAssignable) {
 		return fmt.Errorf("%v: %w", err, web.ErrInvalid)
 	}
 	return err

@@ -86,7 +86,7 @@ func newDevice(n int, key protocol.EdgeKey, server string, src net.IP, capture *
 // ctx ends. Errors are handled as the agent handles them.
 func (d *device) run(ctx context.Context, start time.Time) {
 	defer d.link.close()
-	if !sleepUntil(ctx, start) {
+	if !scheduler.Wait(ctx, start) {
 		return
 	}
 	// The agent starts on scheduler.Defaults until the first answer; the
@@ -95,7 +95,7 @@ func (d *device) run(ctx context.Context, start time.Time) {
 	d.plan = scheduler.NewPlan(d.freq, time.Now(), d.rnd)
 	for {
 		at, inc := d.plan.Next()
-		if !sleepUntil(ctx, at) {
+		if !scheduler.Wait(ctx, at) {
 			return
 		}
 		err := d.exchange(ctx, inc)
@@ -107,21 +107,10 @@ func (d *device) run(ctx context.Context, start time.Time) {
 		switch {
 		case err == nil:
 		case errors.As(err, &pe) && pe.Code == protocol.CodeSlowDown && pe.RetryAfter > 0:
-			d.plan.Pause(now, min(time.Duration(pe.RetryAfter)*time.Second, 15*time.Minute))
+			d.plan.Pause(now, min(time.Duration(pe.RetryAfter)*time.Second, scheduler.MaxRetryAfter))
 		default:
 			d.plan.Failed(now)
 		}
-	}
-}
-
-func sleepUntil(ctx context.Context, at time.Time) bool {
-	t := time.NewTimer(time.Until(at))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -192,7 +181,7 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 	d.acks = d.acks[len(req.Acks):]
 	d.plan.Done(due, now)
 	if ans.Server != nil && env != 0 {
-		d.id.MAC, d.id.Env = key, env
+		d.id.Bind(key, env)
 	}
 	if ans.Freq != nil {
 		d.plan.SetFrequencies(scheduler.Effective(protocol.Frequencies{}, ans.Freq), now)

@@ -13,6 +13,7 @@ import (
 
 	"outpost/internal/corpus"
 	"outpost/protocol"
+	"outpost/scheduler"
 	"outpost/snapshot"
 )
 
@@ -93,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Grace: the last commands' acks.
 	deadline := time.Now().Add(cfg.Grace)
 	for rec.unacked() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		sleepUntil(ctx, time.Now().Add(200*time.Millisecond))
+		scheduler.Wait(ctx, time.Now().Add(200*time.Millisecond))
 	}
 	stopSampling()
 	sampling.Wait()
@@ -167,7 +168,7 @@ func queueCommands(ctx context.Context, cfg Config, a *api, devs []*device, rec 
 	next := time.Now()
 	for {
 		next = next.Add(every)
-		if !sleepUntil(ctx, next) {
+		if !scheduler.Wait(ctx, next) {
 			return
 		}
 		d := devs[rnd.IntN(len(devs))]

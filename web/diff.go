@@ -309,10 +309,11 @@ func (h *handler) handleDiff(w http.ResponseWriter, r *http.Request, user string
 		from, to = to, from
 	}
 	now := h.now()
+	scope := h.scoper(user, env.ID)
 	load := func(seq uint64) (*Snapshot, pointView, bool) {
 		sn, err := h.b.SnapshotAt(env.ID, seq)
 		if err == nil {
-			sn, _, err = h.kubeScope(user, env.ID, sn)
+			sn, _, err = scope.cut(sn)
 		}
 		if errors.Is(err, ErrNotFound) {
 			bad(fmt.Sprintf("The history no longer holds what it takes to rebuild seq %d: older points are dropped as new ones arrive.", seq))

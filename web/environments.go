@@ -284,7 +284,7 @@ func (h *handler) handleEnvironment(w http.ResponseWriter, r *http.Request, user
 			snap = past
 		}
 	}
-	snap, role, err := h.kubeScope(user, id, snap)
+	snap, role, err := h.scoper(user, id).cut(snap)
 	if err != nil {
 		h.internalError(w, r, user, fmt.Sprintf("read the access of %s to environment %d", user, id), err)
 		return

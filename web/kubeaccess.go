@@ -42,20 +42,36 @@ type Assignees struct{ Users, Teams []uint64 }
 // ErrInvalid marks an error the user made: the page says it as it is.
 var ErrInvalid = errors.New("invalid")
 
-// kubeScope cuts a cluster's snapshot to what user may see of it, and
-// returns their role there. Docker snapshots pass as they are.
-func (h *handler) kubeScope(user string, env uint64, sn *Snapshot) (*Snapshot, string, error) {
+// scoper cuts the snapshots of one environment to what one user may see of
+// them, asking the backend for the user's scope once, at the first cluster
+// snapshot; cut returns the user's role there too. Docker snapshots pass
+// as they are.
+type scoper struct {
+	h     *handler
+	user  string
+	env   uint64
+	asked bool
+	role  string
+	ns    []string
+}
+
+func (h *handler) scoper(user string, env uint64) *scoper { return &scoper{h: h, user: user, env: env} }
+
+func (sc *scoper) cut(sn *Snapshot) (*Snapshot, string, error) {
 	if sn == nil || sn.Docker == nil || !isKube(sn.Docker) {
 		return sn, "", nil
 	}
-	role, ns, err := h.b.KubeScope(user, env)
-	if err != nil {
-		return nil, "", err
+	if !sc.asked {
+		role, ns, err := sc.h.b.KubeScope(sc.user, sc.env)
+		if err != nil {
+			return nil, "", err
+		}
+		sc.asked, sc.role, sc.ns = true, role, ns
 	}
 	cut := *sn
-	v := kube.View(*sn.Docker, role, ns)
+	v := kube.View(*sn.Docker, sc.role, sc.ns)
 	cut.Docker = &v
-	return &cut, role, nil
+	return &cut, sc.role, nil
 }
 
 // tabSections are the snapshot sections of the cluster tabs whose name is

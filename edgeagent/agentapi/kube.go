@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +24,6 @@ const tokenTTL = 10 * time.Minute
 // server chose: a user's service account token, or the agent's own.
 type kubeGateway struct {
 	access *kube.Access
-	host   *url.URL
 	agent  *httputil.ReverseProxy // the agent's own credentials
 	user   *httputil.ReverseProxy // none but the bearer token the request names
 }
@@ -69,7 +68,6 @@ func (a *API) newKubeGateway(cfg *rest.Config, access *kube.Access) (*kubeGatewa
 	}
 	return &kubeGateway{
 		access: access,
-		host:   host,
 		agent:  proxy(agentRT, func(*httputil.ProxyRequest) {}),
 		user: proxy(userRT, func(pr *httputil.ProxyRequest) {
 			pr.Out.Header.Set("Authorization", "Bearer "+pr.In.Header.Get(kube.HeaderToken))
@@ -87,7 +85,7 @@ func (a *API) kubeToken(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&g); err != nil {
 		return errorf(http.StatusBadRequest, "grant: %v", err)
 	}
-	if g.User == 0 || g.Env == 0 || !knownRole(g.Role) {
+	if g.User == 0 || g.Env == 0 || !slices.Contains(kube.EnvRoles, g.Role) {
 		return errorf(http.StatusBadRequest, "grant: want a user, an environment and one of the roles %v", kube.EnvRoles)
 	}
 	// Environment administrators reach the cluster with the agent's own
@@ -102,15 +100,6 @@ func (a *API) kubeToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expires": exp})
 	return nil
-}
-
-func knownRole(role string) bool {
-	for _, r := range kube.EnvRoles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // kubePass passes a request under /v2/kubernetes/ to the API server, with

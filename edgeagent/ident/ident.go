@@ -123,6 +123,10 @@ func (id *Identity) ServerKeyFor(k *protocol.ServerKey, env uint64) ([]byte, err
 	return id.MACFor(k.DH, env)
 }
 
+// Bind adopts the MAC key of environment env, once an answer verified
+// under it (VerifyAnswer) bound the device there.
+func (id *Identity) Bind(key []byte, env uint64) { id.MAC, id.Env = key, env }
+
 // SetServerKey adopts the MAC key a kept server key agreement key gives for
 // the identity's environment (an agent resuming from its state).
 func (id *Identity) SetServerKey(serverDH []byte) error {

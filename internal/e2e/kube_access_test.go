@@ -69,7 +69,7 @@ func TestKubernetesLiveAccessByRole(t *testing.T) {
 		token string
 	}
 	users := map[string]user{}
-	for _, role := range []string{kube.EnvAdmin, kube.Operator, kube.Helpdesk, kube.Standard, kube.ReadOnly} {
+	for _, role := range kube.EnvRoles {
 		var u struct {
 			ID uint64 `json:"id"`
 		}
