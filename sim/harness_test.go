@@ -9,14 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,33 +40,13 @@ var (
 func startServer(t *testing.T) *server {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "outpost-server")
-	build := exec.Command("go", "build", "-o", bin, "outpost/cmd/outpost-server")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := testenv.GoBuild(bin, "outpost/cmd/outpost-server"); err != nil {
 		t.Fatalf("build outpost-server: %v\n%s", err, out)
 	}
-	out := &testenv.Buffer{}
-	cmd := exec.Command(bin, "--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", freeAddr(t), "--metrics-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+adminPassword)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("--- server output ---\n%s", out.String())
-		}
-	})
-	s := &server{PID: cmd.Process.Pid, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	p := testenv.Start(t, "server", []string{"OUTPOST_ADMIN_PASSWORD=" + adminPassword}, bin,
+		"--data", t.TempDir(), "--bind", "127.0.0.1:0", "--tunnel-addr", testenv.FreeAddr(t), "--metrics-addr", "127.0.0.1:0")
+	out := p.Out
+	s := &server{PID: p.Cmd.Process.Pid, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the server's self-signed certificate
 	}}}
 	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
@@ -87,16 +63,6 @@ func startServer(t *testing.T) *server {
 	s.do(t, "POST", "/api/auth", map[string]string{"username": "admin", "password": adminPassword}, &auth)
 	s.token = auth.Token
 	return s
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // do calls the JSON API, wants a 2xx answer and decodes it into out.

@@ -10,15 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,9 +39,7 @@ func binaries(t testing.TB) (server, agent string) {
 			return
 		}
 		for _, name := range []string{"outpost-server", "outpost-agent"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "outpost/cmd/"+name)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if out, err := testenv.GoBuild(filepath.Join(binDir, name), "outpost/cmd/"+name); err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
 				return
 			}
@@ -56,54 +51,17 @@ func binaries(t testing.TB) (server, agent string) {
 	return filepath.Join(binDir, "outpost-server"), filepath.Join(binDir, "outpost-agent")
 }
 
-// proc is a started process whose output is kept for the failure report.
-type proc struct {
-	cmd *exec.Cmd
-	out *testenv.Buffer
-}
+// proc is a started process (testenv.Proc) with the e2e tests' readings
+// of its output.
+type proc struct{ *testenv.Proc }
 
 func start(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &testenv.Buffer{}}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- %s output ---\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
+	return &proc{testenv.Start(t, name, env, bin, args...)}
 }
 
 // freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t testing.TB) string { return testenv.FreeAddr(t) }
 
 // server is a running outpost-server and an API client logged in as admin.
 type server struct {
@@ -129,12 +87,12 @@ func startServer(t testing.TB, flags ...string) *server {
 	}}}
 	deadline := time.Now().Add(20 * time.Second)
 	for s.URL == "" {
-		if m := listeningRE.FindStringSubmatch(p.out.String()); m != nil {
+		if m := listeningRE.FindStringSubmatch(p.Out.String()); m != nil {
 			s.URL = m[1]
 			break
 		}
-		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
-			t.Fatalf("server did not start:\n%s", p.out.String())
+		if time.Now().After(deadline) || p.Cmd.ProcessState != nil {
+			t.Fatalf("server did not start:\n%s", p.Out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -213,7 +171,7 @@ func startAgent(t testing.TB, key, dataDir string, env ...string) *proc {
 // lines returns the process output lines containing substr.
 func (p *proc) lines(substr string) []string {
 	var out []string
-	sc := bufio.NewScanner(strings.NewReader(p.out.String()))
+	sc := bufio.NewScanner(strings.NewReader(p.Out.String()))
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), substr) {
 			out = append(out, sc.Text())

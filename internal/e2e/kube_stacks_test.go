@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -83,32 +82,17 @@ func TestKubernetesStackOnAsyncAgent(t *testing.T) {
 	if stack.Type != "kubernetes" {
 		t.Fatalf("created %+v", stack)
 	}
-	statusPath := fmt.Sprintf("/api/edge-stacks/%d/status", stack.ID)
 	waitStatus := func(what string, ok func(v stackStatusView) bool) stackStatusView {
 		t.Helper()
-		var v stackStatusView
-		testenv.Eventually(t, 120*time.Second, func() (bool, string) {
-			srv.do(t, "GET", statusPath, nil, &v, http.StatusOK)
-			return ok(v), fmt.Sprintf("%s: %+v", what, v)
-		})
-		return v
-	}
-	errorOf := func(v stackStatusView, env uint64) string {
-		for _, e := range v.Environments {
-			if e.Env == env {
-				return e.Error
-			}
-		}
-		return ""
+		return srv.waitStackStatus(t, stack.ID, what, ok)
 	}
 
-	// Applied, but the pods are pending: deploying (the server keeps no
-	// message but an error's).
+	// Applied, but the pods are pending: deploying.
 	waitStatus("deploying on the cluster, an error on Docker", func(v stackStatusView) bool {
 		sc, _ := v.of(cluster.ID)
 		sd, _ := v.of(docker.ID)
 		return sc == "deploying" &&
-			sd == "error" && strings.Contains(errorOf(v, docker.ID), "a kubernetes stack cannot run on this device, which runs compose stacks on Docker")
+			sd == "error" && strings.Contains(v.errorOf(docker.ID), "a kubernetes stack cannot run on this device, which runs compose stacks on Docker")
 	})
 	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "till-config", metav1.GetOptions{})
 	if err != nil {
@@ -127,27 +111,12 @@ func TestKubernetesStackOnAsyncAgent(t *testing.T) {
 		return s == "running" && ver == 1
 	})
 
-	type keyed struct {
-		UID       string `json:"uid"`
-		Namespace string `json:"namespace"`
-		Name      string `json:"name"`
-	}
-	section := func(name string) ([]keyed, uint64) {
-		var v struct {
-			Seq     uint64  `json:"seq"`
-			Section []keyed `json:"section"`
-		}
-		status, raw := srv.call(t, "GET", fmt.Sprintf("/api/environments/%d/snapshot?section=%s", cluster.ID, name), nil)
-		if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
-			return nil, 0
-		}
-		return slices.DeleteFunc(v.Section, func(k keyed) bool { return k.Namespace != ns }), v.Seq
-	}
+	section := func(name string) ([]kubeObject, uint64) { return srv.kubeSection(t, cluster.ID, name, ns) }
 	var before uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		var m []keyed
+		var m []kubeObject
 		m, before = section("configMaps")
-		return slices.ContainsFunc(m, func(k keyed) bool { return k.UID == string(cm.UID) }), fmt.Sprintf("snapshot seq %d: config maps %+v", before, m)
+		return slices.ContainsFunc(m, func(k kubeObject) bool { return k.UID == string(cm.UID) }), fmt.Sprintf("snapshot seq %d: config maps %+v", before, m)
 	})
 
 	// Version 2 drops the config map: the agent prunes it.
@@ -168,9 +137,9 @@ func TestKubernetesStackOnAsyncAgent(t *testing.T) {
 	}
 	var after uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		var m []keyed
+		var m []kubeObject
 		m, after = section("configMaps")
-		return !slices.ContainsFunc(m, func(k keyed) bool { return k.UID == string(cm.UID) }), fmt.Sprintf("snapshot seq %d: config maps %+v", after, m)
+		return !slices.ContainsFunc(m, func(k kubeObject) bool { return k.UID == string(cm.UID) }), fmt.Sprintf("snapshot seq %d: config maps %+v", after, m)
 	})
 	// The history: one delta between the two deletes the config map's UID.
 	var deleted []uint64
@@ -210,11 +179,9 @@ func TestKubernetesStackOnAsyncAgent(t *testing.T) {
 	srv.do(t, "POST", "/api/edge-stacks", map[string]any{
 		"name": "web", "composeFile": "services:\n  web:\n    image: busybox\n", "edgeGroupIds": []uint64{only.ID},
 	}, &compose, http.StatusCreated)
-	testenv.Eventually(t, 120*time.Second, func() (bool, string) {
-		var v stackStatusView
-		srv.do(t, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", compose.ID), nil, &v, http.StatusOK)
+	srv.waitStackStatus(t, compose.ID, "a compose stack on the cluster", func(v stackStatusView) bool {
 		s, _ := v.of(cluster.ID)
-		return s == "error" && strings.Contains(errorOf(v, cluster.ID), "a compose stack cannot run on this device, which is a Kubernetes cluster"), fmt.Sprintf("%+v", v)
+		return s == "error" && strings.Contains(v.errorOf(cluster.ID), "a compose stack cannot run on this device, which is a Kubernetes cluster")
 	})
 	srv.do(t, "DELETE", fmt.Sprintf("/api/edge-stacks/%d", compose.ID), nil, nil, http.StatusNoContent)
 

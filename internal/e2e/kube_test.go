@@ -67,23 +67,7 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "till", Image: "registry.local/till:3"}}}}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	type named struct {
-		Namespace string `json:"namespace"`
-		Name      string `json:"name"`
-		Kind      string `json:"kind"`
-		Owner     string `json:"owner"`
-	}
-	section := func(name string) ([]named, uint64) {
-		var v struct {
-			Seq     uint64  `json:"seq"`
-			Section []named `json:"section"`
-		}
-		status, raw := srv.call(t, "GET", fmt.Sprintf("/api/environments/%d/snapshot?section=%s", env.ID, name), nil)
-		if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
-			return nil, 0
-		}
-		return slices.DeleteFunc(v.Section, func(n named) bool { return n.Namespace != ns }), v.Seq
-	}
+	section := func(name string) ([]kubeObject, uint64) { return srv.kubeSection(t, env.ID, name, ns) }
 	var shown uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		w, _ := section("workloads")
@@ -118,7 +102,7 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 	}
 	var seq uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		var w []named
+		var w []kubeObject
 		w, seq = section("workloads")
 		return len(w) == 0, fmt.Sprintf("snapshot seq %d: workloads %+v", seq, w)
 	})
@@ -138,7 +122,7 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 	// the pods too (it does after the deployment, in a later snapshot).
 	var gone uint64
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		var p []named
+		var p []kubeObject
 		p, gone = section("pods")
 		return len(p) == 0, fmt.Sprintf("snapshot seq %d: pods %+v", gone, p)
 	})
@@ -147,4 +131,29 @@ func TestAsyncAgentOnKubernetes(t *testing.T) {
 		t.Errorf("the diff does not show the deployment and its pods removed:\n%s", text)
 	}
 	b.Shot("kubernetes-diff")
+}
+
+// kubeObject is an object of a Kubernetes snapshot section as the API
+// lists it.
+type kubeObject struct {
+	UID       string `json:"uid"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Owner     string `json:"owner"`
+}
+
+// kubeSection returns the objects of namespace ns in section name of
+// env's latest snapshot, and its seq; none when there is no snapshot yet.
+func (s *server) kubeSection(t testing.TB, env uint64, name, ns string) ([]kubeObject, uint64) {
+	t.Helper()
+	var v struct {
+		Seq     uint64       `json:"seq"`
+		Section []kubeObject `json:"section"`
+	}
+	status, raw := s.call(t, "GET", fmt.Sprintf("/api/environments/%d/snapshot?section=%s", env, name), nil)
+	if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
+		return nil, 0
+	}
+	return slices.DeleteFunc(v.Section, func(o kubeObject) bool { return o.Namespace != ns }), v.Seq
 }

@@ -107,11 +107,11 @@ func TestModeSwitch(t *testing.T) {
 		t.Fatalf("the live container list through the tunnel lacks %s", name)
 	}
 	if n := len(agent.lines("the server switched this device's mode")); n != 1 {
-		t.Fatalf("agent logged %d mode switches, want 1:\n%s", n, agent.out.String())
+		t.Fatalf("agent logged %d mode switches, want 1:\n%s", n, agent.Out.String())
 	}
 
 	// Restarted with EDGE_ASYNC=1 still set, it stays standard.
-	agent.stop()
+	agent.Stop()
 	agent = startAgent(t, env.EdgeKey, dir)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		return len(agent.lines("running in the mode the server set")) == 1, "restarted agent's mode"
@@ -121,7 +121,7 @@ func TestModeSwitch(t *testing.T) {
 	// Async again: the tunnel goes, the agent syncs.
 	srv.do(t, "PATCH", fmt.Sprintf("/api/environments/%d", env.ID), map[string]any{"mode": "async"}, nil, http.StatusOK)
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
-		return len(agent.lines(`mode=async`)) > 0 && strings.Contains(agent.out.String(), "the server switched this device's mode"),
+		return len(agent.lines(`mode=async`)) > 0 && strings.Contains(agent.Out.String(), "the server switched this device's mode"),
 			"agent switching back to async"
 	})
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {

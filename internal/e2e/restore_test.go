@@ -68,10 +68,10 @@ func TestCommandsRunAfterARestore(t *testing.T) {
 	first := stop(srv, before)
 
 	// Restore: stop the server, put the backup in place, start it again.
-	if err := srv.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	_ = srv.proc.cmd.Wait()
+	_ = srv.proc.Cmd.Wait()
 	if err := os.WriteFile(filepath.Join(data, "outpost.db"), backup, 0o600); err != nil {
 		t.Fatal(err)
 	}

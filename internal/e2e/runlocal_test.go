@@ -43,23 +43,23 @@ func makeRun(t *testing.T, bindHost string) (*server, *proc) {
 	if out, err := exec.Command("go", "build", "-o", tool, "outpost/internal/tools/runlocal").CombinedOutput(); err != nil {
 		t.Fatalf("build runlocal: %v\n%s", err, out)
 	}
-	p := &proc{cmd: exec.Command(tool, "-data", "data", "-bind", net.JoinHostPort(bindHost, freePort(t)), "-tunnel-addr", net.JoinHostPort(bindHost, freePort(t)),
-		"-metrics-addr", "off", "-bin", binDir, "-frequency", "1"), out: &testenv.Buffer{}}
-	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+adminPassword, "EDGE_HOST_ROOT=/")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
+	p := &proc{&testenv.Proc{Cmd: exec.Command(tool, "-data", "data", "-bind", net.JoinHostPort(bindHost, freePort(t)), "-tunnel-addr", net.JoinHostPort(bindHost, freePort(t)),
+		"-metrics-addr", "off", "-bin", binDir, "-frequency", "1"), Out: &testenv.Buffer{}}}
+	p.Cmd.Dir = t.TempDir()
+	p.Cmd.Env = append(os.Environ(), "OUTPOST_ADMIN_PASSWORD="+adminPassword, "EDGE_HOST_ROOT=/")
+	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
+	if err := p.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.stop()
+		p.Stop()
 		if t.Failed() {
-			t.Logf("--- make run output ---\n%s", p.out.String())
+			t.Logf("--- make run output ---\n%s", p.Out.String())
 		}
 	})
 	var url string
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
-		if m := runningRE.FindStringSubmatch(p.out.String()); m != nil {
+		if m := runningRE.FindStringSubmatch(p.Out.String()); m != nil {
 			url = m[1]
 		}
 		return url != "", "make run did not say it is running"
@@ -134,10 +134,10 @@ func TestMakeRunRunsStacksAndJobs(t *testing.T) {
 	})
 
 	// Ctrl-C: both processes stop and make run exits 0.
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.Cmd.Wait(); err != nil {
 		t.Fatalf("make run after Ctrl-C: %v", err)
 	}
 }

@@ -103,6 +103,29 @@ func (v stackStatusView) of(env uint64) (string, uint64) {
 	return "absent", 0
 }
 
+// errorOf is the error env reports of the stack, "" if none.
+func (v stackStatusView) errorOf(env uint64) string {
+	for _, e := range v.Environments {
+		if e.Env == env {
+			return e.Error
+		}
+	}
+	return ""
+}
+
+// waitStackStatus polls stack's status until ok holds of it (what says
+// what is awaited, on a timeout) and returns it.
+func (s *server) waitStackStatus(t testing.TB, stack uint64, what string, ok func(v stackStatusView) bool) stackStatusView {
+	t.Helper()
+	var v stackStatusView
+	testenv.Eventually(t, 120*time.Second, func() (bool, string) {
+		v = stackStatusView{}
+		s.do(t, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", stack), nil, &v, http.StatusOK)
+		return ok(v), fmt.Sprintf("%s: %+v", what, v)
+	})
+	return v
+}
+
 // TestEdgeStackOnTwoAgents: a stack targeted at an edge group of two agents
 // runs on both (healthy, per the engine), follows an update, and is removed
 // from the agent whose environment leaves the group. The two agents share
@@ -131,15 +154,9 @@ func TestEdgeStackOnTwoAgents(t *testing.T) {
 		"composeFile": stackCompose(image, "echo ${GREETING} > /tmp/greeting; exec sleep 3600"),
 	}, &stack, http.StatusCreated)
 
-	statusPath := fmt.Sprintf("/api/edge-stacks/%d/status", stack.ID)
 	waitStatus := func(what string, ok func(v stackStatusView) bool) stackStatusView {
 		t.Helper()
-		var v stackStatusView
-		testenv.Eventually(t, 120*time.Second, func() (bool, string) {
-			srv.do(t, "GET", statusPath, nil, &v, http.StatusOK)
-			return ok(v), fmt.Sprintf("%s: %+v", what, v)
-		})
-		return v
+		return srv.waitStackStatus(t, stack.ID, what, ok)
 	}
 	waitStatus("both running version 1", func(v stackStatusView) bool {
 		sa, va := v.of(a.ID)
@@ -226,10 +243,10 @@ func TestAgentKilledDuringDeploy(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := agent.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := agent.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = agent.cmd.Wait()
+	_ = agent.Cmd.Wait()
 	atKill := projectContainers(t, cli, prefix+"trio")
 	if len(agent.lines("stack deployed")) > 0 {
 		t.Fatalf("the deploy finished before the kill (containers %v): the test did not kill mid-deploy", atKill)

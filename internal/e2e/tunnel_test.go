@@ -189,10 +189,10 @@ func TestTunnelSurvivesServerRestart(t *testing.T) {
 	})
 	openTunnel(t, srv, env.ID)
 
-	if err := srv.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := srv.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = srv.proc.cmd.Wait()
+	_ = srv.proc.Cmd.Wait()
 	srv2 := startServer(t, "--data", data, "--bind", bind, "--tunnel-addr", taddr)
 	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		status, body, err := srv2.try("GET", fmt.Sprintf("/api/environments/%d/docker/_ping", env.ID), nil)
