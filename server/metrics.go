@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,11 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) mux() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.handler())
+	// Profiles for measuring the server under a fleet (make bench-fleet):
+	// the listener is the operator's own, on loopback by default.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -48,7 +48,7 @@ type Command struct {
 // AddCommand appends c to environment c.Env's log under a new ID, which it
 // sets. IDs increase across the store, so per environment too.
 func (s *Store) AddCommand(c *Command) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCommands)
 		id, err := b.NextSequence()
 		if err != nil {
@@ -131,7 +131,7 @@ type Ack struct {
 // commands the acks name, as acked; those acked before have Dup set.
 func (s *Store) AckCommands(env uint64, acks []Ack, at int64) ([]Command, error) {
 	var done []Command
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		done = done[:0]
 		n := 0
 		cb, rb, sent := tx.Bucket(bCommands), tx.Bucket(bResults), tx.Bucket(bBlobsSent)

@@ -101,11 +101,14 @@ func (s *Store) Environment(id uint64) (*Environment, error) {
 }
 
 // UpdateEnvironment applies fn to environment id inside one write
-// transaction. fn must only change the record.
+// transaction, which it may share with other writers (batch). fn must only
+// change the record: it may be called more than once, each time with the
+// record as stored.
 func (s *Store) UpdateEnvironment(id uint64, fn func(*Environment) error) (*Environment, error) {
 	var e Environment
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
+		e = Environment{}
 		if err := getJSON(b, u64(id), &e); err != nil {
 			return err
 		}
@@ -217,7 +220,7 @@ func forgetEdgeWork(tx *bolt.Tx, id uint64) error {
 // floor, never lowering it. The caller waits for it: it is what keeps replay
 // protection across a crash.
 func (s *Store) RaiseCounterFloor(id, floor uint64) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
 		var e Environment
 		if err := getJSON(b, u64(id), &e); err != nil {

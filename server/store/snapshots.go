@@ -95,7 +95,7 @@ func (s *Store) SnapshotMeta(env uint64) (*SnapshotMeta, error) {
 // history: the entries from its number on go, so no delta kept is ever
 // replayed onto a snapshot it was not made against.
 func (s *Store) PutSnapshot(env uint64, sn *Snapshot, h *HistoryEntry) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.batch(func(tx *bolt.Tx) error {
 		if err := putCBOR(tx.Bucket(bSnapshots), u64(env), sn); err != nil {
 			return err
 		}

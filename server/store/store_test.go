@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -144,5 +145,62 @@ func TestUsersAreUnique(t *testing.T) {
 	}
 	if n, _ := s.UserCount(); n != 1 {
 		t.Fatalf("%d users", n)
+	}
+}
+
+// TestBatchedUpdatesApplyOnce runs writers that share transactions (batch),
+// some of which fail: every one that succeeded is applied once, none that
+// failed is applied, and each saw the record as stored.
+func TestBatchedUpdatesApplyOnce(t *testing.T) {
+	s, _ := open(t)
+	e := &Environment{Name: "a"}
+	if err := s.CreateEnvironment(e); err != nil {
+		t.Fatal(err)
+	}
+	errRefused := errors.New("refused")
+	const writers = 60
+	start := make(chan struct{})
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			<-start
+			_, err := s.UpdateEnvironment(e.ID, func(e *Environment) error {
+				if slices.Contains(e.TagIDs, uint64(i)) {
+					return fmt.Errorf("writer %d: its own change is already in the record it was given", i)
+				}
+				e.TagIDs = append(e.TagIDs, uint64(i))
+				if i%6 == 0 {
+					e.Name = "refused"
+					return errRefused
+				}
+				return nil
+			})
+			if i%6 == 0 && errors.Is(err, errRefused) {
+				err = nil
+			} else if i%6 == 0 {
+				err = fmt.Errorf("writer %d: err %v, want refused", i, err)
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	got, err := s.Environment(e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for i := range writers {
+		if i%6 != 0 {
+			want = append(want, uint64(i))
+		}
+	}
+	tags := slices.Sorted(slices.Values(got.TagIDs))
+	if !slices.Equal(tags, want) || got.Name != "a" {
+		t.Fatalf("after the batched writers: name %q, tags %v; want name a, tags %v", got.Name, tags, want)
 	}
 }
