@@ -71,9 +71,10 @@ bench:
 bench-protocol:
 	$(GO) run ./internal/tools/benchprotocol
 
-# A fleet of simulated async devices against a fresh server (outpost-sim,
-# scripts/bench-fleet.sh); the report goes into bench-fleet/. DEVICES=,
-# FREQ=, DURATION=, COMMANDS= change the preset.
+# A fleet of simulated async and standard devices, tunnels and an edge
+# stack against a fresh server (outpost-sim, scripts/bench-fleet.sh); the
+# report goes into bench-fleet/. DEVICES=, STANDARD=, TUNNELS=,
+# STACK_GROUP=, FREQ=, POLL_FREQ=, DURATION=, COMMANDS= change the preset.
 bench-fleet:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
 	$(GO_BUILD) -o $(BIN)/outpost-sim ./cmd/outpost-sim

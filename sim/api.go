@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"outpost/protocol"
 )
 
 // api is the simulator's client of the server's REST API, as an operator's
@@ -21,8 +23,9 @@ type api struct {
 
 func newAPI(base string) *api {
 	return &api{base: base, http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the server's self-signed certificate
-		MaxIdleConnsPerHost: 16,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the server's self-signed certificate
+		// The command, tunnel-opening and tunnel request workers.
+		MaxIdleConnsPerHost: 96,
 	}}}
 }
 
@@ -85,22 +88,21 @@ type staged struct {
 // bulkChunk is how many environments one bulk call stages.
 const bulkChunk = 5000
 
-// stage pre-stages n async environments named name-1 ... at freq seconds,
-// in bulk calls (POST /api/environments/bulk).
-func (a *api) stage(ctx context.Context, name string, n, freq int) ([]staged, error) {
+// stage pre-stages n environments of mode (async or standard) at freq,
+// named name-1-1 ..., in bulk calls (POST /api/environments/bulk).
+func (a *api) stage(ctx context.Context, name, mode string, n int, freq protocol.Frequencies) ([]staged, error) {
 	var out []staged
 	for len(out) < n {
 		k := min(bulkChunk, n-len(out))
 		var ans struct{ Items []staged }
 		err := a.call(ctx, "POST", "/api/environments/bulk", map[string]any{
-			"name": fmt.Sprintf("%s-%d", name, len(out)/bulkChunk+1), "mode": "async", "count": k,
-			"frequencies": map[string]int{"ping": freq, "snapshot": freq, "command": freq},
+			"name": fmt.Sprintf("%s-%d", name, len(out)/bulkChunk+1), "mode": mode, "count": k, "frequencies": freq,
 		}, &ans, http.StatusCreated)
 		if err != nil {
-			return nil, fmt.Errorf("stage environments: %w", err)
+			return nil, fmt.Errorf("stage %s environments: %w", mode, err)
 		}
 		if len(ans.Items) != k {
-			return nil, fmt.Errorf("stage environments: asked for %d, got %d", k, len(ans.Items))
+			return nil, fmt.Errorf("stage %s environments: asked for %d, got %d", mode, k, len(ans.Items))
 		}
 		out = append(out, ans.Items...)
 	}
@@ -114,4 +116,58 @@ func (a *api) queue(ctx context.Context, env uint64, container string) (uint64, 
 	err := a.call(ctx, "POST", fmt.Sprintf("/api/environments/%d/commands", env),
 		map[string]any{"kind": "container.restart", "args": map[string]string{"id": container}}, &c, http.StatusAccepted)
 	return c.ID, err
+}
+
+// openTunnel asks environment env's device for its tunnel and returns once
+// the server holds it (the server waits up to two poll intervals).
+func (a *api) openTunnel(ctx context.Context, env uint64) error {
+	return a.call(ctx, "POST", fmt.Sprintf("/api/environments/%d/tunnel", env), nil, nil, http.StatusOK)
+}
+
+// through GETs path of environment env's device through the server and
+// its tunnel (/api/environments/{id}/docker/... or .../agent/...), and
+// returns the answer's body bytes; any status but 200 and 204 is an error.
+func (a *api) through(ctx context.Context, env uint64, path string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p := fmt.Sprintf("/api/environments/%d/%s", env, path)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+p, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", p, err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("GET %s: read answer: %w", p, err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		return n, fmt.Errorf("GET %s: status %d", p, resp.StatusCode)
+	}
+	return n, nil
+}
+
+// createEdgeGroup makes a static edge group of envs and returns its ID.
+func (a *api) createEdgeGroup(ctx context.Context, name string, envs []uint64) (uint64, error) {
+	var g struct{ ID uint64 }
+	err := a.call(ctx, "POST", "/api/edge-groups", map[string]any{"name": name, "environmentIds": envs}, &g, http.StatusCreated)
+	if err != nil {
+		return 0, fmt.Errorf("create edge group %s: %w", name, err)
+	}
+	return g.ID, nil
+}
+
+// createStack makes a compose edge stack targeting edge group group and
+// returns its ID and version.
+func (a *api) createStack(ctx context.Context, name, compose string, group uint64) (id, version uint64, err error) {
+	var st struct{ ID, Version uint64 }
+	err = a.call(ctx, "POST", "/api/edge-stacks", map[string]any{"name": name, "composeFile": compose, "edgeGroupIds": []uint64{group}}, &st, http.StatusCreated)
+	if err != nil {
+		return 0, 0, fmt.Errorf("create edge stack %s: %w", name, err)
+	}
+	return st.ID, st.Version, nil
 }

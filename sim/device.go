@@ -20,21 +20,25 @@ import (
 	"outpost/snapshot"
 )
 
-// device is one simulated async agent: its own keys, edge ID, counters,
-// MAC key, snapshot sequence and engine, speaking the real protocol over
-// its own connection. Only its own goroutine touches it, but for ids and
-// env, which never change after newDevice.
+// device is one simulated agent, async or standard: its own keys, edge
+// ID, counters, MAC key, snapshot sequence and engine, speaking the real
+// protocol over its own connection. One exchange serves both modes, as in
+// the agent: a standard device posts it to /edge/v1/poll and opens its
+// tunnel when the answer asks. Only its own goroutine touches it, but for
+// n, ids, env and standard, which never change after newDevice, and tun,
+// which is safe for concurrent use.
 type device struct {
-	n    int
-	env  uint64
-	ids  []string // its containers, for commands aimed at it
-	id   *ident.Identity
-	link *link
-	rec  *recorder
-	rnd  *mrand.Rand
-	freq protocol.Frequencies
-	plan *scheduler.Plan
-	eng  *content
+	n        int
+	env      uint64
+	standard bool
+	ids      []string // its containers, for commands aimed at it
+	id       *ident.Identity
+	link     *link
+	rec      *recorder
+	rnd      *mrand.Rand
+	freq     protocol.Frequencies
+	plan     *scheduler.Plan
+	eng      *content
 	// Snapshot state, as the agent's state.cbor holds it: the last sequence
 	// sent, the last acked and its snapshot (the delta base), and the
 	// engine's version it was taken at.
@@ -47,6 +51,11 @@ type device struct {
 	got map[uint64]bool
 	// resync is a restored server's nonce to echo.
 	resync []byte
+	// stacks is its edge stacks: the content it holds, what it runs, the
+	// statuses it owes (stack.go).
+	stacks stackState
+	// tun is a standard device's tunnel (tunnel.go); nil for async.
+	tun *deviceTunnel
 }
 
 // pending is a snapshot push awaiting its ack.
@@ -56,7 +65,7 @@ type pending struct {
 	version int
 }
 
-func newDevice(n int, key protocol.EdgeKey, server string, src net.IP, capture *snapshot.Snapshot, cfg Config, rec *recorder, now time.Time) (*device, error) {
+func newDevice(n int, standard bool, key protocol.EdgeKey, server string, src net.IP, capture *snapshot.Snapshot, cfg Config, rec *recorder, now time.Time) (*device, error) {
 	_, sk, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -69,12 +78,17 @@ func newDevice(n int, key protocol.EdgeKey, server string, src net.IP, capture *
 	_, _ = rand.Read(b[:]) // never fails
 	rnd := mrand.New(mrand.NewPCG(cfg.Seed, uint64(n)))
 	d := &device{
-		n: n, env: key.EnvironmentID, rec: rec, rnd: rnd,
+		n: n, env: key.EnvironmentID, standard: standard, rec: rec, rnd: rnd,
 		id:   ident.New(sk, dh, fmt.Sprintf("sim-%d-%s", n, hex.EncodeToString(b[:])), key),
 		link: newLink(server, src),
-		freq: protocol.Frequencies{Ping: uint32(cfg.Freq), Snapshot: uint32(cfg.Freq), Command: uint32(cfg.Freq)},
+		freq: cfg.freq(standard),
 		eng:  newContent(capture, n, cfg.ChangesPerHour, now, rnd),
 		got:  map[uint64]bool{},
+	}
+	if standard {
+		if d.tun, err = newDeviceTunnel(n, key, sk, rec); err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range d.eng.cur.Containers {
 		d.ids = append(d.ids, c.ID)
@@ -86,6 +100,9 @@ func newDevice(n int, key protocol.EdgeKey, server string, src net.IP, capture *
 // ctx ends. Errors are handled as the agent handles them.
 func (d *device) run(ctx context.Context, start time.Time) {
 	defer d.link.close()
+	if d.tun != nil {
+		defer d.tun.wait() // after ctx ended, which closes it
+	}
 	if !scheduler.Wait(ctx, start) {
 		return
 	}
@@ -114,12 +131,15 @@ func (d *device) run(ctx context.Context, start time.Time) {
 	}
 }
 
-// exchange makes one sync request carrying inc and applies the answer, as
-// the agent's syncer.exchange does.
+// exchange makes one sync or poll request carrying inc and applies the
+// answer, as the agent's syncer.exchange does.
 func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 	due := inc
 	req := protocol.SyncRequest{Version: protocol.Version, EnvID: d.id.Env, Include: inc, Resync: d.resync}
-	kind := kindPing
+	kind, path := kindPing, "/edge/v1/sync"
+	if d.standard {
+		kind, path = kindPoll, "/edge/v1/poll"
+	}
 	if d.id.MAC == nil {
 		kind = kindFirst
 		req.EdgeID = d.id.EdgeID
@@ -137,12 +157,15 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 			req.Snapshot, p = push, pp
 		}
 	}
+	// Acks and stack statuses go with every request until one that
+	// carried them is answered.
 	req.Acks = d.acks
+	req.StackStatuses = d.stacks.owed()
 	switch {
-	case kind == kindFirst:
+	case kind == kindFirst || kind == kindPoll:
 	case req.Snapshot != nil:
 		kind = kindSnapshot
-	case len(req.Acks) > 0:
+	case len(req.Acks) > 0 || len(req.StackStatuses) > 0:
 		kind = kindCommands
 	}
 	if err := d.id.Seal(&req, nil); err != nil {
@@ -152,7 +175,7 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 	var ans protocol.SyncAnswer
 	dials := d.link.dials.Load()
 	start := time.Now()
-	raw, wb, err := d.link.post(ctx, "/edge/v1/sync", &req, &ans, func(body []byte) string { return d.id.BodyProof(req.EnvID, body) })
+	raw, wb, err := d.link.post(ctx, path, &req, &ans, func(body []byte) string { return d.id.BodyProof(req.EnvID, body) })
 	took := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -163,14 +186,17 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 			d.id.Refused()
 		}
 		d.rec.fail(errKind(err), err)
-		return fmt.Errorf("sync %d: %w", d.n, err)
+		return fmt.Errorf("%s %d: %w", path, d.n, err)
 	}
 	key, env, err := d.id.VerifyAnswer(raw, &ans, req.Proof.Counter)
 	if err != nil {
 		d.rec.fail("unverified_answer", err)
-		return fmt.Errorf("sync %d: %w", d.n, err)
+		return fmt.Errorf("%s %d: %w", path, d.n, err)
 	}
 	now := time.Now()
+	if kind != kindFirst && bringsStack(ans.Commands) {
+		kind = kindStack
+	}
 	d.rec.exchange(d.n, kind, took, wb, d.link.dials.Load() != dials)
 	// A restored server asks to be told a nonce; the next exchange echoes
 	// it (the agent asks again at once).
@@ -179,6 +205,9 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 		d.rec.commandAcked(a.ID, now)
 	}
 	d.acks = d.acks[len(req.Acks):]
+	for _, st := range d.stacks.confirm(req.StackStatuses) {
+		d.rec.stackReported(st.StackID, d.n, now)
+	}
 	d.plan.Done(due, now)
 	if ans.Server != nil && env != 0 {
 		d.id.Bind(key, env)
@@ -193,14 +222,31 @@ func (d *device) exchange(ctx context.Context, inc protocol.Include) error {
 		d.acked, d.base = 0, nil
 		d.plan.SnapshotNow(now)
 	}
-	// Commands are acked ok at the next exchange; nothing runs.
+	if d.tun != nil && ans.Tunnel == protocol.TunnelRequired {
+		d.tun.open(ctx, d.eng.cur, d.rnd)
+	}
+	// Commands are acked at the next exchange. Nothing runs: an engine
+	// command is acked ok, a stack command taken as the agent takes it
+	// and reported running (stack.go).
+	if err := d.stacks.keep(ans.Blobs); err != nil {
+		d.rec.fail("stack_content", err)
+	}
 	for _, c := range ans.Commands {
 		if d.got[c.ID] {
 			continue // given again before its ack was answered
 		}
 		d.got[c.ID] = true
 		d.rec.commandDelivered(c.ID, now)
-		d.acks = append(d.acks, protocol.CommandAck{ID: c.ID, Status: protocol.StatusOK, Finished: now.Unix()})
+		ack := protocol.CommandAck{ID: c.ID, Status: protocol.StatusOK, Finished: now.Unix()}
+		if isStackCommand(c) {
+			stack, err := d.stacks.take(c, now)
+			d.rec.stackCommand(c.ID, stack, d.n, now)
+			if err != nil {
+				d.rec.fail("stack_command", err)
+				ack.Status, ack.Error = protocol.StatusFailed, err.Error()
+			}
+		}
+		d.acks = append(d.acks, ack)
 	}
 	return nil
 }

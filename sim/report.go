@@ -15,21 +15,30 @@ import (
 // but for the per-day bytes, which scale the measured mean exchange to the
 // simulated frequency.
 type Report struct {
-	Started        time.Time `json:"started"`
-	Devices        int       `json:"devices"`
-	DevicesUp      int       `json:"devicesUp"`
-	SourceAddrs    int       `json:"sourceAddresses"`
-	FreqSeconds    int       `json:"freqSeconds"`
-	CommandsPerSec float64   `json:"commandsPerSecond"`
-	ChangesPerHour float64   `json:"changesPerHour"`
-	Capture        string    `json:"capture"`
-	Containers     int       `json:"containersPerDevice"`
+	Started time.Time `json:"started"`
+	// Devices is the async devices, Standard the standard ones; DevicesUp
+	// counts the devices of both modes that had an exchange answered,
+	// StandardUp the standard ones among them.
+	Devices     int `json:"devices"`
+	Standard    int `json:"standardDevices"`
+	DevicesUp   int `json:"devicesUp"`
+	StandardUp  int `json:"standardUp"`
+	SourceAddrs int `json:"sourceAddresses"`
+	// FreqSeconds is the async frequencies and the standard snapshot
+	// frequency; PollSeconds the standard devices' poll interval.
+	FreqSeconds    int     `json:"freqSeconds"`
+	PollSeconds    int     `json:"pollSeconds"`
+	CommandsPerSec float64 `json:"commandsPerSecond"`
+	ChangesPerHour float64 `json:"changesPerHour"`
+	Capture        string  `json:"capture"`
+	Containers     int     `json:"containersPerDevice"`
 	// Seconds from the first device's start to the last exchange.
 	Seconds         float64 `json:"seconds"`
 	Exchanges       int64   `json:"exchanges"`
 	ExchangesPerSec float64 `json:"exchangesPerSecond"`
-	// Latency per exchange kind (first, snapshot, commands, ping), in ms,
-	// from sending the request to reading the whole answer.
+	// Latency per exchange kind (first, snapshot, commands, ping, poll,
+	// stack, tunnel), in ms, from sending the request to reading the whole
+	// answer; a tunnel request's from the API call to its answer.
 	Latency map[string]Quantiles `json:"latencyMs"`
 	// Errors by kind, with the first message of each.
 	Errors       map[string]int64  `json:"errors"`
@@ -39,15 +48,65 @@ type Report struct {
 	Simulator ProcessStats `json:"simulator"`
 	// Warnings say what may have limited the run.
 	Warnings []string `json:"warnings,omitempty"`
-	// Bytes per exchange kind, per exchange of one device.
+	// Bytes per exchange kind, per exchange of one device. A tunnel
+	// request's are its answer's body as the API client read it: its
+	// socket bytes are not counted.
 	Bytes map[string]Bytes `json:"bytesPerExchange"`
-	// PerDevicePerDay is bytes per device and day at the simulated
+	// PerDevicePerDay is bytes per async device and day at the simulated
 	// frequency: one exchange per FreqSeconds, of the measured mean size of
-	// the exchanges after the first contact (on a kept connection, their mix
-	// of pings, deltas and acks as this run had it).
-	PerDevicePerDay DayBytes `json:"bytesPerDevicePerDay"`
-	Commands        Commands `json:"commands"`
-	Samples         []Sample `json:"samples"`
+	// the async exchanges after the first contact (on a kept connection,
+	// their mix of pings, deltas and acks as this run had it; stack
+	// deliveries left out). PerStandardDevicePerDay is the same for a
+	// standard device's polls, one per PollSeconds.
+	PerDevicePerDay         DayBytes `json:"bytesPerDevicePerDay"`
+	PerStandardDevicePerDay DayBytes `json:"bytesPerStandardDevicePerDay"`
+	Commands                Commands `json:"commands"`
+	// Tunnels and Stack are there when the run had them.
+	Tunnels *Tunnels `json:"tunnels,omitempty"`
+	Stack   *Stack   `json:"stack,omitempty"`
+	Samples []Sample `json:"samples"`
+}
+
+// Tunnels the simulator asked of standard devices, and the requests sent
+// through them.
+type Tunnels struct {
+	// Tunnels were to be opened, Busy of them carrying RequestsPerSec.
+	Tunnels        int     `json:"tunnels"`
+	Busy           int     `json:"busy"`
+	RequestsPerSec float64 `json:"requestsPerSecond"`
+	// Asked is the open calls made, Opened those answered; Open is their
+	// latency (the server asks at the device's next poll and waits for
+	// the tunnel), in ms. UpAtEnd is the tunnels up on the devices' side
+	// at the end.
+	Asked   int       `json:"asked"`
+	Opened  int       `json:"opened"`
+	Open    Quantiles `json:"openMs"`
+	UpAtEnd int       `json:"upAtEnd"`
+	// Requests sent through the tunnels, and those the device answered.
+	Requests int64 `json:"requests"`
+	Answered int64 `json:"answered"`
+}
+
+// Stack is the run's edge stack over an edge group of GroupSize devices.
+type Stack struct {
+	GroupSize int    `json:"groupSize"`
+	ID        uint64 `json:"id,omitempty"`
+	Version   uint64 `json:"version,omitempty"`
+	// Targets is the devices of its group; Delivered those given its
+	// deploy, Running those whose report of it running was answered.
+	Targets   int `json:"targets"`
+	Delivered int `json:"delivered"`
+	Running   int `json:"running"`
+	// From the creating call to each device's answer bringing the deploy,
+	// and to the answer to its report of it running, in ms; AllRunningMs
+	// to the last device's, when every device reported.
+	Delivery     Quantiles `json:"deliveryMs"`
+	Reported     Quantiles `json:"runningMs"`
+	AllRunningMs float64   `json:"allRunningMs,omitempty"`
+	// The stack commands given to the devices, and their acks.
+	Commands          int `json:"commands"`
+	Acked             int `json:"acked"`
+	AckedMoreThanOnce int `json:"ackedMoreThanOnce"`
 }
 
 // Quantiles of one kind's latencies.
@@ -116,10 +175,12 @@ type Sample struct {
 	ExchangesPerSec float64 `json:"exchangesPerSecond"`
 	P99             float64 `json:"p99Ms"`
 	Errors          int64   `json:"errors"`
-	RSSBytes        int64   `json:"rssBytes,omitempty"`
-	CPUSeconds      float64 `json:"cpuSeconds,omitempty"`
-	CPUCores        float64 `json:"cpuCores,omitempty"`
-	Goroutines      int     `json:"goroutines,omitempty"`
+	// Tunnels up on the devices' side.
+	Tunnels    int     `json:"tunnels,omitempty"`
+	RSSBytes   int64   `json:"rssBytes,omitempty"`
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
+	CPUCores   float64 `json:"cpuCores,omitempty"`
+	Goroutines int     `json:"goroutines,omitempty"`
 	// The server's store write transactions since the last sample (its
 	// outpost_store_write_seconds): per second, and their mean duration.
 	StoreWritesPerSec float64 `json:"storeWritesPerSecond,omitempty"`
@@ -142,8 +203,12 @@ func (r *Report) fill(rec *recorder) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	r.DevicesUp = len(rec.up)
+	for n := range rec.up {
+		if n > r.Devices {
+			r.StandardUp++
+		}
+	}
 	r.Latency, r.Bytes = map[string]Quantiles{}, map[string]Bytes{}
-	var steadyN, steadyBody, steadySocket float64
 	for _, k := range kinds {
 		ks := rec.kinds[k]
 		r.Exchanges += ks.n
@@ -156,19 +221,12 @@ func (r *Report) fill(rec *recorder) {
 			b.SocketKept = round3(float64(ks.socketKept) / float64(kept))
 		}
 		r.Bytes[k] = b
-		if k != kindFirst {
-			steadyN += float64(ks.n - ks.dialed)
-			steadyBody += float64(ks.bodyKept)
-			steadySocket += float64(ks.socketKept)
-		}
 	}
 	if r.Seconds > 0 {
 		r.ExchangesPerSec = round3(float64(r.Exchanges) / r.Seconds)
 	}
-	if steadyN > 0 && r.FreqSeconds > 0 {
-		perDay := 86400 / float64(r.FreqSeconds)
-		r.PerDevicePerDay = DayBytes{Body: math.Round(steadyBody / steadyN * perDay), Socket: math.Round(steadySocket / steadyN * perDay)}
-	}
+	r.PerDevicePerDay = rec.perDay(asyncDay, r.FreqSeconds)
+	r.PerStandardDevicePerDay = rec.perDay(standardDay, r.PollSeconds)
 	r.Errors, r.ErrorSamples = map[string]int64{}, map[string]string{}
 	for k, v := range rec.errors {
 		r.Errors[k] = v
@@ -191,6 +249,73 @@ func (r *Report) fill(rec *recorder) {
 		}
 	}
 	c.Delivery, c.Ack = quantiles(rec.since(rec.delivered)), quantiles(rec.since(rec.acked))
+	if t := r.Tunnels; t != nil {
+		t.Asked, t.Opened, t.Open = rec.tunnelAsked, len(rec.tunnelOpen), quantiles(rec.tunnelOpenLat)
+		if len(r.Samples) > 0 {
+			t.UpAtEnd = r.Samples[len(r.Samples)-1].Tunnels // the last sample's, taken with the fleet up
+		}
+		t.Requests, t.Answered = rec.tunnelSent, rec.tunnelOK
+	}
+	if r.Stack != nil {
+		rec.fillStack(r.Stack)
+	}
+}
+
+// perDay is bytes per device and day of one exchange every freq seconds,
+// each of the mean size of the exchanges of kinds on a kept connection;
+// the caller holds rec.mu.
+func (rec *recorder) perDay(kinds []string, freq int) DayBytes {
+	var n, body, socket float64
+	for _, k := range kinds {
+		ks := rec.kinds[k]
+		n += float64(ks.n - ks.dialed)
+		body += float64(ks.bodyKept)
+		socket += float64(ks.socketKept)
+	}
+	if n == 0 || freq <= 0 {
+		return DayBytes{}
+	}
+	perDay := 86400 / float64(freq)
+	return DayBytes{Body: math.Round(body / n * perDay), Socket: math.Round(socket / n * perDay)}
+}
+
+// fillStack completes s from the stack's records; the caller holds rec.mu.
+func (rec *recorder) fillStack(s *Stack) {
+	for id := range rec.stackCmds {
+		s.Commands++
+		switch n := rec.ackCount[id]; {
+		case n > 1:
+			s.AckedMoreThanOnce++
+			s.Acked++
+		case n == 1:
+			s.Acked++
+		}
+	}
+	st := rec.stack
+	if st == nil {
+		return
+	}
+	s.ID, s.Version, s.Targets = st.id, st.version, len(st.targets)
+	ms := func(t time.Time) float64 { return float64(t.Sub(st.created)) / float64(time.Millisecond) }
+	var given, running []float64
+	var last time.Time
+	for _, d := range st.targets {
+		k := stackDevice{st.id, d}
+		if t, ok := rec.stackGiven[k]; ok {
+			given = append(given, ms(t))
+		}
+		if t, ok := rec.stackRunning[k]; ok {
+			running = append(running, ms(t))
+			if t.After(last) {
+				last = t
+			}
+		}
+	}
+	s.Delivered, s.Running = len(given), len(running)
+	s.Delivery, s.Reported = quantiles(given), quantiles(running)
+	if s.Running == s.Targets && s.Targets > 0 {
+		s.AllRunningMs = round3(ms(last))
+	}
 }
 
 func (r *Report) writeJSON(path string) error {
@@ -223,8 +348,8 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:1em}svg{background:#fafafa;border:1px solid #ddd}
 </style></head><body>
 <h1>Outpost fleet simulation</h1>
-<p>{{.Started.UTC.Format "2006-01-02 15:04:05 UTC"}}: {{.Devices}} async devices ({{.DevicesUp}} up) at {{.FreqSeconds}} s,
-{{.CommandsPerSec}} commands/s, {{.ChangesPerHour}} of containers changing per hour, capture {{.Capture}} ({{.Containers}} containers),
+<p>{{.Started.UTC.Format "2006-01-02 15:04:05 UTC"}}: {{.Devices}} async devices at {{.FreqSeconds}} s and {{.Standard}} standard devices polling every {{.PollSeconds}} s
+({{.DevicesUp}} up, {{.StandardUp}} of them standard), {{.CommandsPerSec}} commands/s, {{.ChangesPerHour}} of containers changing per hour, capture {{.Capture}} ({{.Containers}} containers),
 {{printf "%.0f" .Seconds}} s over {{.SourceAddrs}} source addresses.</p>
 <p><b>{{.Exchanges}}</b> exchanges, <b>{{printf "%.1f" .ExchangesPerSec}}</b>/s.
 Server: {{printf "%.1f" .Server.CPUSeconds}} CPU s ({{printf "%.2f" .Server.CPUCores}} cores), RSS {{mb .Server.RSSBytes}} (max {{mb .Server.RSSMaxBytes}}), {{.Server.Goroutines}} goroutines (max {{.Server.GoroutinesMax}}).
@@ -232,13 +357,22 @@ The simulator: {{printf "%.1f" .Simulator.CPUSeconds}} CPU s, RSS {{mb .Simulato
 {{range .Warnings}}<p><b>Warning:</b> {{.}}</p>{{end}}
 <h2>Exchanges</h2>
 <table><tr><th>kind</th><th>count</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>body B</th><th>socket B</th><th>socket B, kept conn.</th></tr>
-{{range $k, $q := .Latency}}{{$b := index $.Bytes $k}}<tr><td>{{$k}}</td><td>{{$q.Count}}</td><td>{{$q.P50}}</td><td>{{$q.P99}}</td><td>{{$q.Max}}</td><td>{{printf "%.0f" $b.Body}}</td><td>{{printf "%.0f" $b.Socket}}</td><td>{{printf "%.0f" $b.SocketKept}}</td></tr>
+{{range $k, $q := .Latency}}{{$b := index $.Bytes $k}}<tr><td>{{$k}}</td><td>{{$q.Count}}</td><td>{{$q.P50}}</td><td>{{$q.P99}}</td><td>{{$q.Max}}</td><td>{{printf "%.0f" $b.Body}}</td>{{if eq $k "tunnel"}}<td>n/a</td><td>n/a</td>{{else}}<td>{{printf "%.0f" $b.Socket}}</td><td>{{printf "%.0f" $b.SocketKept}}</td>{{end}}</tr>
 {{end}}</table>
-<p>Per device and day at {{.FreqSeconds}} s: {{printf "%.0f" .PerDevicePerDay.Body}} B of bodies, {{printf "%.0f" .PerDevicePerDay.Socket}} B on the socket (TLS records; TCP/IP not counted).</p>
+<p>Per async device and day at {{.FreqSeconds}} s: {{printf "%.0f" .PerDevicePerDay.Body}} B of bodies, {{printf "%.0f" .PerDevicePerDay.Socket}} B on the socket (TLS records; TCP/IP not counted).
+{{if .Standard}}Per standard device and day, polling every {{.PollSeconds}} s: {{printf "%.0f" .PerStandardDevicePerDay.Body}} B of bodies, {{printf "%.0f" .PerStandardDevicePerDay.Socket}} B on the socket.{{end}}
+Tunnel requests count their answers' bodies only.</p>
 <h2>Commands</h2>
 <table><tr><th>queued</th><th>delivered</th><th>acked</th><th>unacked</th><th>acked twice</th><th>delivery p50 / p99 ms</th><th>ack p50 / p99 / max ms</th></tr>
 <tr><td>{{.Commands.Queued}}</td><td>{{.Commands.Delivered}}</td><td>{{.Commands.Acked}}</td><td>{{.Commands.Unacked}}</td><td>{{.Commands.AckedMoreThanOnce}}</td>
 <td>{{.Commands.Delivery.P50}} / {{.Commands.Delivery.P99}}</td><td>{{.Commands.Ack.P50}} / {{.Commands.Ack.P99}} / {{.Commands.Ack.Max}}</td></tr></table>
+{{with .Tunnels}}<h2>Tunnels</h2>
+<table><tr><th>tunnels</th><th>asked</th><th>opened</th><th>open p50 / p99 / max ms</th><th>up at the end</th><th>busy</th><th>requests/s</th><th>requests</th><th>answered</th></tr>
+<tr><td>{{.Tunnels}}</td><td>{{.Asked}}</td><td>{{.Opened}}</td><td>{{.Open.P50}} / {{.Open.P99}} / {{.Open.Max}}</td><td>{{.UpAtEnd}}</td><td>{{.Busy}}</td><td>{{.RequestsPerSec}}</td><td>{{.Requests}}</td><td>{{.Answered}}</td></tr></table>{{end}}
+{{with .Stack}}<h2>Edge stack</h2>
+<table><tr><th>group</th><th>stack</th><th>targets</th><th>delivered</th><th>running</th><th>delivery p50 / p99 / max ms</th><th>running p50 / p99 / max ms</th><th>all running ms</th><th>commands</th><th>acked</th><th>acked twice</th></tr>
+<tr><td>{{.GroupSize}}</td><td>{{.ID}} v{{.Version}}</td><td>{{.Targets}}</td><td>{{.Delivered}}</td><td>{{.Running}}</td><td>{{.Delivery.P50}} / {{.Delivery.P99}} / {{.Delivery.Max}}</td>
+<td>{{.Reported.P50}} / {{.Reported.P99}} / {{.Reported.Max}}</td><td>{{.AllRunningMs}}</td><td>{{.Commands}}</td><td>{{.Acked}}</td><td>{{.AckedMoreThanOnce}}</td></tr></table>{{end}}
 <h2>Errors</h2>
 {{if .Errors}}<table><tr><th>kind</th><th>count</th><th>first</th></tr>{{range $k, $v := .Errors}}<tr><td>{{$k}}</td><td>{{$v}}</td><td style="text-align:left">{{index $.ErrorSamples $k}}</td></tr>{{end}}</table>{{else}}<p>None.</p>{{end}}
 <h2>Over time</h2>

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
@@ -18,26 +19,28 @@ import (
 )
 
 // Run stages cfg's fleet on the server, runs it for cfg.Duration and then
-// cfg.Grace (commands stop at Duration; the grace ends early once every
-// command is acked), and writes the report files. It returns the report
-// even when writing one failed.
+// cfg.Grace (commands, tunnel requests and the stack's creation stop at
+// Duration; the grace ends early once nothing is owed: every command
+// acked, the stack running on every device of its group), and writes the
+// report files. It returns the report even when writing one failed.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	// A device is a socket: the simulator needs a file per device and some.
+	// A device is a socket, and so is a tunnel.
 	limit, err := raiseFileLimit()
 	if err != nil {
 		return nil, fmt.Errorf("raise the open-file limit: %w", err)
 	}
-	if need := uint64(cfg.Devices + fileMargin); limit != 0 && limit < need {
-		return nil, fmt.Errorf("devices %d: the open-file limit is %d, %d devices need %d; raise the hard limit (ulimit -Hn, LimitNOFILE) or simulate fewer", cfg.Devices, limit, cfg.Devices, need)
+	if need := uint64(cfg.files() + fileMargin); limit != 0 && limit < need {
+		return nil, fmt.Errorf("devices %d, standard %d, tunnels %d: the open-file limit is %d, they need %d; raise the hard limit (ulimit -Hn, LimitNOFILE) or simulate fewer",
+			cfg.Devices, cfg.Standard, cfg.Tunnels, limit, need)
 	}
 	var warnings []string
 	if cfg.ServerPID != 0 {
-		if n, err := fileLimit(cfg.ServerPID); err == nil && n < uint64(cfg.Devices+fileMargin) {
-			w := fmt.Sprintf("the server's open-file limit is %d: it cannot hold %d device connections and its own files; expect refused connections", n, cfg.Devices)
+		if n, err := fileLimit(cfg.ServerPID); err == nil && n < uint64(cfg.files()+fileMargin) {
+			w := fmt.Sprintf("the server's open-file limit is %d: it cannot hold %d device and tunnel connections and its own files; expect refused connections", n, cfg.files())
 			warnings = append(warnings, w)
 			fmt.Fprintf(cfg.Progress, "warning: %s\n", w)
 		}
@@ -51,14 +54,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := a.login(ctx, cfg.User, cfg.Password); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Progress, "staging %d environments...\n", cfg.Devices)
-	envs, err := a.stage(ctx, cfg.Name, cfg.Devices, cfg.Freq)
-	if err != nil {
-		return nil, err
+	fmt.Fprintf(cfg.Progress, "staging %d async and %d standard environments...\n", cfg.Devices, cfg.Standard)
+	var envs []staged
+	for _, m := range []struct {
+		name, mode string
+		n          int
+		standard   bool
+	}{{cfg.Name, "async", cfg.Devices, false}, {cfg.Name + "-std", "standard", cfg.Standard, true}} {
+		if m.n == 0 {
+			continue
+		}
+		es, err := a.stage(ctx, m.name, m.mode, m.n, cfg.freq(m.standard))
+		if err != nil {
+			return nil, err
+		}
+		envs = append(envs, es...)
 	}
 	rec := newRecorder()
 	start := time.Now()
-	addrs := (cfg.Devices + PerAddress - 1) / PerAddress
+	total := cfg.Devices + cfg.Standard
+	addrs := (total + PerAddress - 1) / PerAddress
 	devs := make([]*device, len(envs))
 	for i, e := range envs {
 		k, err := protocol.ParseEdgeKey(e.EdgeKey)
@@ -66,12 +81,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("environment %d: edge key: %w", e.ID, err)
 		}
 		src := net.IPv4(127, 0, 0, byte(1+i/PerAddress))
-		if devs[i], err = newDevice(i+1, k, cfg.Server, src, capture, cfg, rec, start); err != nil {
+		if devs[i], err = newDevice(i+1, i >= cfg.Devices, k, cfg.Server, src, capture, cfg, rec, start); err != nil {
 			return nil, fmt.Errorf("device %d: %w", i+1, err)
 		}
 	}
-	r := &Report{Started: start, Devices: cfg.Devices, SourceAddrs: addrs, FreqSeconds: cfg.Freq, CommandsPerSec: cfg.CommandsPerSec,
-		ChangesPerHour: cfg.ChangesPerHour, Capture: cfg.Capture, Containers: len(capture.Containers), Server: ServerStats{PID: cfg.ServerPID}, Warnings: warnings}
+	standard := devs[cfg.Devices:]
+	r := &Report{Started: start, Devices: cfg.Devices, Standard: cfg.Standard, SourceAddrs: addrs, FreqSeconds: cfg.Freq, PollSeconds: cfg.PollFreq,
+		CommandsPerSec: cfg.CommandsPerSec, ChangesPerHour: cfg.ChangesPerHour, Capture: cfg.Capture, Containers: len(capture.Containers),
+		Server: ServerStats{PID: cfg.ServerPID}, Warnings: warnings}
+	if cfg.Tunnels > 0 {
+		r.Tunnels = &Tunnels{Tunnels: cfg.Tunnels, Busy: cmp.Or(cfg.BusyTunnels, cfg.Tunnels), RequestsPerSec: cfg.TunnelRequestsPerSec}
+	}
+	if cfg.StackGroup > 0 {
+		r.Stack = &Stack{GroupSize: cfg.StackGroup}
+	}
 
 	devCtx, stopDevices := context.WithCancel(ctx)
 	defer stopDevices()
@@ -87,13 +110,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var sampling sync.WaitGroup
 	sampling.Go(func() { smp.loop(sampleCtx) })
 
+	// What the operator does, for Duration: commands, tunnels and the
+	// requests through them, the edge stack.
 	cmdCtx, stopCommands := context.WithTimeout(ctx, cfg.Duration)
-	queueCommands(cmdCtx, cfg, a, devs, rec, rnd)
+	var ops sync.WaitGroup
+	ops.Go(func() { queueCommands(cmdCtx, cfg, a, devs, rec, rnd) })
+	if cfg.Tunnels > 0 {
+		tunnels := standard[:cfg.Tunnels]
+		ops.Go(func() { openTunnels(cmdCtx, a, tunnels, rec) })
+		busy := tunnels
+		if cfg.BusyTunnels > 0 {
+			busy = tunnels[:cfg.BusyTunnels]
+		}
+		trnd := mrand.New(mrand.NewPCG(cfg.Seed, 1<<63))
+		ops.Go(func() { tunnelTraffic(cmdCtx, cfg.TunnelRequestsPerSec, a, busy, rec, trnd) })
+	}
+	if cfg.StackGroup > 0 {
+		ops.Go(func() { deployStack(cmdCtx, cfg, a, devs, rec) })
+	}
 	<-cmdCtx.Done()
+	ops.Wait()
 	stopCommands()
-	// Grace: the last commands' acks.
+	// Grace: the last commands' acks, the stack's last reports.
 	deadline := time.Now().Add(cfg.Grace)
-	for rec.unacked() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+	for !rec.settled() && time.Now().Before(deadline) && ctx.Err() == nil {
 		scheduler.Wait(ctx, time.Now().Add(200*time.Millisecond))
 	}
 	stopSampling()
@@ -136,41 +176,10 @@ func loadCapture(dir, name string) (*snapshot.Snapshot, error) {
 }
 
 // queueCommands queues commands at cfg.CommandsPerSec on random devices
-// (one that has checked in, when it finds one in a few draws) until ctx
-// ends. Calls run on a few workers, so a slow answer does not slow the
-// pace; a tick that finds every worker busy is counted as an error.
+// of either mode (one that has checked in, when it finds one in a few
+// draws) until ctx ends.
 func queueCommands(ctx context.Context, cfg Config, a *api, devs []*device, rec *recorder, rnd *mrand.Rand) {
-	if cfg.CommandsPerSec <= 0 {
-		return
-	}
-	type job struct {
-		env       uint64
-		container string
-	}
-	jobs := make(chan job, 64)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(jobs)
-	for range 8 {
-		wg.Go(func() {
-			for j := range jobs {
-				at := time.Now()
-				id, err := a.queue(context.WithoutCancel(ctx), j.env, j.container)
-				if err != nil {
-					rec.fail("command_queue", err)
-					continue
-				}
-				rec.commandQueued(id, at)
-			}
-		})
-	}
-	every := time.Duration(float64(time.Second) / cfg.CommandsPerSec)
-	next := time.Now()
-	for {
-		next = next.Add(every)
-		if !scheduler.Wait(ctx, next) {
-			return
-		}
+	pace(ctx, cfg.CommandsPerSec, 8, func() func() {
 		d := devs[rnd.IntN(len(devs))]
 		for range 4 {
 			if rec.isUp(d.n) {
@@ -178,12 +187,19 @@ func queueCommands(ctx context.Context, cfg Config, a *api, devs []*device, rec 
 			}
 			d = devs[rnd.IntN(len(devs))]
 		}
-		select {
-		case jobs <- job{env: d.env, container: d.ids[rnd.IntN(len(d.ids))]}:
-		default:
-			rec.fail("command_queue_behind", fmt.Errorf("every command worker busy at %v/s", cfg.CommandsPerSec))
+		container := d.ids[rnd.IntN(len(d.ids))]
+		return func() {
+			at := time.Now()
+			id, err := a.queue(context.WithoutCancel(ctx), d.env, container)
+			if err != nil {
+				rec.fail("command_queue", err)
+				return
+			}
+			rec.commandQueued(id, at)
 		}
-	}
+	}, func() {
+		rec.fail("command_queue_behind", fmt.Errorf("every command worker busy at %v/s", cfg.CommandsPerSec))
+	})
 }
 
 // sampler takes the progress samples and prints the progress line.
@@ -232,10 +248,10 @@ func (s *sampler) sample(ctx context.Context) {
 	now := time.Now()
 	dt := now.Sub(s.last).Seconds()
 	s.last = now
-	n, p99, up, errs := s.rec.tick()
-	sm := Sample{T: round3(now.Sub(s.start).Seconds()), Up: up, P99: round3(p99), Errors: errs}
+	t := s.rec.tick()
+	sm := Sample{T: round3(now.Sub(s.start).Seconds()), Up: t.up, P99: round3(t.p99), Errors: t.errs, Tunnels: t.tunnels}
 	if dt > 0 {
-		sm.ExchangesPerSec = round3(float64(n) / dt)
+		sm.ExchangesPerSec = round3(float64(t.n) / dt)
 	}
 	if s.cfg.ServerPID != 0 {
 		if ps, err := readProc(s.cfg.ServerPID); err == nil {
@@ -259,7 +275,10 @@ func (s *sampler) sample(ctx context.Context) {
 		}
 	}
 	s.samples = append(s.samples, sm)
-	line := fmt.Sprintf("%6.0fs  up %d/%d  %.1f exch/s  p99 %.1f ms  errors %d", sm.T, up, s.cfg.Devices, sm.ExchangesPerSec, sm.P99, errs)
+	line := fmt.Sprintf("%6.0fs  up %d/%d  %.1f exch/s  p99 %.1f ms  errors %d", sm.T, t.up, s.cfg.Devices+s.cfg.Standard, sm.ExchangesPerSec, sm.P99, t.errs)
+	if s.cfg.Tunnels > 0 {
+		line += fmt.Sprintf("  tunnels %d/%d", t.tunnels, s.cfg.Tunnels)
+	}
 	if sm.RSSBytes != 0 {
 		line += fmt.Sprintf("  server %.2f cores, RSS %.0f MiB", sm.CPUCores, float64(sm.RSSBytes)/(1<<20))
 	}
@@ -284,7 +303,7 @@ func (s *sampler) server(seconds float64) ServerStats {
 
 // summary is the run in one paragraph.
 func (r *Report) summary() string {
-	s := fmt.Sprintf("%d devices (%d up), %d exchanges in %.0f s: %.1f/s;", r.Devices, r.DevicesUp, r.Exchanges, r.Seconds, r.ExchangesPerSec)
+	s := fmt.Sprintf("%d async and %d standard devices (%d up), %d exchanges in %.0f s: %.1f/s;", r.Devices, r.Standard, r.DevicesUp, r.Exchanges, r.Seconds, r.ExchangesPerSec)
 	for _, k := range kinds {
 		if q, ok := r.Latency[k]; ok {
 			s += fmt.Sprintf(" %s p50 %.1f p99 %.1f max %.1f ms (%d);", k, q.P50, q.P99, q.Max, q.Count)
@@ -295,6 +314,12 @@ func (r *Report) summary() string {
 		errs += v
 	}
 	s += fmt.Sprintf(" errors %d; commands %d queued, %d acked (ack p50 %.0f p99 %.0f ms)", errs, r.Commands.Queued, r.Commands.Acked, r.Commands.Ack.P50, r.Commands.Ack.P99)
+	if t := r.Tunnels; t != nil {
+		s += fmt.Sprintf("; tunnels %d/%d opened (open p50 %.0f p99 %.0f ms), %d up at the end, %d/%d requests answered", t.Opened, t.Tunnels, t.Open.P50, t.Open.P99, t.UpAtEnd, t.Answered, t.Requests)
+	}
+	if st := r.Stack; st != nil {
+		s += fmt.Sprintf("; stack over %d devices: %d delivered, %d running (running p50 %.0f p99 %.0f ms, all %.0f ms)", st.Targets, st.Delivered, st.Running, st.Reported.P50, st.Reported.P99, st.AllRunningMs)
+	}
 	if r.Server.PID != 0 {
 		s += fmt.Sprintf("; server %.1f CPU s (%.2f cores), RSS %.0f MiB (max %.0f)", r.Server.CPUSeconds, r.Server.CPUCores, float64(r.Server.RSSBytes)/(1<<20), float64(r.Server.RSSMaxBytes)/(1<<20))
 	}

@@ -19,17 +19,22 @@ import (
 	"outpost/sim"
 )
 
-// TestFleetPreset is the CI preset of the fleet simulator: 200 async
-// devices at 2 s against the real server binary, 5 commands a second for
-// 30 s. It asserts correctness only, never speed: every device checked in,
-// every queued command acked once and none left pending, no errors, and
-// both report files written and well-formed.
+// TestFleetPreset is the CI preset of the fleet simulator against the real
+// server binary: 200 async devices at 2 s and 20 standard devices polling
+// every second, 5 commands a second for 30 s, 2 tunnels carrying 4
+// requests a second, and an edge stack over a group of 210 devices (every
+// async one and 10 standard ones). It asserts correctness only, never
+// speed: every device checked in, every queued command and stack command
+// acked once and none left pending, every tunnel opened and every request
+// through them answered, the stack running on every device of its group,
+// no errors, and both report files written and well-formed.
 func TestFleetPreset(t *testing.T) {
 	srv := startServer(t)
 	dir := t.TempDir()
 	cfg := sim.Config{
 		Server: srv.URL, User: "admin", Password: adminPassword,
 		Devices: 200, Freq: 2, Duration: 30 * time.Second, Grace: 20 * time.Second,
+		Standard: 20, PollFreq: 1, Tunnels: 2, TunnelRequestsPerSec: 4, StackGroup: 210,
 		CommandsPerSec: 5, ChangesPerHour: 60, // a change a minute per container: deltas flow in 30 s
 		Testdata:  filepath.Join("..", "testdata", "docker"),
 		ServerPID: srv.PID, Metrics: srv.Metrics,
@@ -50,10 +55,10 @@ func TestFleetPreset(t *testing.T) {
 	if len(rep.Errors) != 0 {
 		t.Errorf("errors: %v (first of each: %v)", rep.Errors, rep.ErrorSamples)
 	}
-	if rep.DevicesUp != cfg.Devices {
-		t.Errorf("%d of %d devices had an exchange answered", rep.DevicesUp, cfg.Devices)
+	if rep.DevicesUp != cfg.Devices+cfg.Standard || rep.StandardUp != cfg.Standard {
+		t.Errorf("%d of %d devices had an exchange answered, %d of %d standard ones", rep.DevicesUp, cfg.Devices+cfg.Standard, rep.StandardUp, cfg.Standard)
 	}
-	for _, k := range []string{"first", "ping", "snapshot", "commands"} {
+	for _, k := range []string{"first", "ping", "snapshot", "commands", "poll", "stack", "tunnel"} {
 		if rep.Latency[k].Count == 0 {
 			t.Errorf("no exchange of kind %s: %v", k, rep.Latency)
 		}
@@ -64,6 +69,19 @@ func TestFleetPreset(t *testing.T) {
 	}
 	if rep.Server.RSSBytes == 0 || rep.Server.Goroutines == 0 {
 		t.Errorf("server figures missing: %+v", rep.Server)
+	}
+	if tu := rep.Tunnels; tu == nil || tu.Asked != cfg.Tunnels || tu.Opened != cfg.Tunnels || tu.UpAtEnd != cfg.Tunnels || tu.Requests == 0 || tu.Answered != tu.Requests {
+		t.Errorf("tunnels: %+v, want %d opened and up, every request answered", tu, cfg.Tunnels)
+	}
+	st := rep.Stack
+	if st == nil || st.Targets != cfg.StackGroup || st.Delivered != st.Targets || st.Running != st.Targets || st.AllRunningMs <= 0 ||
+		st.Commands != st.Targets || st.Acked != st.Commands || st.AckedMoreThanOnce != 0 {
+		t.Fatalf("stack: %+v, want it delivered to, acked once and running on all %d devices", st, cfg.StackGroup)
+	}
+	var status struct{ Summary map[string]int }
+	srv.do(t, "GET", fmt.Sprintf("/api/edge-stacks/%d/status", st.ID), nil, &status)
+	if status.Summary["running"] != cfg.StackGroup || len(status.Summary) != 1 {
+		t.Errorf("the server's stack status: %v, want all %d running", status.Summary, cfg.StackGroup)
 	}
 
 	// The server's own view: every environment checked in; every command
@@ -76,10 +94,10 @@ func TestFleetPreset(t *testing.T) {
 		Total int
 	}
 	srv.do(t, "GET", "/api/environments?limit=1000", nil, &page)
-	if page.Total != cfg.Devices {
-		t.Fatalf("%d environments, want %d", page.Total, cfg.Devices)
+	if page.Total != cfg.Devices+cfg.Standard {
+		t.Fatalf("%d environments, want %d", page.Total, cfg.Devices+cfg.Standard)
 	}
-	results := 0
+	results, stackResults := 0, 0
 	for _, e := range page.Items {
 		if e.LastCheckIn == 0 {
 			t.Errorf("environment %d never checked in", e.ID)
@@ -88,6 +106,7 @@ func TestFleetPreset(t *testing.T) {
 			Pending []struct{ ID uint64 }
 			Results []struct {
 				ID     uint64
+				Kind   string
 				Status string
 			}
 		}
@@ -97,13 +116,20 @@ func TestFleetPreset(t *testing.T) {
 		}
 		for _, r := range cmds.Results {
 			if r.Status != "ok" {
-				t.Errorf("environment %d: command %d is %s, want ok", e.ID, r.ID, r.Status)
+				t.Errorf("environment %d: command %d (%s) is %s, want ok", e.ID, r.ID, r.Kind, r.Status)
+			}
+			switch r.Kind {
+			case "container.restart":
+				results++
+			case "stack.deploy":
+				stackResults++
+			default:
+				t.Errorf("environment %d: command %d of kind %s", e.ID, r.ID, r.Kind)
 			}
 		}
-		results += len(cmds.Results)
 	}
-	if results != c.Queued {
-		t.Errorf("the server has %d command results, the simulator queued %d", results, c.Queued)
+	if results != c.Queued || stackResults != cfg.StackGroup {
+		t.Errorf("the server has %d command results and %d stack deploys, the simulator queued %d, the stack targets %d", results, stackResults, c.Queued, cfg.StackGroup)
 	}
 
 	// The report files.

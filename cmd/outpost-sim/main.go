@@ -1,5 +1,6 @@
-// Command outpost-sim simulates a fleet of async devices against a running
-// Outpost server and reports what it cost (package sim).
+// Command outpost-sim simulates a fleet of async and standard devices, their
+// tunnels and an edge stack against a running Outpost server, and reports
+// what it cost (package sim).
 package main
 
 import (
@@ -19,8 +20,14 @@ func main() {
 	flag.StringVar(&cfg.User, "user", cfg.User, "API user")
 	flag.StringVar(&cfg.Password, "password", os.Getenv("OUTPOST_SIM_PASSWORD"), "API password (default $OUTPOST_SIM_PASSWORD)")
 	flag.IntVar(&cfg.Devices, "devices", cfg.Devices, "async devices to simulate")
+	flag.IntVar(&cfg.Standard, "standard", cfg.Standard, "standard devices to simulate (polling /edge/v1/poll)")
 	flag.StringVar(&cfg.Name, "name", cfg.Name, "name prefix of the staged environments")
-	flag.IntVar(&cfg.Freq, "freq", cfg.Freq, "ping, snapshot and command frequency of every device, seconds")
+	flag.IntVar(&cfg.Freq, "freq", cfg.Freq, "ping, snapshot and command frequency of every async device, and the standard devices' snapshot frequency, seconds")
+	flag.IntVar(&cfg.PollFreq, "poll-freq", cfg.PollFreq, "poll interval of the standard devices, seconds")
+	flag.IntVar(&cfg.Tunnels, "tunnels", cfg.Tunnels, "standard devices asked to open a tunnel, held open idle")
+	flag.IntVar(&cfg.BusyTunnels, "busy-tunnels", cfg.BusyTunnels, "how many of the tunnels carry the tunnel requests (0: all)")
+	flag.Float64Var(&cfg.TunnelRequestsPerSec, "tunnel-requests-per-sec", cfg.TunnelRequestsPerSec, "requests per second through the server's API and the tunnels (Docker /_ping, /containers/json, agent ping and host info)")
+	flag.IntVar(&cfg.StackGroup, "stack-group", cfg.StackGroup, "devices (async first) in an edge group targeted by an edge stack once they checked in (0: no stack)")
 	flag.DurationVar(&cfg.Ramp, "ramp", cfg.Ramp, "spread of the devices' first contacts (0: one frequency)")
 	flag.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the fleet runs with commands queued")
 	flag.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long it then runs for the last acks (0: two frequencies and 10 s)")
