@@ -53,3 +53,39 @@ func TestCommandLogPerEnvironment(t *testing.T) {
 		t.Fatalf("results of the last environment: %+v", r)
 	}
 }
+
+// TestQueueTargetCommandsInOneTransaction queues a chunk in which later
+// commands supersede earlier ones of the same environment and one
+// environment is gone: each sees what the ones before it wrote.
+func TestQueueTargetCommandsInOneTransaction(t *testing.T) {
+	s, _ := open(t)
+	e := &Environment{Name: "a"}
+	if err := s.CreateEnvironment(e); err != nil {
+		t.Fatal(err)
+	}
+	sameStack := func(old Command) bool { return old.Kind == "stack.deploy" }
+	var qs []Queued
+	for v := uint64(1); v <= 3; v++ {
+		qs = append(qs, Queued{
+			Command:    &Command{Env: e.ID, Kind: "stack.deploy"},
+			Supersedes: sameStack,
+			Target:     Target{Stack: &StackStatus{Stack: 7, Env: e.ID, Version: v}},
+		})
+	}
+	gone := &Command{Env: e.ID + 100, Kind: "stack.deploy"}
+	qs = append(qs, Queued{Command: gone, Supersedes: sameStack, Target: Target{Stack: &StackStatus{Stack: 7, Env: e.ID + 100, Version: 1}}})
+	if err := s.QueueTargetCommands(qs); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.PendingCommands(e.ID, 10)
+	if err != nil || len(p) != 1 || p[0].ID != qs[2].Command.ID {
+		t.Fatalf("pending: %+v %v; want only the last of the chunk, %d", p, err, qs[2].Command.ID)
+	}
+	st, err := s.StackStatuses(7)
+	if err != nil || len(st) != 1 || st[0].Version != 3 || st[0].Env != e.ID {
+		t.Fatalf("statuses: %+v %v; want version 3 on %d only", st, err, e.ID)
+	}
+	if gone.ID != 0 {
+		t.Fatalf("a command for an environment that is gone got ID %d", gone.ID)
+	}
+}

@@ -354,59 +354,84 @@ type Target struct {
 	KubeAccess string
 }
 
+// Queued is one command of QueueTargetCommands: the command, which of its
+// environment's pending commands it supersedes, and the record it moves.
+type Queued struct {
+	Command    *Command
+	Supersedes func(Command) bool
+	Target     Target
+}
+
 // QueueTargetCommand, in one transaction: does nothing if the environment
 // is gone; else drops env's pending commands
 // that c supersedes (the same stack's or job's deploy/remove or
 // upsert/remove), appends c (setting its ID), and stores the target record.
 func (s *Store) QueueTargetCommand(c *Command, supersedes func(Command) bool, t Target) error {
+	return s.QueueTargetCommands([]Queued{{Command: c, Supersedes: supersedes, Target: t}})
+}
+
+// QueueTargetCommands does what QueueTargetCommand does for each of qs, in
+// order, all in one transaction: a stack over a whole fleet costs one
+// commit per chunk the caller gives, not one per environment.
+func (s *Store) QueueTargetCommands(qs []Queued) error {
 	return s.update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bEnvironments).Get(u64(c.Env)) == nil {
-			return nil // deleted since the reconciler listed it: nothing to queue
-		}
-		cb := tx.Bucket(bCommands)
-		prefix := u64(c.Env)
-		var drop [][]byte
-		cur := cb.Cursor()
-		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
-			var old Command
-			if err := json.Unmarshal(v, &old); err != nil {
+		for _, q := range qs {
+			if err := queueTarget(tx, q.Command, q.Supersedes, q.Target); err != nil {
 				return err
 			}
-			if supersedes(old) {
-				drop = append(drop, bytes.Clone(k))
-			}
-		}
-		for _, k := range drop {
-			if err := cb.Delete(k); err != nil {
-				return err
-			}
-		}
-		id, err := cb.NextSequence()
-		if err != nil {
-			return err
-		}
-		c.ID, c.Status = id, "pending"
-		if err := putJSON(cb, key2(c.Env, id), c); err != nil {
-			return err
-		}
-		if t.Unsent != "" {
-			if err := tx.Bucket(bBlobsSent).Delete(blobSentKey(c.Env, t.Unsent)); err != nil {
-				return err
-			}
-		}
-		if t.KubeAccess != "" {
-			if err := tx.Bucket(bKube).Put(kubeKey('s', c.Env, nil), []byte(t.KubeAccess)); err != nil {
-				return err
-			}
-		}
-		switch {
-		case t.Stack != nil:
-			return putJSON(tx.Bucket(bStackStatus), key2(t.Stack.Stack, t.Stack.Env), t.Stack)
-		case t.Job != nil:
-			return putJSON(tx.Bucket(bJobTargets), key2(t.Job.Job, t.Job.Env), t.Job)
 		}
 		return nil
 	})
+}
+
+// queueTarget is one command of QueueTargetCommands, inside its transaction.
+func queueTarget(tx *bolt.Tx, c *Command, supersedes func(Command) bool, t Target) error {
+	if tx.Bucket(bEnvironments).Get(u64(c.Env)) == nil {
+		return nil // deleted since the reconciler listed it: nothing to queue
+	}
+	cb := tx.Bucket(bCommands)
+	prefix := u64(c.Env)
+	var drop [][]byte
+	cur := cb.Cursor()
+	for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+		var old Command
+		if err := json.Unmarshal(v, &old); err != nil {
+			return err
+		}
+		if supersedes(old) {
+			drop = append(drop, bytes.Clone(k))
+		}
+	}
+	for _, k := range drop {
+		if err := cb.Delete(k); err != nil {
+			return err
+		}
+	}
+	id, err := cb.NextSequence()
+	if err != nil {
+		return err
+	}
+	c.ID, c.Status = id, "pending"
+	if err := putJSON(cb, key2(c.Env, id), c); err != nil {
+		return err
+	}
+	if t.Unsent != "" {
+		if err := tx.Bucket(bBlobsSent).Delete(blobSentKey(c.Env, t.Unsent)); err != nil {
+			return err
+		}
+	}
+	if t.KubeAccess != "" {
+		if err := tx.Bucket(bKube).Put(kubeKey('s', c.Env, nil), []byte(t.KubeAccess)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case t.Stack != nil:
+		return putJSON(tx.Bucket(bStackStatus), key2(t.Stack.Stack, t.Stack.Env), t.Stack)
+	case t.Job != nil:
+		return putJSON(tx.Bucket(bJobTargets), key2(t.Job.Job, t.Job.Env), t.Job)
+	}
+	return nil
 }
 
 // createWithBlob stores v in bucket under a new ID, set through setID
