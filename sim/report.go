@@ -61,6 +61,10 @@ type Report struct {
 	PerDevicePerDay         DayBytes `json:"bytesPerDevicePerDay"`
 	PerStandardDevicePerDay DayBytes `json:"bytesPerStandardDevicePerDay"`
 	Commands                Commands `json:"commands"`
+	// EnvironmentsList is the latency of the environments list (GET
+	// /api/environments, 100 a page, sorted by name) asked every
+	// ListEvery during the run, in ms.
+	EnvironmentsList Quantiles `json:"environmentsListMs"`
 	// Tunnels and Stack are there when the run had them.
 	Tunnels *Tunnels `json:"tunnels,omitempty"`
 	Stack   *Stack   `json:"stack,omitempty"`
@@ -249,6 +253,7 @@ func (r *Report) fill(rec *recorder) {
 		}
 	}
 	c.Delivery, c.Ack = quantiles(rec.since(rec.delivered)), quantiles(rec.since(rec.acked))
+	r.EnvironmentsList = quantiles(rec.listLat)
 	if t := r.Tunnels; t != nil {
 		t.Asked, t.Opened, t.Open = rec.tunnelAsked, len(rec.tunnelOpen), quantiles(rec.tunnelOpenLat)
 		if len(r.Samples) > 0 {
@@ -337,8 +342,9 @@ func (r *Report) writeHTML(path string) error {
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"chart": func(r *Report, what string) template.HTML { return r.chart(what) },
-	"mb":    func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) },
+	"chart":     func(r *Report, what string) template.HTML { return r.chart(what) },
+	"mb":        func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) },
+	"listEvery": func() float64 { return ListEvery.Seconds() },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Outpost fleet simulation</title>
 <style>
@@ -362,6 +368,7 @@ The simulator: {{printf "%.1f" .Simulator.CPUSeconds}} CPU s, RSS {{mb .Simulato
 <p>Per async device and day at {{.FreqSeconds}} s: {{printf "%.0f" .PerDevicePerDay.Body}} B of bodies, {{printf "%.0f" .PerDevicePerDay.Socket}} B on the socket (TLS records; TCP/IP not counted).
 {{if .Standard}}Per standard device and day, polling every {{.PollSeconds}} s: {{printf "%.0f" .PerStandardDevicePerDay.Body}} B of bodies, {{printf "%.0f" .PerStandardDevicePerDay.Socket}} B on the socket.{{end}}
 Tunnel requests count their answers' bodies only.</p>
+<p>The environments list (100 a page, by name), asked every {{printf "%.0f" listEvery}} s: {{.EnvironmentsList.Count}} pages, p50 {{.EnvironmentsList.P50}} ms, p99 {{.EnvironmentsList.P99}} ms, max {{.EnvironmentsList.Max}} ms.</p>
 <h2>Commands</h2>
 <table><tr><th>queued</th><th>delivered</th><th>acked</th><th>unacked</th><th>acked twice</th><th>delivery p50 / p99 ms</th><th>ack p50 / p99 / max ms</th></tr>
 <tr><td>{{.Commands.Queued}}</td><td>{{.Commands.Delivered}}</td><td>{{.Commands.Acked}}</td><td>{{.Commands.Unacked}}</td><td>{{.Commands.AckedMoreThanOnce}}</td>

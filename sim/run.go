@@ -3,6 +3,7 @@ package sim
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
@@ -115,6 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cmdCtx, stopCommands := context.WithTimeout(ctx, cfg.Duration)
 	var ops sync.WaitGroup
 	ops.Go(func() { queueCommands(cmdCtx, cfg, a, devs, rec, rnd) })
+	ops.Go(func() { listEnvironments(cmdCtx, a, rec) })
 	if cfg.Tunnels > 0 {
 		tunnels := standard[:cfg.Tunnels]
 		ops.Go(func() { openTunnels(cmdCtx, a, tunnels, rec) })
@@ -199,6 +201,31 @@ func queueCommands(ctx context.Context, cfg Config, a *api, devs []*device, rec 
 		}
 	}, func() {
 		rec.fail("command_queue_behind", fmt.Errorf("every command worker busy at %v/s", cfg.CommandsPerSec))
+	})
+}
+
+// ListEvery is how often the simulator asks for the environments list,
+// as an operator watching the fleet would.
+const ListEvery = 2 * time.Second
+
+// listEnvironments asks for the first page of the environments list by
+// name every ListEvery until ctx ends: issue 13 bounds it at 50 ms with
+// 100,000 environments, under the fleet's load.
+func listEnvironments(ctx context.Context, a *api, rec *recorder) {
+	pace(ctx, 1/ListEvery.Seconds(), 1, func() func() {
+		return func() {
+			start := time.Now()
+			var page struct {
+				Total int `json:"total"`
+			}
+			if err := a.call(context.WithoutCancel(ctx), http.MethodGet, "/api/environments?sort=name&limit=100", nil, &page, http.StatusOK); err != nil {
+				rec.fail("environments_list", err)
+				return
+			}
+			rec.listed(time.Since(start))
+		}
+	}, func() {
+		rec.fail("environments_list_behind", errors.New("the environments list is slower than one every "+ListEvery.String()))
 	})
 }
 

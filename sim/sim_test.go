@@ -63,6 +63,9 @@ func TestFleetPreset(t *testing.T) {
 			t.Errorf("no exchange of kind %s: %v", k, rep.Latency)
 		}
 	}
+	if rep.EnvironmentsList.Count == 0 {
+		t.Errorf("the environments list was never served: %+v", rep.EnvironmentsList)
+	}
 	c := rep.Commands
 	if c.Queued == 0 || c.Acked != c.Queued || c.Unacked != 0 || c.AckedMoreThanOnce != 0 {
 		t.Errorf("commands: %+v, want every queued one acked once", c)

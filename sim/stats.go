@@ -77,6 +77,8 @@ type recorder struct {
 	tunnelAsked   int
 	tunnelOpen    map[int]bool
 	tunnelOpenLat []float64
+	// listLat is the environments list page as the operator asks it (ms).
+	listLat []float64
 	tunnelsUp     int
 	tunnelSent    int64
 	tunnelDone    int64
@@ -129,6 +131,13 @@ func (r *recorder) addLocked(kind string, ms float64, wb wireBytes, dialed bool)
 		k.bodyKept += wb.body
 		k.socketKept += wb.socket
 	}
+}
+
+// listed records one environments list page served in took.
+func (r *recorder) listed(took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.listLat = append(r.listLat, float64(took)/float64(time.Millisecond))
 }
 
 func (r *recorder) fail(kind string, err error) {
