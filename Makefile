@@ -37,7 +37,7 @@ CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
 
 .DEFAULT_GOAL := build
 
-.PHONY: build run test deps test-short bench bench-protocol bench-fleet fuzz lint tools image clean
+.PHONY: build run test deps test-short bench bench-protocol bench-fleet bench-wire fuzz lint tools image clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
@@ -70,6 +70,13 @@ bench:
 
 bench-protocol:
 	$(GO) run ./internal/tools/benchprotocol
+
+# Bytes on the wire per exchange and per day, Outpost beside the Portainer
+# way, at the socket and at the IP layer (root: network namespaces and
+# nftables counters).
+bench-wire:
+	@bash scripts/ci-deps.sh
+	$(GO) run ./internal/tools/benchwire
 
 # A fleet of simulated async and standard devices, tunnels and an edge
 # stack against a fresh server (outpost-sim, scripts/bench-fleet.sh); the

@@ -89,6 +89,7 @@ func (s *syncer) run(ctx context.Context) error {
 	}
 	for {
 		at, inc := s.plan.Next()
+		s.cl.idle(at.Sub(s.now())) // closes the connection now if the next exchange is far
 		if !wait(ctx, at) {
 			return nil
 		}

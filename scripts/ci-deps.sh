@@ -5,7 +5,7 @@
 # apt is skipped entirely when every package is already installed.
 set -euo pipefail
 
-PACKAGES="busybox-static ca-certificates chromium curl etcd-server jq make"
+PACKAGES="busybox-static ca-certificates chromium curl ethtool etcd-server iproute2 jq make nftables"
 
 missing=()
 for pkg in $PACKAGES; do

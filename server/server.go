@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		return fmt.Errorf("create administrator: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Bind)
+	ln, err := listenEdge(ctx, cfg.Bind)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Bind, err)
 	}
@@ -173,13 +173,14 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	s.tunnelAddr = publicTunnelAddr(cfg, s.url)
 	srv := &http.Server{
 		Handler:           s.routes(),
-		TLSConfig:         tlsConfig(cert, cfg.clientCAs),
+		TLSConfig:         edgeTLSConfig(cert, cfg.clientCAs),
 		ReadHeaderTimeout: 30 * time.Second,
 		// Agents on slow links keep their connection between ticks; a long
 		// idle timeout saves them a TLS handshake per exchange.
 		IdleTimeout: 15 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
+	s.serveFrames(srv)
 	tln, err := net.Listen("tcp", cfg.TunnelAddr)
 	if err != nil {
 		_ = ln.Close()
