@@ -133,13 +133,13 @@ func TestFramedWireBytesPerIdlePing(t *testing.T) {
 	if err := s.exchange(ctx, protocol.IncludePing); err != nil {
 		t.Fatal(err)
 	}
-	if !s.cl.framed {
+	if !s.cl.Framed() {
 		t.Fatal("the client did not negotiate frames")
 	}
 	in0, out0, _ := wc.counts()
 	const pings = 20
 	for range pings {
-		s.cl.idle(time.Minute)
+		s.cl.Idle(time.Minute)
 		if err := s.exchange(ctx, protocol.IncludePing|protocol.IncludeCommands); err != nil {
 			t.Fatal(err)
 		}
@@ -164,14 +164,14 @@ func TestClientClosesWhenTheNextExchangeIsFar(t *testing.T) {
 	s := newTestSyncer(t, srv, fs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Snapshot{}})
 	ctx := context.Background()
 	for range 3 {
-		s.cl.idle(time.Hour)
-		if s.cl.conn != nil {
+		s.cl.Idle(time.Hour)
+		if s.cl.Connected() {
 			t.Fatal("the connection is still open with the next exchange an hour away")
 		}
 		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
 			t.Fatal(err)
 		}
-		if s.cl.conn != nil {
+		if s.cl.Connected() {
 			t.Error("the connection is still open after the last exchange on it")
 		}
 	}
@@ -179,7 +179,7 @@ func TestClientClosesWhenTheNextExchangeIsFar(t *testing.T) {
 		t.Errorf("%d connections and %d last requests for three hourly exchanges, want 3 and 3", c, l)
 	}
 	for range 3 {
-		s.cl.idle(time.Minute)
+		s.cl.Idle(time.Minute)
 		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func TestClientRedialsWhenTheServerClosedTheKeptConnection(t *testing.T) {
 	s := newTestSyncer(t, srv, fs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Snapshot{}})
 	ctx := context.Background()
 	for i := range 3 {
-		s.cl.idle(time.Minute)
+		s.cl.Idle(time.Minute)
 		if err := s.exchange(ctx, protocol.IncludePing); err != nil {
 			t.Fatalf("exchange %d: %v", i, err)
 		}
@@ -221,7 +221,7 @@ func TestClientSendsFinishedWithTheRequest(t *testing.T) {
 	var wc *writeCounter
 	s := newTestSyncer(t, srv, fs.URL, t.TempDir(), &fakeCollector{d: &snapshot.Snapshot{}})
 	s.cl = newClient(fs.URL, true, nil, counting(&wc))
-	s.cl.idle(time.Hour)
+	s.cl.Idle(time.Hour)
 	if err := s.exchange(context.Background(), protocol.IncludePing); err != nil {
 		t.Fatal(err)
 	}
@@ -254,9 +254,9 @@ func TestClientSpeaksHTTPToServersWithoutFrames(t *testing.T) {
 				if err := s.exchange(context.Background(), protocol.IncludePing|protocol.IncludeSnapshot); err != nil {
 					t.Fatalf("exchange %d: %v", i, err)
 				}
-				s.cl.idle(time.Minute)
+				s.cl.Idle(time.Minute)
 			}
-			if s.cl.framed {
+			if s.cl.Framed() {
 				t.Error("framed with a server that does not know frames")
 			}
 		})

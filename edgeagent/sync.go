@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"time"
 
+	"outpost/edgeagent/link"
 	"outpost/kube"
 	"outpost/protocol"
 	"outpost/scheduler"
@@ -27,7 +28,7 @@ type Collector interface {
 type syncer struct {
 	cfg  Config
 	log  *slog.Logger
-	cl   *edgeClient
+	cl   *link.Client
 	col  Collector
 	id   *identity
 	st   *state
@@ -89,7 +90,7 @@ func (s *syncer) run(ctx context.Context) error {
 	}
 	for {
 		at, inc := s.plan.Next()
-		s.cl.idle(at.Sub(s.now())) // closes the connection now if the next exchange is far
+		s.cl.Idle(at.Sub(s.now())) // closes the connection now if the next exchange is far
 		if !wait(ctx, at) {
 			return nil
 		}
@@ -173,7 +174,7 @@ func (s *syncer) exchange(ctx context.Context, inc protocol.Include) error {
 	if s.standard {
 		path = "/edge/v1/poll"
 	}
-	raw, err := s.cl.post(ctx, path, &req, &ans, func(body []byte) string { return s.id.BodyProof(req.EnvID, body) })
+	raw, err := s.cl.Post(ctx, path, &req, &ans, func(body []byte) string { return s.id.BodyProof(req.EnvID, body) })
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) && pe.Code == protocol.CodeIdentity {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"outpost/edgeagent/ident"
+	edgelink "outpost/edgeagent/link"
 	"outpost/protocol"
 	"outpost/scheduler"
 	"outpost/snapshot"
@@ -112,6 +113,7 @@ func (d *device) run(ctx context.Context, start time.Time) {
 	d.plan = scheduler.NewPlan(d.freq, time.Now(), d.rnd)
 	for {
 		at, inc := d.plan.Next()
+		d.link.cl.Idle(time.Until(at)) // as the agent: closed now if the next exchange is far
 		if !scheduler.Wait(ctx, at) {
 			return
 		}
@@ -288,13 +290,13 @@ func (d *device) prepareSnapshot() (*protocol.SnapshotPush, *pending, error) {
 // errKind names an exchange's failure for the report.
 func errKind(err error) string {
 	var pe *protocol.Error
-	var se *statusError
+	var se *edgelink.StatusError
 	var ne net.Error
 	switch {
 	case errors.As(err, &pe):
 		return "server_" + pe.Code
 	case errors.As(err, &se):
-		return fmt.Sprintf("http_%d", se.code)
+		return fmt.Sprintf("http_%d", se.Code)
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	}

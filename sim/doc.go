@@ -10,8 +10,10 @@
 // snapshots the agent's (a full snapshot, then keyed deltas from the acked
 // base with snapshot.Compute). Its engine is a real capture of testdata/docker
 // with names and IDs made its own; a configurable fraction of its
-// containers stop or start each hour. It keeps one TLS connection alive,
-// from its own 127.0.0.x source address (PerAddress devices per address).
+// containers stop or start each hour. Its link to the server is the
+// agent's own client (edgeagent/link: edge frames on one TLS connection,
+// kept while the next exchange is near), from its own 127.0.0.x source
+// address (PerAddress devices per address).
 // One exchange serves both modes, as in the agent: an async device posts
 // it to /edge/v1/sync at its frequencies, a standard device to
 // /edge/v1/poll every PollFreq seconds (its snapshots every Freq).
@@ -54,10 +56,11 @@
 //
 //   - sim reaches the server over HTTP only: it imports none of server,
 //     server/store, web or edgeagent (internal/deps checks it); it shares
-//     the agent's edgeagent/ident, scheduler and the tunnel package.
+//     the agent's edgeagent/ident, edgeagent/link, scheduler and the
+//     tunnel package.
 //   - Latencies are measured by the simulator, on the same machine as the
 //     server: the simulator's own CPU use is in them.
-//   - Socket bytes are TLS records (HTTP headers, TLS framing, handshakes);
+//   - Socket bytes are TLS records (frames, TLS framing, handshakes);
 //     TCP/IP headers, ACKs and keepalives are not counted. A tunnel's
 //     socket bytes are not counted at all (tunnel.Dial makes its own
 //     connection): a tunnel request's bytes are its answer's body.

@@ -78,11 +78,11 @@ type recorder struct {
 	tunnelOpen    map[int]bool
 	tunnelOpenLat []float64
 	// listLat is the environments list page as the operator asks it (ms).
-	listLat []float64
-	tunnelsUp     int
-	tunnelSent    int64
-	tunnelDone    int64
-	tunnelOK      int64
+	listLat    []float64
+	tunnelsUp  int
+	tunnelSent int64
+	tunnelDone int64
+	tunnelOK   int64
 }
 
 // stackRun is the run's edge stack: when it was created, its version, and

@@ -34,6 +34,7 @@ var rules = []struct {
 	{pkg: "edgeagent/jobs", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/agentapi", forbidden: []string{"server", "server/store", "web", "waitingroom"}},
 	{pkg: "edgeagent/ident", allowedOnly: []string{"protocol"}},
+	{pkg: "edgeagent/link", allowedOnly: []string{"protocol"}},
 	// The fleet simulator is a device fleet: it reaches the server over
 	// HTTP only, never through its packages.
 	{pkg: "sim", forbidden: []string{"server", "server/store", "web", "waitingroom", "edgeagent"}},

@@ -17,7 +17,7 @@
 // segmentation offloads off, so each packet is counted as it would travel),
 // and runs itself in each. The server side runs the real server
 // (server.Run) and a Portainer-way endpoint. The device side runs the
-// agent's real client (edgeagent.Client, what the agent's sync loop calls)
+// agent's real client (edgeagent/link, what the agent's sync loop calls)
 // with the agent's own identity code (edgeagent/ident), and a Portainer-way
 // client, and counts each server port in its own namespace. The
 // namespaces are deleted at the end.

@@ -13,6 +13,7 @@ import (
 
 	"outpost/edgeagent"
 	"outpost/edgeagent/ident"
+	"outpost/edgeagent/link"
 	"outpost/internal/corpus"
 	"outpost/protocol"
 	"outpost/snapshot"
@@ -40,7 +41,7 @@ func (c countedConn) Write(p []byte) (int, error) {
 // outpost is one Outpost device: the agent's own client and identity, the
 // snapshot state the agent keeps, content from a capture.
 type outpost struct {
-	cl          *edgeagent.Client
+	cl          *link.Client
 	id          *ident.Identity
 	sock, dials atomic.Int64
 	cur         *snapshot.Snapshot // what the engine runs now
@@ -61,9 +62,13 @@ func newOutpost(key protocol.EdgeKey, d50 *snapshot.Snapshot) (*outpost, error) 
 	o.id = ident.New(sk, dh, fmt.Sprintf("benchwire-%d", key.EnvironmentID), key)
 	// EDGE_INSECURE_POLL=1: the server's certificate is self-signed. The
 	// agent's client dials as it always does; the hook only counts.
-	o.cl = edgeagent.NewClient(key.ServerURL, true, func(c net.Conn) net.Conn {
+	o.cl = link.New(key.ServerURL, true, nil, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := link.Dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
 		o.dials.Add(1)
-		return countedConn{Conn: c, n: &o.sock}
+		return countedConn{Conn: c, n: &o.sock}, nil
 	})
 	return o, nil
 }

@@ -1,4 +1,4 @@
-package edgeagent
+package link
 
 import (
 	"syscall"

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package edgeagent
+package link
 
 import "syscall"
 
