@@ -155,7 +155,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request, poll bool) {
 // for the device to check the answer with.
 func (s *Server) resynced(w http.ResponseWriter, env *store.Environment, req *protocol.SyncRequest, proof *protocol.Proof, first bool) bool {
 	if subtle.ConstantTimeCompare(req.Resync, env.Resync) == 1 {
-		if _, err := s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error { e.Resync = nil; return nil }); err != nil {
+		if _, err := s.store.UpdateEnvironmentShared(env.ID, func(e *store.Environment) error { e.Resync = nil; return nil }); err != nil {
 			s.internalError(w, "sync: clear resync", err)
 			return false
 		}

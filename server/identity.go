@@ -200,7 +200,7 @@ func (s *Server) authenticate(env *store.Environment, edgeID string, agent *prot
 	if err := checkEnroll(env, input, p); err != nil {
 		return nil, false, err
 	}
-	bound, err := s.store.UpdateEnvironment(env.ID, func(e *store.Environment) error {
+	bound, err := s.store.UpdateEnvironmentShared(env.ID, func(e *store.Environment) error {
 		if e.EdgeID != "" {
 			return fmt.Errorf("%w: environment %d was bound meanwhile", errIdentity, e.ID)
 		}

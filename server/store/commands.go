@@ -48,7 +48,7 @@ type Command struct {
 // AddCommand appends c to environment c.Env's log under a new ID, which it
 // sets. IDs increase across the store, so per environment too.
 func (s *Store) AddCommand(c *Command) error {
-	return s.batch(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCommands)
 		id, err := b.NextSequence()
 		if err != nil {

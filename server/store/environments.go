@@ -101,12 +101,22 @@ func (s *Store) Environment(id uint64) (*Environment, error) {
 }
 
 // UpdateEnvironment applies fn to environment id inside one write
-// transaction, which it may share with other writers (batch). fn must only
-// change the record: it may be called more than once, each time with the
-// record as stored.
+// transaction. fn must only change the record.
 func (s *Store) UpdateEnvironment(id uint64, fn func(*Environment) error) (*Environment, error) {
+	return s.updateEnvironment(s.update, id, fn)
+}
+
+// UpdateEnvironmentShared is UpdateEnvironment for device exchanges: the
+// transaction may be shared with other writers (batch), so it costs up to
+// MaxBatchDelay more when alone and far less under a fleet. fn may be
+// called more than once, each time with the record as stored.
+func (s *Store) UpdateEnvironmentShared(id uint64, fn func(*Environment) error) (*Environment, error) {
+	return s.updateEnvironment(s.batch, id, fn)
+}
+
+func (s *Store) updateEnvironment(write func(func(*bolt.Tx) error) error, id uint64, fn func(*Environment) error) (*Environment, error) {
 	var e Environment
-	err := s.batch(func(tx *bolt.Tx) error {
+	err := write(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEnvironments)
 		e = Environment{}
 		if err := getJSON(b, u64(id), &e); err != nil {

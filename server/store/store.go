@@ -61,7 +61,7 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 }
 
 // batch is update for the writes every device exchange can make (binding,
-// counter floors, snapshots): bbolt runs the calls of concurrent callers in
+// counter floors, snapshots, acks): bbolt runs the calls of concurrent callers in
 // one transaction, one commit and its fsyncs for all, after at most
 // MaxBatchDelay (10 ms). On a disk where a commit costs a few milliseconds
 // of fsync, one transaction per exchange capped a fleet's first contacts at
@@ -70,6 +70,9 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 // fn may run more than once: when another call of the same batch fails,
 // the transaction is rolled back and the rest run again. It must start from
 // what it reads in tx and keep no state across runs.
+//
+// A caller alone waits the whole MaxBatchDelay: API handlers and loops
+// that write one record after another use update.
 func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	start := time.Now()
 	err := s.db.Batch(fn)

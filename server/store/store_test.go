@@ -164,7 +164,7 @@ func TestBatchedUpdatesApplyOnce(t *testing.T) {
 	for i := range writers {
 		go func() {
 			<-start
-			_, err := s.UpdateEnvironment(e.ID, func(e *Environment) error {
+			_, err := s.UpdateEnvironmentShared(e.ID, func(e *Environment) error {
 				if slices.Contains(e.TagIDs, uint64(i)) {
 					return fmt.Errorf("writer %d: its own change is already in the record it was given", i)
 				}
