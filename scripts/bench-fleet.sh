@@ -11,7 +11,7 @@
 # and 10,000) does not fit (see sim/doc.go). It ends in about five minutes
 # on a 2-core machine.
 # Override with the environment: DEVICES, STANDARD, FREQ, POLL_FREQ,
-# TUNNELS, BUSY_TUNNELS, TUNNEL_REQUESTS, STACK_GROUP, DURATION, COMMANDS,
+# TUNNELS, BUSY_TUNNELS, TUNNEL_REQUESTS, STACK_GROUP, DURATION, RAMP, COMMANDS,
 # CHANGES, CAPTURE, BIND, TUNNEL_ADDR, METRICS_ADDR, OUT.
 set -euo pipefail
 
@@ -26,6 +26,8 @@ STACK_GROUP=${STACK_GROUP:-2000}
 # Long enough for every device to check in (one FREQ of ramp) and the
 # stack, created then, to reach its group.
 DURATION=${DURATION:-180s}
+# The devices' first contacts spread over RAMP (0: one FREQ).
+RAMP=${RAMP:-0}
 COMMANDS=${COMMANDS:-5}
 CHANGES=${CHANGES:-0.2}
 CAPTURE=${CAPTURE:-docker-5.json}
@@ -60,7 +62,7 @@ done
 OUTPOST_SIM_PASSWORD=$PASSWORD "$BIN/outpost-sim" -server "https://$BIND" \
 	-devices "$DEVICES" -standard "$STANDARD" -freq "$FREQ" -poll-freq "$POLL_FREQ" \
 	-tunnels "$TUNNELS" -busy-tunnels "$BUSY_TUNNELS" -tunnel-requests-per-sec "$TUNNEL_REQUESTS" \
-	-stack-group "$STACK_GROUP" -duration "$DURATION" -commands-per-sec "$COMMANDS" \
+	-stack-group "$STACK_GROUP" -duration "$DURATION" -ramp "$RAMP" -commands-per-sec "$COMMANDS" \
 	-changes-per-hour "$CHANGES" -capture "$CAPTURE" \
 	-server-pid "$server_pid" -metrics "http://$METRICS_ADDR/metrics" \
 	-json "$OUT/report.json" -html "$OUT/report.html"
