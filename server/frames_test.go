@@ -2,11 +2,12 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -14,23 +15,36 @@ import (
 
 	"outpost/protocol"
 	"outpost/snapshot"
+	"outpost/throttle"
 )
 
 // framesServer serves s's routes over TLS as Run does: edge frames for
 // agents that negotiate them, HTTP/1.1 for everyone else.
 func framesServer(t *testing.T, s *Server) *httptest.Server {
 	t.Helper()
+	hs, _ := framesServerOf(t, s, s.routes(), nil)
+	return hs
+}
+
+// framesServerOf serves h as framesServer serves s's routes, and returns
+// its frame connections too. edit, if not nil, changes the http.Server
+// before it starts.
+func framesServerOf(t *testing.T, s *Server, h http.Handler, edit func(*http.Server)) (*httptest.Server, *frameConns) {
+	t.Helper()
 	cert, err := loadOrCreateCert(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(s.routes())
+	hs := httptest.NewUnstartedServer(h)
 	hs.TLS = edgeTLSConfig(cert, nil)
 	hs.Config.IdleTimeout = time.Minute
-	s.serveFrames(hs.Config)
+	fc := s.serveFrames(hs.Config)
+	if edit != nil {
+		edit(hs.Config)
+	}
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
-	return hs
+	return hs, fc
 }
 
 // frameConn dials hs offering protos, as an agent does.
@@ -156,6 +170,150 @@ func TestFramesCloseWithTheLastAnswer(t *testing.T) {
 	}
 }
 
+// TestFramesRefusalOfAnUnreadBodyReachesTheAgent: a body the server
+// refuses without reading it all (past MaxUnprovedBody without a body
+// proof: 413 limit) still gets its answer, as over HTTP/1.1
+// (TestHTTPRefusalOfAnUnreadBodyReachesTheClient): the server reads the
+// rest before it answers and closes, so its close sends no RST that would
+// make the agent's kernel drop the answer.
+func TestFramesRefusalOfAnUnreadBodyReachesTheAgent(t *testing.T) {
+	s, _ := testServer(t)
+	hs := framesServer(t, s)
+	for i := range 3 {
+		c := dialFrames(t, hs, nil, protocol.ALPN)
+		body := make([]byte, 1<<20) // no body proof: refused past ~68 KiB
+		_, _ = rand.Read(body)
+		f, err := sendWhileReading(t, c, &protocol.Frame{Path: protocol.SyncPath, Encoding: protocol.EncodingZstd, Body: body})
+		if err != nil {
+			t.Fatalf("try %d: no answer frame to a refused body: %v (over HTTP/1.1 the agent gets 413 %s)", i, err, protocol.CodeLimit)
+		}
+		if f.Status != http.StatusRequestEntityTooLarge || !f.Close {
+			t.Fatalf("try %d: answer %d %q close %v, want 413 and close (the handler asks for it)", i, f.Status, f.Body, f.Close)
+		}
+	}
+}
+
+// TestFramesBusyAnswerReachesTheAgent: a device's large body (a snapshot,
+// with its body proof) that finds the in-flight budget spent is answered
+// 429 slow_down with a Retry-After, which the agent obeys; it must not be
+// lost to a RST just when the server is shedding load.
+func TestFramesBusyAnswerReachesTheAgent(t *testing.T) {
+	s, _ := testServer(t)
+	s.inflight = throttle.NewBudget(256<<10, nil) // a server under load: 256 KiB left
+	hs := framesServer(t, s)
+	c := dialFrames(t, hs, nil, protocol.ALPN)
+	body := make([]byte, 2<<20)
+	_, _ = rand.Read(body)
+	// Any proof: it is checked once the body has arrived, and lets the
+	// body be read up to MaxCompressedBody.
+	f, err := sendWhileReading(t, c, &protocol.Frame{Path: protocol.SyncPath, Encoding: protocol.EncodingZstd, Proof: "1.AAAA", Body: body})
+	if err != nil {
+		t.Fatalf("no answer frame to a body the busy server refused: %v (want 429 %s, Retry-After %d s)", err, protocol.CodeSlowDown, busyRetry)
+	}
+	var pe protocol.Error
+	if err := protocol.ReadBody(f.Body, f.Encoding, &pe); err != nil || f.Status != http.StatusTooManyRequests || pe.Code != protocol.CodeSlowDown {
+		t.Fatalf("answer %d %+v (%v), want 429 %s", f.Status, pe, err, protocol.CodeSlowDown)
+	}
+}
+
+// TestHTTPRefusalOfAnUnreadBodyReachesTheClient is the request of
+// TestFramesRefusalOfAnUnreadBodyReachesTheAgent over HTTP/1.1: what
+// frames must match.
+func TestHTTPRefusalOfAnUnreadBodyReachesTheClient(t *testing.T) {
+	s, _ := testServer(t)
+	hs := framesServer(t, s)
+	body := make([]byte, 1<<20)
+	_, _ = rand.Read(body)
+	req, _ := http.NewRequest(http.MethodPost, hs.URL+protocol.SyncPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", protocol.ContentType)
+	req.Header.Set("Content-Encoding", protocol.EncodingZstd)
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatalf("HTTP/1.1: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("HTTP/1.1: %d, want 413", resp.StatusCode)
+	}
+}
+
+// sendWhileReading writes f on c as the server reads it, and reads the
+// answer meanwhile: the write may fail once the server has closed, and
+// what matters is the answer.
+func sendWhileReading(t *testing.T, c *tls.Conn, f *protocol.Frame) (protocol.Frame, error) {
+	t.Helper()
+	out, err := protocol.AppendFrame(nil, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	werr := make(chan error, 1)
+	go func() { _, err := c.Write(out); werr <- err }()
+	ans, err := protocol.ReadFrame(bufio.NewReader(c))
+	<-werr
+	return ans, err
+}
+
+// unreadBody answers 403 without reading the request's body.
+var unreadBody = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = w.Write([]byte("refused"))
+})
+
+// TestFramesUnreadBodyThatArrivesKeepsTheConnection: a body the handler
+// did not read is read and discarded by the server, which then serves the
+// next frame on the same connection, since nobody asked for a close.
+func TestFramesUnreadBodyThatArrivesKeepsTheConnection(t *testing.T) {
+	s, _ := testServer(t)
+	hs, _ := framesServerOf(t, s, unreadBody, nil)
+	c := dialFrames(t, hs, nil, protocol.ALPN)
+	br := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	for i := range 3 {
+		out, _ := protocol.AppendFrame(nil, &protocol.Frame{Path: protocol.SyncPath, Body: bytes.Repeat([]byte{byte(i)}, 10<<10)})
+		if _, err := c.Write(out); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		f, err := protocol.ReadFrame(br)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.Status != http.StatusForbidden || f.Close || string(f.Body) != "refused" {
+			t.Fatalf("frame %d: answer %d %q close %v, want 403 \"refused\" and the connection kept", i, f.Status, f.Body, f.Close)
+		}
+	}
+}
+
+// TestFramesUnreadBodyThatStallsGetsTheAnswerAndAClose: a body the handler
+// did not read and whose rest does not come within frameDrainTime (a slow
+// link, or an agent that stalls) leaves the stream out of sync: the agent
+// gets the answer, marked close, then the server's FIN, not a RST.
+func TestFramesUnreadBodyThatStallsGetsTheAnswerAndAClose(t *testing.T) {
+	s, _ := testServer(t)
+	hs, _ := framesServerOf(t, s, unreadBody, nil)
+	c := dialFrames(t, hs, nil, protocol.ALPN)
+	out, _ := protocol.AppendFrame(nil, &protocol.Frame{Path: protocol.SyncPath, Body: make([]byte, 1<<20)})
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(out[:128<<10]); err != nil { // and the rest never
+		t.Fatal(err)
+	}
+	start := time.Now()
+	br := bufio.NewReader(c)
+	f, err := protocol.ReadFrame(br)
+	if err != nil {
+		t.Fatalf("no answer to a body left unread: %v", err)
+	}
+	if f.Status != http.StatusForbidden || !f.Close {
+		t.Fatalf("answer %d %q close %v, want 403 and close", f.Status, f.Body, f.Close)
+	}
+	if took := time.Since(start); took < frameDrainTime/2 {
+		t.Errorf("answered after %v: the server did not wait for the rest of the body", took)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer: %v, want EOF (the server's FIN)", err)
+	}
+}
+
 // TestFramesRefuseWhatIsNotAFrame: a connection that sends something else
 // is closed without an answer.
 func TestFramesRefuseWhatIsNotAFrame(t *testing.T) {
@@ -201,126 +359,17 @@ func TestFramesOthersGetHTTP(t *testing.T) {
 	}
 }
 
-// TestFramesShutdownClosesIdleConnections: Shutdown does not wait for an
-// agent's kept frame connection.
-func TestFramesShutdownClosesIdleConnections(t *testing.T) {
+// TestTLSSessionsResume: a reconnect resumes its TLS session (no
+// certificate, no signature on a metered link), with Go's own tickets.
+func TestTLSSessionsResume(t *testing.T) {
 	s, _ := testServer(t)
 	hs := framesServer(t, s)
-	c := dialFrames(t, hs, nil, protocol.ALPN)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := hs.Config.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("the idle frame connection is still open after Shutdown")
-	}
-}
-
-// TestTLSSessionsResumeWithShortTickets: a reconnect resumes with the
-// server-side session its 16-byte ticket names, and that ticket resumes
-// only once.
-func TestTLSSessionsResumeWithShortTickets(t *testing.T) {
-	s, _ := testServer(t)
-	hs := framesServer(t, s)
-	cache := &lastTicket{ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+	cache := tls.NewLRUClientSessionCache(1)
 	first := dialFrames(t, hs, cache, protocol.ALPN)
 	// The ticket comes after the handshake: read until it is in.
 	_ = first.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	_, _ = first.Read(make([]byte, 1))
-	if len(cache.ticket) != ticketSize {
-		t.Fatalf("ticket of %d bytes, want %d", len(cache.ticket), ticketSize)
-	}
-	used, _ := cache.Get(cache.key)
-	if used == nil {
-		t.Fatal("no session in the cache")
-	}
 	if !dialFrames(t, hs, cache, protocol.ALPN).ConnectionState().DidResume {
 		t.Fatal("the reconnect did not resume")
-	}
-	replay := tls.NewLRUClientSessionCache(1)
-	replay.Put(cache.key, used)
-	if dialFrames(t, hs, replay, protocol.ALPN).ConnectionState().DidResume {
-		t.Error("a used ticket resumed again")
-	}
-}
-
-// lastTicket records the last ticket the client was given.
-type lastTicket struct {
-	tls.ClientSessionCache
-	key    string
-	ticket []byte
-}
-
-func (l *lastTicket) Put(key string, cs *tls.ClientSessionState) {
-	if cs != nil {
-		if t, _, err := cs.ResumptionState(); err == nil {
-			l.key, l.ticket = key, t
-		}
-	}
-	l.ClientSessionCache.Put(key, cs)
-}
-
-// TestTLSSessionsAreSingleUseAndBounded checks the store directly.
-func TestTLSSessionsAreSingleUseAndBounded(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	ts := newTLSSessions(func() time.Time { return now })
-	cert, err := loadOrCreateCert(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A real session state, from a real handshake.
-	var state *tls.SessionState
-	srvCfg := &tls.Config{Certificates: []tls.Certificate{cert}, WrapSession: func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		state = ss
-		return ts.wrap(cs, ss)
-	}}
-	a, b := net.Pipe()
-	go func() {
-		sc := tls.Server(a, srvCfg)
-		_ = sc.Handshake()
-		_, _ = sc.Write([]byte{1})
-	}()
-	cc := tls.Client(b, &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(1)}) //nolint:gosec // test
-	if _, err := cc.Read(make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	_ = b.Close() // not cc.Close: its close_notify would wait on the pipe
-	if state == nil || len(ts.m) != 1 {
-		t.Fatalf("no session kept (%d)", len(ts.m))
-	}
-	var id []byte
-	for k := range ts.m {
-		id = append([]byte(nil), k[:]...)
-	}
-	if ss, err := ts.unwrap(id, tls.ConnectionState{}); err != nil || ss == nil {
-		t.Fatalf("unwrap: %v %v", ss, err)
-	}
-	if ss, _ := ts.unwrap(id, tls.ConnectionState{}); ss != nil {
-		t.Error("a ticket resumed twice")
-	}
-	if ss, _ := ts.unwrap([]byte("a ticket of another size"), tls.ConnectionState{}); ss != nil {
-		t.Error("a foreign ticket resumed")
-	}
-	// Expired sessions do not resume.
-	id2, err := ts.wrap(tls.ConnectionState{}, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now = now.Add(ticketLifetime + time.Second)
-	if ss, _ := ts.unwrap(id2, tls.ConnectionState{}); ss != nil {
-		t.Error("an expired ticket resumed")
-	}
-	// The store stays bounded.
-	ts.max = 1000
-	for range ts.max + 10 {
-		if _, err := ts.wrap(tls.ConnectionState{}, state); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(ts.m) > ts.max {
-		t.Errorf("%d sessions kept, bound %d", len(ts.m), ts.max)
 	}
 }

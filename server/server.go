@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		IdleTimeout: 15 * time.Minute,
 		ErrorLog:    slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
-	s.serveFrames(srv)
+	frames := s.serveFrames(srv)
 	tln, err := net.Listen("tcp", cfg.TunnelAddr)
 	if err != nil {
 		_ = ln.Close()
@@ -241,7 +241,9 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 	_ = s.tunnels.srv.Close() // hijacked connections: Shutdown does not wait for them
 	_ = tsrv.Shutdown(shutCtx)
 	_ = msrv.Shutdown(shutCtx)
-	_ = srv.Shutdown(shutCtx)
+	if srv.Shutdown(shutCtx) != nil {
+		frames.close(5 * time.Second) // frames still served past the timeout end before the store closes
+	}
 	stopFlush()
 	<-flushDone
 	<-reconcileDone

@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -112,106 +111,22 @@ func tlsConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 // agents that ask for them. Browsers and older agents negotiate HTTP/1.1
 // (or nothing) and are served as before.
 //
-// Its session tickets are kept on the server (tlsSessions): a reconnecting
-// agent's ClientHello and the server's new ticket each carry 16 bytes
-// instead of Go's self-contained ticket (105 for a session without a client
-// certificate).
+// Session tickets are Go's own, self-contained (about 105 bytes each way
+// on a resumption). Tickets kept on the server could be 16 bytes, but Go
+// hands a TLS 1.3 client its ticket before the client has finished its
+// handshake: a store of them is filled, and the devices' sessions pushed
+// out, by ClientHellos that never finish. Keeping them safely waits for a
+// store that takes a session only once its handshake is over.
 func edgeTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 	c := tlsConfig(cert, clientCAs)
 	c.NextProtos = []string{protocol.ALPN, "http/1.1"}
-	ts := newTLSSessions(time.Now)
-	c.WrapSession, c.UnwrapSession = ts.wrap, ts.unwrap
 	return c
 }
 
-// tlsSessions keeps resumable TLS sessions in memory, each named by a
-// random 16-byte ticket (RFC 8446 4.6.1 allows a ticket to be a lookup key).
-// A ticket resumes once: the resumed handshake brings a new one. A server
-// restart forgets them all, as it forgot Go's ticket keys, and each agent
-// makes one full handshake.
-type tlsSessions struct {
-	mu  sync.Mutex // guards m; held for no I/O
-	m   map[[ticketSize]byte]tlsSession
-	max int // maxTLSSessions, unless a test makes it smaller
-	now func() time.Time
-}
-
-type tlsSession struct {
-	state []byte // tls.SessionState.Bytes
-	made  int64  // Unix seconds
-}
-
-const (
-	ticketSize = 16
-	// maxTLSSessions bounds the memory held (about 130 bytes a session
-	// without a client certificate, 34 MB in all): one per device of a
-	// large fleet, with room for those that left.
-	maxTLSSessions = 1 << 18
-	// ticketLifetime is as long as Go lets a client use a ticket.
-	ticketLifetime = 7 * 24 * time.Hour
-)
-
-func newTLSSessions(now func() time.Time) *tlsSessions {
-	return &tlsSessions{m: map[[ticketSize]byte]tlsSession{}, max: maxTLSSessions, now: now}
-}
-
-func (ts *tlsSessions) wrap(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-	b, err := ss.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	var id [ticketSize]byte
-	_, _ = rand.Read(id[:]) // never fails
-	now := ts.now().Unix()
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if len(ts.m) >= ts.max {
-		ts.evict(now)
-	}
-	ts.m[id] = tlsSession{state: b, made: now}
-	return id[:], nil
-}
-
-// evict drops the expired sessions and, if that is not enough, about a
-// sixteenth of the others, at random. The caller holds mu.
-func (ts *tlsSessions) evict(now int64) {
-	for id, s := range ts.m {
-		if now-s.made > int64(ticketLifetime/time.Second) {
-			delete(ts.m, id)
-		}
-	}
-	for id := range ts.m {
-		if len(ts.m) < ts.max-ts.max/16 {
-			return
-		}
-		delete(ts.m, id)
-	}
-}
-
-// unwrap returns the session a ticket names, once; nil (a full handshake)
-// for a ticket it does not know.
-func (ts *tlsSessions) unwrap(ticket []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
-	if len(ticket) != ticketSize {
-		return nil, nil
-	}
-	id := [ticketSize]byte(ticket)
-	ts.mu.Lock()
-	s, ok := ts.m[id]
-	delete(ts.m, id)
-	ts.mu.Unlock()
-	if !ok || ts.now().Unix()-s.made > int64(ticketLifetime/time.Second) {
-		return nil, nil
-	}
-	ss, err := tls.ParseSessionState(s.state)
-	if err != nil {
-		return nil, nil // not resumable: a full handshake
-	}
-	return ss, nil
-}
-
-// listenEdge listens for the API and edge connections with TCP keepalives
-// off: a device on a metered link would pay for every probe. The server
-// still drops a dead connection, after its IdleTimeout.
+// listenEdge listens for the API and edge connections. TCP keepalives
+// stay on for the API's connections (a watch or an exec whose operator
+// vanished is found out); frame connections turn theirs off
+// (serveFrameConn): a device on a metered link would pay for each probe.
 func listenEdge(ctx context.Context, addr string) (net.Listener, error) {
-	return (&net.ListenConfig{KeepAlive: -1}).Listen(ctx, "tcp", addr)
+	return (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 }
