@@ -37,11 +37,12 @@ CA_BUNDLE    ?= /etc/ssl/certs/ca-certificates.crt
 
 .DEFAULT_GOAL := build
 
-.PHONY: build run test deps test-short bench bench-protocol bench-fleet bench-wire fuzz lint tools image clean
+.PHONY: build run test deps test-short bench bench-protocol bench-fleet bench-wire bench-agent fuzz lint tools image clean
 
 build:
 	$(GO_BUILD) -o $(BIN)/outpost-server ./cmd/outpost-server
 	$(GO_BUILD) -o $(BIN)/outpost-agent ./cmd/outpost-agent
+	$(GO_BUILD) -o $(BIN)/outpost-compose ./cmd/outpost-compose
 
 # make run BIND=:9444 TUNNEL_ADDR=:8001 changes the ports.
 BIND        ?= :9443
@@ -70,6 +71,12 @@ bench:
 
 bench-protocol:
 	$(GO) run ./internal/tools/benchprotocol
+
+# The agent's resident memory, idle for IDLE and during a stack deploy, the
+# real binaries against a real server on the local engine.
+IDLE ?= 10m
+bench-agent: build
+	$(GO) run ./internal/tools/benchagent -bin $(BIN) -idle $(IDLE)
 
 # Bytes on the wire per exchange and per day, Outpost beside the Portainer
 # way, at the socket and at the IP layer (root: network namespaces and
@@ -137,6 +144,7 @@ image: build
 		chmod 1777 "$$dir/rootfs/tmp"; \
 		cp $(CA_BUNDLE) "$$dir/rootfs/etc/ssl/certs/ca-certificates.crt"; \
 		cp $(BIN)/outpost-$$name "$$dir/outpost-$$name"; \
+		if [ $$name = agent ]; then cp $(BIN)/outpost-compose "$$dir/outpost-compose"; fi; \
 		cp build/$$name.Dockerfile "$$dir/Dockerfile"; \
 		if [ $$name = server ]; then tag=$(SERVER_IMAGE); else tag=$(AGENT_IMAGE); fi; \
 		echo "--- docker build -t $$tag (build/$$name.Dockerfile)"; \

@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer docker.Close()
 
 	now := time.Now
-	runner, err := stacks.New(log)
+	runner, err := stacks.New(stacks.Config{Log: log})
 	if err != nil {
 		return fmt.Errorf("compose: %w", err)
 	}

@@ -1,13 +1,22 @@
 // Package stacks deploys, removes and inspects edge stacks: compose projects
 // run on the device's local Docker engine through Compose's own Go library
 // (github.com/docker/compose/v5/pkg/compose), the code behind
-// `docker compose up -d`, `down` and `ps`, not a shell-out to it.
+// `docker compose up -d` and `down`, not a shell-out to it.
+//
+// Compose runs in the compose helper (HelperName, cmd/outpost-compose,
+// package stacks/compose), a child process started for each Deploy and for
+// each Remove that finds something to remove, which exits when done. This
+// package, which the long-lived agent links, does not import Compose or the
+// Docker CLI: linked into the agent they held about 18 of an idle agent's
+// 40 MiB of resident memory, mostly the binary's pages their package
+// initialization touched, and what a deploy allocated stayed (see
+// HelperName).
 //
 // A Runner is built once per agent from the environment (DOCKER_HOST and the
 // other variables the docker CLI reads). Deploy takes a Spec: a project
 // name, the compose YAML, its variables, registry credentials and a working
 // directory. Status judges a project from its containers as the engine
-// reports them.
+// reports them, in this process.
 //
 // # Caveats
 //
@@ -24,11 +33,22 @@
 //     pull_policy, "missing"); a compose file that says pull_policy: always
 //     gets a pull on every Deploy. Services must name an image: nothing is
 //     built on the device.
-//   - Credentials (Spec.Auth) live in memory only, in a Docker CLI
-//     configuration with no file behind it, built per Deploy. The device's
-//     ~/.docker/config.json logins and credential helpers are not used.
+//   - Credentials (Spec.Auth) go to the helper on its standard input, never
+//     on its command line or in its environment, and live in memory only
+//     there, in a Docker CLI configuration with no file behind it. The
+//     device's ~/.docker/config.json logins and credential helpers are not
+//     used.
 //   - Compose file variables come from Spec.Env alone: the agent's own
 //     environment is neither read by the compose file nor changed by it.
+//   - Without the helper (ErrNoHelper) Deploy fails, and so does Remove of
+//     a project that has containers or networks; Status works.
+//   - A cancelled Deploy or Remove sends the helper SIGTERM, and SIGKILL 15
+//     s later; the helper gets SIGKILL when the agent dies, so a killed
+//     agent leaves no Compose running behind it, as when Compose ran inside
+//     it.
+//   - Status and Remove's look at the engine use DOCKER_HOST (as the
+//     agent's snapshots do); the helper's Compose also honours
+//     DOCKER_CONTEXT. Name the engine with DOCKER_HOST.
 //   - Status counts a service ready when its containers run and, where a
 //     health check is declared, are healthy; a one-shot container that
 //     exited 0 with restart "no" or "on-failure" counts as ready. The full
@@ -42,6 +62,7 @@
 //   - Deploy and Remove of one project are serialized by the Runner; two
 //     Runners (or a person running docker compose) on the same project are
 //     not.
-//   - Compose logs some warnings through logrus, a process-wide logger, and
-//     docker/cli sets logrus's level when the Runner is made.
+//   - The helper's log (JSON lines on its standard error) comes out of the
+//     Runner's logger, with one "compose helper done" line per run giving
+//     its duration and peak resident memory (max_rss_kib).
 package stacks

@@ -1,25 +1,20 @@
 package stacks
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"maps"
+	"net"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/compose-spec/compose-go/v2/loader"
-	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/docker/cli/cli/config/configfile"
-	"github.com/docker/cli/cli/config/credentials"
-	clitypes "github.com/docker/cli/cli/config/types"
-	"github.com/docker/compose/v5/pkg/api"
-
 	"outpost/protocol"
 )
 
-// Spec is one edge stack to deploy.
+// Spec is one edge stack to deploy. It travels to the compose helper as
+// JSON on its standard input (credentials included: never on its command
+// line or in its environment).
 type Spec struct {
 	Project string            // compose project name, e.g. "outpost-stack-12": lowercase letters, digits, '-' and '_', starting with a letter or digit
 	Compose []byte            // the compose YAML
@@ -42,11 +37,6 @@ type Spec struct {
 // Auth is a registry login.
 type Auth struct{ Username, Password string }
 
-// composeFile is the name the compose file is given inside Dir. Nothing is
-// written there: it names the file in errors and in the
-// com.docker.compose.project.config_files label.
-const composeFile = "compose.yaml"
-
 // Validate reports every problem of s at once, each with the offending value;
 // the error wraps ErrInvalid. It does not parse the compose file: Deploy does.
 func (s Spec) Validate() error {
@@ -66,7 +56,7 @@ func (s Spec) Validate() error {
 		errs = append(errs, fmt.Errorf("dir %q is not absolute", s.Dir))
 	}
 	for _, server := range sortedKeys(s.Auth) {
-		if authKey(server) == "" {
+		if AuthKey(server) == "" {
 			errs = append(errs, fmt.Errorf("auth: server address %q has no host", server))
 		}
 		if s.Auth[server].Username == "" {
@@ -79,92 +69,72 @@ func (s Spec) Validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 }
 
-// validProject checks a compose project name the way Compose does.
+// validProject checks a compose project name the way Compose does: its
+// loader's NormalizeProjectName must leave it as it is, that is, lowercase
+// letters, digits, '-' and '_', not starting with '-' or '_'.
 func validProject(name string) error {
 	if name == "" {
 		return errors.New("project name is empty")
 	}
-	if loader.NormalizeProjectName(name) != name {
+	ok := name[0] != '-' && name[0] != '_'
+	for _, c := range name {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_')
+	}
+	if !ok {
 		return fmt.Errorf("project name %q: use only lowercase letters, digits, '-' and '_', starting with a letter or digit", name)
 	}
 	return nil
 }
 
-// load parses, interpolates and validates the compose file the way
-// `docker compose` does, with two differences on purpose: the variables are
-// Spec.Env alone (Compose's own loader would add the agent's process
-// environment, so ${HOME} or an agent secret could leak into a stack) and
-// nothing is fetched from a remote `include`. The error wraps ErrInvalid.
-func (s Spec) load(ctx context.Context) (*types.Project, error) {
-	env := maps.Clone(s.Env) // the loader writes COMPOSE_PROJECT_NAME into it
-	if env == nil {
-		env = map[string]string{}
-	}
-	details := types.ConfigDetails{
-		WorkingDir:  s.Dir,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(s.Dir, composeFile), Content: s.Compose}},
-		Environment: env,
-	}
-	p, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
-		o.SetProjectName(s.Project, true)
-		o.PruneUnnecessaryResources = true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: compose file: %w: fix the stack's compose file", ErrInvalid, err)
-	}
-	p.ComposeFiles = []string{details.ConfigFiles[0].Filename}
-
-	var errs []error
-	for _, name := range p.ServiceNames() {
-		svc := p.Services[name]
-		if svc.Image == "" {
-			errs = append(errs, fmt.Errorf("service %q has no image: images are not built on the device; push it to a registry and name it in image", name))
-			continue
-		}
-		// The labels Compose's own loader puts on every service: they are
-		// how Compose (and Status) finds the project's containers.
-		svc.CustomLabels = map[string]string{
-			api.ProjectLabel:     p.Name,
-			api.ServiceLabel:     name,
-			api.VersionLabel:     api.ComposeVersion,
-			api.WorkingDirLabel:  p.WorkingDir,
-			api.ConfigFilesLabel: strings.Join(p.ComposeFiles, ","),
-			api.OneoffLabel:      "False",
-		}
-		p.Services[name] = svc
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: compose file: %w", ErrInvalid, errors.Join(errs...))
-	}
-	return p, nil
-}
-
-// credentials returns a Docker CLI configuration that lives in memory only:
-// its credentials are s.Auth and nothing else (no credential helper, no
-// ~/.docker/config.json logins), and it has no file name, so saving it fails
-// instead of writing to disk. Proxies are copied from base so containers get
-// the proxy variables `docker compose` would give them.
-func (s Spec) credentials(base *configfile.ConfigFile) *configfile.ConfigFile {
-	cfg := configfile.New("")
-	if base != nil && len(base.Proxies) > 0 {
-		cfg.Proxies = maps.Clone(base.Proxies)
-	}
-	for server, a := range s.Auth {
-		key := authKey(server)
-		cfg.AuthConfigs[key] = clitypes.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: key}
-	}
-	return cfg
-}
-
-// authKey is the key the Docker CLI looks credentials up by: the registry's
-// host[:port], or Docker Hub's historical index URL.
-func authKey(server string) string {
-	host := credentials.ConvertToHostname(strings.TrimSpace(server))
+// AuthKey is the key the Docker CLI looks credentials up by: the registry's
+// host[:port], or Docker Hub's historical index URL. The host is what the
+// Docker CLI's credentials.ConvertToHostname makes of server (the compose
+// helper's tests hold the two equal).
+func AuthKey(server string) string {
+	host := hostname(strings.TrimSpace(server))
 	switch host {
 	case "docker.io", "index.docker.io", "registry-1.docker.io":
 		return "https://index.docker.io/v1/"
 	}
 	return host
+}
+
+// hostname is docker/cli's credentials.ConvertToHostname: the host[:port]
+// of a URL, else what comes before the first '/'.
+func hostname(maybeURL string) string {
+	if strings.Contains(maybeURL, "://") {
+		if u, err := url.Parse(maybeURL); err == nil && u.Hostname() != "" {
+			if u.Port() == "" {
+				return u.Hostname()
+			}
+			return net.JoinHostPort(u.Hostname(), u.Port())
+		}
+		// Unbracketed IPv6 literals, which net/url refuses.
+		_, rest, _ := strings.Cut(maybeURL, "://")
+		if host, _, _ := strings.Cut(rest, "/"); host != "" {
+			if strings.Count(host, ":") > 1 && !strings.HasPrefix(host, "[") {
+				i := strings.LastIndex(host, ":")
+				if addr, port := host[:i], host[i+1:]; addr != "" && isPort(port) {
+					return net.JoinHostPort(addr, port)
+				}
+			}
+			return host
+		}
+	}
+	host, _, _ := strings.Cut(maybeURL, "/")
+	return host
+}
+
+func isPort(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -60,11 +60,7 @@ func TestSpecValidate(t *testing.T) {
 // the operation and project in front of the error.
 func TestDeployRejectsBeforeEngine(t *testing.T) {
 	t.Setenv("DOCKER_HOST", "unix://"+t.TempDir()+"/no-engine.sock")
-	r, err := stacks.New(nil)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	r := newRunner(t, nil)
 	dir := t.TempDir()
 	tests := []struct {
 		name    string

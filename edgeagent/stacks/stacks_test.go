@@ -48,16 +48,12 @@ func setup(t *testing.T) *env {
 	t.Helper()
 	engine := testenv.RequireDocker(t)
 	testenv.BusyboxImage(t, engine)
-	r, err := stacks.New(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	r := newRunner(t, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e := &env{t: t, engine: engine, r: r, project: projectName(t), dir: t.TempDir()}
 	t.Cleanup(func() {
 		if err := r.Remove(context.Background(), e.project); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
-		_ = r.Close()
 	})
 	return e
 }

@@ -9,9 +9,19 @@ import (
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+)
+
+// The labels Compose puts on a project's containers (its pkg/api names
+// them; the compose helper's tests hold these equal), read here without
+// linking Compose into the agent.
+const (
+	ProjectLabel         = "com.docker.compose.project"
+	ServiceLabel         = "com.docker.compose.service"
+	ConfigHashLabel      = "com.docker.compose.config-hash"
+	ContainerNumberLabel = "com.docker.compose.container-number"
+	OneoffLabel          = "com.docker.compose.oneoff"
 )
 
 // Phase is where a stack is, judged from its containers.
@@ -70,12 +80,12 @@ func (r *Runner) Status(ctx context.Context, project string) (State, error) {
 		return State{}, fmt.Errorf("status %s: %w: %w", project, ErrInvalid, err)
 	}
 	f := make(client.Filters).
-		Add("label", api.ProjectLabel+"="+project).
-		Add("label", api.ConfigHashLabel). // leaves out Compose's hook containers
-		Add("label", api.OneoffLabel+"=False")
+		Add("label", ProjectLabel+"="+project).
+		Add("label", ConfigHashLabel). // leaves out Compose's hook containers
+		Add("label", OneoffLabel+"=False")
 	list, err := r.engine.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return State{}, fmt.Errorf("status %s: list containers: %w", project, engineHint(err))
+		return State{}, fmt.Errorf("status %s: list containers: %w", project, EngineHint(err))
 	}
 	var cs []observed
 	for _, c := range list.Items {
@@ -84,7 +94,7 @@ func (r *Runner) Status(ctx context.Context, project string) (State, error) {
 			continue // removed since the list
 		}
 		if err != nil {
-			return State{}, fmt.Errorf("status %s: inspect %s: %w", project, c.ID, engineHint(err))
+			return State{}, fmt.Errorf("status %s: inspect %s: %w", project, c.ID, EngineHint(err))
 		}
 		cs = append(cs, observe(in.Container))
 	}
@@ -116,8 +126,8 @@ type observed struct {
 func observe(in container.InspectResponse) observed {
 	o := observed{restarts: in.RestartCount}
 	if in.Config != nil {
-		o.service = in.Config.Labels[api.ServiceLabel]
-		o.number = in.Config.Labels[api.ContainerNumberLabel]
+		o.service = in.Config.Labels[ServiceLabel]
+		o.number = in.Config.Labels[ContainerNumberLabel]
 	}
 	if in.HostConfig != nil {
 		o.restart = in.HostConfig.RestartPolicy.Name

@@ -30,7 +30,8 @@ var (
 	buildErr  error
 )
 
-// binaries builds outpost-server and outpost-agent once per test process.
+// binaries builds outpost-server and outpost-agent, with the agent's
+// compose helper beside it, once per test process.
 func binaries(t testing.TB) (server, agent string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -38,7 +39,7 @@ func binaries(t testing.TB) (server, agent string) {
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"outpost-server", "outpost-agent"} {
+		for _, name := range []string{"outpost-server", "outpost-agent", "outpost-compose"} {
 			if out, err := testenv.GoBuild(filepath.Join(binDir, name), "outpost/cmd/"+name); err != nil {
 				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
 				return

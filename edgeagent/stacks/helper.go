@@ -1,0 +1,251 @@
+package stacks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// HelperName is the compose helper's executable (cmd/outpost-compose),
+// shipped beside outpost-agent.
+//
+// Why a second executable: Go runs the package initialization of everything
+// linked into a binary when it starts, used or not. Compose, the Docker CLI
+// and what they bring (OpenTelemetry, gRPC, BuildKit's and containerd's
+// protobuf registries, the compose schema) cost an idle agent about 18 MiB
+// of resident memory that way (40 MiB with them, 21 without, measured by
+// internal/tools/benchagent), before any stack is deployed, and their
+// allocations during a deploy stayed with the agent afterwards. The same
+// binary run as a child would not help: the long-lived process would still
+// initialize them all.
+const HelperName = "outpost-compose"
+
+// Operations of the compose helper.
+const (
+	OpUp   = "up"   // Request.Spec: Deploy's work
+	OpDown = "down" // Request.Project: one Compose down
+)
+
+// Request is what the agent asks of the compose helper, as JSON on its
+// standard input.
+type Request struct {
+	Op      string `json:"op"`
+	Spec    *Spec  `json:"spec,omitempty"`
+	Project string `json:"project,omitempty"`
+}
+
+// Result is the helper's answer, as JSON on its standard output. The
+// helper logs on its standard error, as JSON lines (log/slog), which the
+// agent logs as its own.
+type Result struct {
+	// Error is the operation's error, "" when it succeeded; Kind says
+	// what it wraps: KindInvalid (ErrInvalid) or KindImage (ErrImage).
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	// UpFailed: the error came from Compose's up, so the engine may still
+	// be creating containers for it.
+	UpFailed bool `json:"upFailed,omitempty"`
+	// Services are the project's services after a successful up.
+	Services []string `json:"services,omitempty"`
+}
+
+// Kinds of Result errors.
+const (
+	KindInvalid = "invalid"
+	KindImage   = "image"
+)
+
+// ResultOf is the Result of an operation that ended with err.
+func ResultOf(err error) Result {
+	if err == nil {
+		return Result{}
+	}
+	r := Result{Error: err.Error()}
+	switch {
+	case errors.Is(err, ErrInvalid):
+		r.Kind = KindInvalid
+	case errors.Is(err, ErrImage):
+		r.Kind = KindImage
+	}
+	return r
+}
+
+// Err is the error r reports, nil if none: its message, wrapping the
+// sentinel Kind names.
+func (r Result) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	e := &helperError{msg: r.Error}
+	switch r.Kind {
+	case KindInvalid:
+		e.kind = ErrInvalid
+	case KindImage:
+		e.kind = ErrImage
+	}
+	return e
+}
+
+// helperError is an error the helper reported: its message, and the
+// sentinel it wrapped there.
+type helperError struct {
+	msg  string
+	kind error
+}
+
+func (e *helperError) Error() string { return e.msg }
+func (e *helperError) Unwrap() error { return e.kind }
+
+// helper starts the compose helper.
+type helper struct {
+	path string   // "" until found
+	env  []string // added to the environment
+	log  *slog.Logger
+
+	mu sync.Mutex // guards path while it is looked up
+}
+
+// helperStop is how long the helper has to end after SIGTERM (a cancelled
+// Deploy) before it is killed.
+const helperStop = 15 * time.Second
+
+// find returns the helper's path, looking it up the first time.
+func (h *helper) find() (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.path != "" {
+		return h.path, nil
+	}
+	var beside string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			beside = filepath.Join(filepath.Dir(exe), HelperName)
+			if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() {
+				h.path = beside
+				return h.path, nil
+			}
+		}
+	}
+	p, err := exec.LookPath(HelperName)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s is not beside the agent (%s) nor on PATH: install it with the agent (the agent's image has it)", ErrNoHelper, HelperName, beside)
+	}
+	h.path = p
+	return p, nil
+}
+
+// run runs one request in a new helper process and returns its Result. An
+// error the helper reports comes back with its message and its sentinel;
+// Result is nil when the helper gave none (it could not start, or was
+// killed).
+func (h *helper) run(ctx context.Context, req Request, project string) (*Result, error) {
+	path, err := h.find()
+	if err != nil {
+		return nil, err
+	}
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, path)
+	// The agent's environment (the docker CLI's variables, proxies, HOME),
+	// but not the edge key: a secret the helper has no use for.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "EDGE_KEY=") })
+	cmd.Env = append(env, h.env...)
+	cmd.Stdin, cmd.Stdout = bytes.NewReader(in), &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	// A cancelled operation gets the chance to stop Compose cleanly; the
+	// helper dies with the agent (Pdeathsig), as Compose used to when it
+	// ran inside the agent.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = helperStop
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+
+	// Pdeathsig fires when the thread that started the child exits, not the
+	// process: keep this goroutine on its thread until the child is done.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("compose helper: %w", err)
+	}
+	relayed := make(chan struct{})
+	go func() { defer close(relayed); relay(h.log, stderr) }()
+	<-relayed // stderr is closed when the helper exits
+	werr := cmd.Wait()
+
+	attrs := []any{"op", req.Op, "project", project, "took", time.Since(start).Round(time.Millisecond)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		attrs = append(attrs, "max_rss_kib", ru.Maxrss) // Linux reports KiB
+	}
+	h.log.Info("compose helper done", attrs...)
+
+	var res Result
+	if jerr := json.Unmarshal(out.Bytes(), &res); jerr != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("compose helper %s: %v, no answer (%v): its log above says why", path, werr, jerr)
+	}
+	return &res, res.Err()
+}
+
+// maxLogLine bounds one line of the helper's log.
+const maxLogLine = 256 << 10
+
+// relay logs the helper's JSON log lines through log, at their level with
+// their attributes; other lines (a panic's trace) at warn level.
+func relay(log *slog.Logger, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxLogLine)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var rec map[string]any
+		if json.Unmarshal(line, &rec) != nil {
+			if s := strings.TrimSpace(string(line)); s != "" {
+				log.Warn("compose helper", "stderr", s)
+			}
+			continue
+		}
+		var level slog.Level
+		if s, ok := rec[slog.LevelKey].(string); !ok || level.UnmarshalText([]byte(s)) != nil {
+			level = slog.LevelInfo
+		}
+		msg, _ := rec[slog.MessageKey].(string)
+		delete(rec, slog.LevelKey)
+		delete(rec, slog.MessageKey)
+		delete(rec, slog.TimeKey)
+		keys := make([]string, 0, len(rec))
+		for k := range rec {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		attrs := make([]any, 0, 2*len(keys))
+		for _, k := range keys {
+			attrs = append(attrs, k, rec[k])
+		}
+		log.Log(context.Background(), level, msg, attrs...)
+	}
+	// A line over the bound: drop the rest, so the helper never blocks
+	// on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+}
