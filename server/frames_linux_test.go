@@ -94,7 +94,7 @@ func TestFramesCloseWriteAndLingerSendsNoReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	srv, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func TestRunStopsWithAHalfSentRequestHead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			br := bufio.NewReader(c)
 			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 			// One whole exchange first, the connection kept.
@@ -140,7 +140,10 @@ func TestRunStopsWithAHalfSentRequestHead(t *testing.T) {
 			start := time.Now()
 			cancel()
 			select {
-			case <-done:
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
 			case <-time.After(40 * time.Second):
 				t.Fatal("Run did not return in 40 s")
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -250,7 +251,9 @@ func sendWhileReading(t *testing.T, c *tls.Conn, f *protocol.Frame) (protocol.Fr
 	werr := make(chan error, 1)
 	go func() { _, err := c.Write(out); werr <- err }()
 	ans, err := protocol.ReadFrame(bufio.NewReader(c))
-	<-werr
+	if werr := <-werr; err == nil && werr != nil {
+		err = fmt.Errorf("write the frame: %w", werr)
+	}
 	return ans, err
 }
 
