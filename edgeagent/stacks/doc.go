@@ -42,13 +42,16 @@
 //     environment is neither read by the compose file nor changed by it.
 //   - Without the helper (ErrNoHelper) Deploy fails, and so does Remove of
 //     a project that has containers or networks; Status works.
-//   - A cancelled Deploy or Remove sends the helper SIGTERM, and SIGKILL 15
-//     s later; the helper gets SIGKILL when the agent dies, so a killed
-//     agent leaves no Compose running behind it, as when Compose ran inside
-//     it.
-//   - Status and Remove's look at the engine use DOCKER_HOST (as the
-//     agent's snapshots do); the helper's Compose also honours
-//     DOCKER_CONTEXT. Name the engine with DOCKER_HOST.
+//   - A cancelled Deploy or Remove sends the helper's process group
+//     SIGTERM, and SIGKILL 15 s later; when the helper exits, what it left
+//     in its group is killed, and the Runner stops reading its output 2 s at
+//     most. The helper gets SIGKILL when the agent dies (its children do
+//     not). All of this on Linux; elsewhere a cancel kills the helper alone.
+//   - The Runner and the helper pick the engine alike, as the agent's
+//     snapshots do: DOCKER_HOST (with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH),
+//     else the default socket. Docker CLI contexts (DOCKER_CONTEXT, the
+//     current context of ~/.docker/config.json) are ignored: name the
+//     engine with DOCKER_HOST.
 //   - Status counts a service ready when its containers run and, where a
 //     health check is declared, are healthy; a one-shot container that
 //     exited 0 with restart "no" or "on-failure" counts as ready. The full

@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -124,6 +123,13 @@ type helper struct {
 // Deploy) before it is killed.
 const helperStop = 15 * time.Second
 
+// helperDrain bounds the reading of the helper's output after it exited
+// and its process group was killed.
+const helperDrain = 2 * time.Second
+
+// maxResult bounds the helper's answer on its standard output.
+const maxResult = 16 << 20
+
 // find returns the helper's path, looking it up the first time.
 func (h *helper) find() (string, error) {
 	h.mu.Lock()
@@ -162,40 +168,66 @@ func (h *helper) run(ctx context.Context, req Request, project string) (*Result,
 	if err != nil {
 		return nil, err
 	}
-	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, path)
 	// The agent's environment (the docker CLI's variables, proxies, HOME),
 	// but not the edge key: a secret the helper has no use for.
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "EDGE_KEY=") })
 	cmd.Env = append(env, h.env...)
-	cmd.Stdin, cmd.Stdout = bytes.NewReader(in), &out
-	stderr, err := cmd.StderrPipe()
+	cmd.Stdin = bytes.NewReader(in)
+	// Stdout and stderr are pipes of our own, handed to the helper as
+	// files: Wait returns when the helper exits, not when everything that
+	// inherited them (a plugin, a shell wrapper's child) lets go.
+	var out bytes.Buffer
+	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("compose helper: %w", err)
 	}
-	// A cancelled operation gets the chance to stop Compose cleanly; the
-	// helper dies with the agent (Pdeathsig), as Compose used to when it
-	// ran inside the agent.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_, _ = outR.Close(), outW.Close()
+		return nil, fmt.Errorf("compose helper: %w", err)
+	}
+	defer func() { _, _ = outR.Close(), errR.Close() }()
+	cmd.Stdout, cmd.Stderr = outW, errW
+	// A cancelled operation gets the chance to stop Compose cleanly:
+	// SIGTERM, then SIGKILL after WaitDelay. The helper runs in a process
+	// group of its own which gets both (where the OS has them, see
+	// setProcess), and it dies with the agent (Pdeathsig), as Compose used
+	// to when it ran inside the agent.
+	setProcess(cmd)
 	cmd.WaitDelay = helperStop
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 	// Pdeathsig fires when the thread that started the child exits, not the
 	// process: keep this goroutine on its thread until the child is done.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_, _ = outW.Close(), errW.Close() // the helper has its copies
+	if err != nil {
 		return nil, fmt.Errorf("compose helper: %w", err)
 	}
-	relayed := make(chan struct{})
-	go func() { defer close(relayed); relay(h.log, stderr) }()
-	<-relayed // stderr is closed when the helper exits
+	var read sync.WaitGroup
+	read.Go(func() { _, _ = io.Copy(&out, io.LimitReader(outR, maxResult)) })
+	read.Go(func() { relay(h.log, errR) })
 	werr := cmd.Wait()
+	// What the helper left in its group goes with it: it would hold the
+	// pipes open, and nothing waits for it.
+	killGroup(cmd.Process)
+	drained := make(chan struct{})
+	go func() { read.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(helperDrain):
+		// Something outside the group still holds a pipe: stop reading.
+		_, _ = outR.Close(), errR.Close()
+		<-drained
+		h.log.Warn("compose helper: its output was still open after it exited; stopped reading", "project", project)
+	}
 
 	attrs := []any{"op", req.Op, "project", project, "took", time.Since(start).Round(time.Millisecond)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		attrs = append(attrs, "max_rss_kib", ru.Maxrss) // Linux reports KiB
+	if kib, ok := maxRSS(cmd.ProcessState); ok {
+		attrs = append(attrs, "max_rss_kib", kib)
 	}
 	h.log.Info("compose helper done", attrs...)
 
@@ -209,43 +241,64 @@ func (h *helper) run(ctx context.Context, req Request, project string) (*Result,
 	return &res, res.Err()
 }
 
-// maxLogLine bounds one line of the helper's log.
+// maxLogLine bounds one line of the helper's log; what is over it is cut.
 const maxLogLine = 256 << 10
 
 // relay logs the helper's JSON log lines through log, at their level with
-// their attributes; other lines (a panic's trace) at warn level.
+// their attributes; other lines (a panic's trace) at warn level. A line
+// over maxLogLine is logged cut, at warn level, and the lines after it as
+// usual. It reads r to its end, so the helper never blocks on a full pipe.
 func relay(log *slog.Logger, r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLogLine)
-	for sc.Scan() {
-		line := sc.Bytes()
-		var rec map[string]any
-		if json.Unmarshal(line, &rec) != nil {
-			if s := strings.TrimSpace(string(line)); s != "" {
-				log.Warn("compose helper", "stderr", s)
-			}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	n := 0 // the line's length, also what was cut
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n += len(chunk)
+		if room := maxLogLine - len(line); room > 0 {
+			line = append(line, chunk[:min(room, len(chunk))]...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		var level slog.Level
-		if s, ok := rec[slog.LevelKey].(string); !ok || level.UnmarshalText([]byte(s)) != nil {
-			level = slog.LevelInfo
+		switch {
+		case n > maxLogLine:
+			log.Warn("compose helper: log line cut", "bytes", n, "kept", len(line), "stderr", strings.ToValidUTF8(string(line), "\uFFFD"))
+		case len(line) > 0:
+			relayLine(log, bytes.TrimSuffix(line, []byte("\n")))
 		}
-		msg, _ := rec[slog.MessageKey].(string)
-		delete(rec, slog.LevelKey)
-		delete(rec, slog.MessageKey)
-		delete(rec, slog.TimeKey)
-		keys := make([]string, 0, len(rec))
-		for k := range rec {
-			keys = append(keys, k)
+		line, n = line[:0], 0
+		if err != nil {
+			return
 		}
-		sort.Strings(keys)
-		attrs := make([]any, 0, 2*len(keys))
-		for _, k := range keys {
-			attrs = append(attrs, k, rec[k])
-		}
-		log.Log(context.Background(), level, msg, attrs...)
 	}
-	// A line over the bound: drop the rest, so the helper never blocks
-	// on a full pipe.
-	_, _ = io.Copy(io.Discard, r)
+}
+
+// relayLine logs one line of the helper's log.
+func relayLine(log *slog.Logger, line []byte) {
+	var rec map[string]any
+	if json.Unmarshal(line, &rec) != nil {
+		if s := strings.TrimSpace(string(line)); s != "" {
+			log.Warn("compose helper", "stderr", s)
+		}
+		return
+	}
+	var level slog.Level
+	if s, ok := rec[slog.LevelKey].(string); !ok || level.UnmarshalText([]byte(s)) != nil {
+		level = slog.LevelInfo
+	}
+	msg, _ := rec[slog.MessageKey].(string)
+	delete(rec, slog.LevelKey)
+	delete(rec, slog.MessageKey)
+	delete(rec, slog.TimeKey)
+	keys := make([]string, 0, len(rec))
+	for k := range rec {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, k, rec[k])
+	}
+	log.Log(context.Background(), level, msg, attrs...)
 }

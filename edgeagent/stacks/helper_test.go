@@ -1,8 +1,11 @@
 package stacks_test
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"outpost/edgeagent/stacks"
@@ -34,4 +37,39 @@ func newRunner(t *testing.T, log *slog.Logger) *stacks.Runner {
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	return r
+}
+
+// registrySecret is a registry password the helper must not show.
+const registrySecret = "S3cr3t-R3gistry-Passw0rd"
+
+// TestHelperEnvironmentHoldsNoSecret: a fake helper records its environment
+// and arguments; neither holds EDGE_KEY nor the registry password.
+func TestHelperEnvironmentHoldsNoSecret(t *testing.T) {
+	t.Setenv("EDGE_KEY", "edge-key-secret-value")
+	dir := t.TempDir()
+	helper := filepath.Join(dir, stacks.HelperName)
+	if err := os.WriteFile(helper, []byte("#!/bin/sh\nenv > "+dir+"/env\necho \"$0 $*\" > "+dir+"/args\ncat > /dev/null\necho '{}'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, err := stacks.New(stacks.Config{Helper: helper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	spec := stacks.Spec{Project: "test-env", Compose: []byte("services: {web: {image: x}}"), Dir: dir,
+		Auth: map[string]stacks.Auth{"registry.example.com": {Username: "u", Password: registrySecret}}}
+	if err := r.Deploy(context.Background(), spec); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	for _, f := range []string{"env", "args"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{"edge-key-secret-value", registrySecret} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("the helper's %s holds %q", f, secret)
+			}
+		}
+	}
 }

@@ -34,6 +34,23 @@ level=INFO msg="deploy: the engine changed during up, trying again" attempt=1
 	}
 }
 
+// TestRelayKeepsLinesAfterALongOne: a log line over maxLogLine is logged
+// cut, and the lines after it (the helper's final error) as usual.
+func TestRelayKeepsLinesAfterALongOne(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	long := `{"level":"WARN","msg":"compose","details":"` + strings.Repeat("x", maxLogLine) + `"}`
+	in := long + "\n" + `{"level":"ERROR","msg":"write the result","err":"the reason the deploy failed"}` + "\n"
+	relay(log, strings.NewReader(in))
+	got := out.String()
+	if !strings.Contains(got, "the reason the deploy failed") {
+		t.Errorf("after a %d-byte line the relay dropped the rest of the helper's log; relayed %d bytes: %.200q", len(long), len(got), got)
+	}
+	if !strings.Contains(got, "log line cut") {
+		t.Errorf("the long line was not logged as cut: %.200q", got)
+	}
+}
+
 // TestResultErr: an error keeps its message and the sentinel it wraps
 // through the helper's answer.
 func TestResultErr(t *testing.T) {

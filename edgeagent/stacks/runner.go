@@ -111,8 +111,15 @@ func (r *Runner) Deploy(ctx context.Context, s Spec) error {
 	res, err := r.helper.run(ctx, Request{Op: OpUp, Spec: &s}, s.Project)
 	r.mu.Lock()
 	// Without an answer (the helper was killed) nobody knows how far up
-	// got: count it as failed.
-	st.unsettled = err != nil && (res == nil || res.UpFailed)
+	// got: count it as failed. A failure before up (an invalid file, a
+	// pull) touched no container: it leaves unsettled as an earlier up
+	// left it.
+	switch {
+	case err == nil:
+		st.unsettled = false
+	case res == nil || res.UpFailed:
+		st.unsettled = true
+	}
 	if err == nil {
 		st.services = slices.Clone(res.Services)
 	}

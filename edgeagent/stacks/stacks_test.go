@@ -5,6 +5,7 @@ package stacks_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -586,4 +587,54 @@ func snapshot(t *testing.T, dir string) string {
 		t.Fatalf("snapshot %s: %v", dir, err)
 	}
 	return b.String()
+}
+
+// TestFailedPullLogNoSecret: the real helper (this test binary) fails a
+// pull with credentials; neither the relayed log nor the error holds the
+// password.
+func TestFailedPullLogNoSecret(t *testing.T) {
+	t.Parallel()
+	testenv.RequireDocker(t)
+	var out testenv.Buffer
+	r := newRunner(t, slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	spec := stacks.Spec{Project: "outpost-test-secret", Compose: []byte("services: {web: {image: 127.0.0.1:1/test/nope:1}}"), Dir: t.TempDir(),
+		Auth: map[string]stacks.Auth{"127.0.0.1:1": {Username: "test", Password: registrySecret}}}
+	err := r.Deploy(context.Background(), spec)
+	if err == nil {
+		t.Fatal("Deploy of an image on no registry succeeded")
+	}
+	t.Logf("err: %v", err)
+	t.Logf("log:\n%s", out.String())
+	if strings.Contains(err.Error(), registrySecret) || strings.Contains(out.String(), registrySecret) {
+		t.Errorf("the registry password is in the error or the relayed log")
+	}
+}
+
+// TestHelperAndRunnerSameEngine: the helper deploys on the engine the
+// Runner's Status and Remove look at, also when ~/.docker/config.json names
+// a current context (`docker context use`) elsewhere.
+func TestHelperAndRunnerSameEngine(t *testing.T) {
+	e := setup(t)
+	cfg := t.TempDir()
+	// A current context whose endpoint is not the engine the agent reads.
+	const name = "test-elsewhere"
+	sum := sha256.Sum256([]byte(name))
+	meta := filepath.Join(cfg, "contexts", "meta", hex.EncodeToString(sum[:]))
+	if err := os.MkdirAll(meta, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(meta, "meta.json"), []byte(`{"Name":"`+name+`","Metadata":{},"Endpoints":{"docker":{"Host":"unix:///nonexistent/test-elsewhere.sock","SkipTLSVerify":false}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "config.json"), []byte(`{"currentContext":"`+name+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", cfg)
+
+	if err := e.r.Deploy(context.Background(), e.spec(compose("services: {web: {image: %[1]s, command: sleep 3600}}"))); err != nil {
+		t.Fatalf("Deploy: %v", err)
+	}
+	if st, err := e.r.Status(context.Background(), e.project); err != nil || st.Phase == stacks.Missing {
+		t.Errorf("after a Deploy the Runner's Status sees %v (err %v): the helper deployed on another engine", st.Phase, err)
+	}
 }

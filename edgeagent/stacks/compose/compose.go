@@ -18,7 +18,6 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/cli/cli/command"
-	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/docker/cli/cli/flags"
 	"github.com/docker/compose/v5/pkg/api"
@@ -100,20 +99,28 @@ type engine struct {
 	compose api.Compose      // for operations that need no credentials
 }
 
-// newEngine returns an engine for the engine the environment names
-// (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONTEXT, as the
-// docker CLI reads them). It does not contact the engine.
+// newEngine returns an engine for the engine the agent's own client uses:
+// client.FromEnv (DOCKER_HOST, DOCKER_API_VERSION, DOCKER_TLS_VERIFY,
+// DOCKER_CERT_PATH, else the default socket). The Docker CLI's contexts
+// (DOCKER_CONTEXT, the current context of ~/.docker/config.json) are not
+// followed: the Runner's Status and Remove look at the engine through
+// client.FromEnv, and must see what Compose deployed. It does not contact
+// the engine.
 func newEngine(log *slog.Logger) (*engine, error) {
 	opts := flags.NewClientOptions()
 	fs := pflag.NewFlagSet("outpost", pflag.ContinueOnError)
 	opts.InstallFlags(fs) // defaults from the environment, as the docker CLI has them
 	opts.SetDefaultOptions(fs)
+	// The default context is DOCKER_HOST (or the default socket) with
+	// the environment's TLS settings: what client.FromEnv reads.
+	opts.Context = command.DefaultContextName
 
-	// Build the engine client here: DockerCli builds it lazily and calls
-	// os.Exit when that fails.
-	ec, err := command.NewAPIClientFromFlags(opts, config.LoadDefaultConfigFile(io.Discard))
+	// Build the engine client here, as the agent builds its own: DockerCli
+	// would build it lazily from the context, and call os.Exit when that
+	// fails.
+	ec, err := client.New(client.FromEnv, client.WithUserAgent(command.UserAgent()))
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w: check DOCKER_HOST and DOCKER_CONTEXT", err)
+		return nil, fmt.Errorf("docker client: %w: check DOCKER_HOST", err)
 	}
 	cli, err := command.NewDockerCli(
 		command.WithAPIClient(ec),

@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -42,6 +43,32 @@ func TestAuthKeyIsTheCLIs(t *testing.T) {
 		}
 		if got := stacks.AuthKey(server); got != want {
 			t.Errorf("AuthKey(%q) = %q, the Docker CLI's host is %q", server, got, want)
+		}
+	}
+}
+
+// TestAuthKeyIsTheCLIsGenerated: stacks.AuthKey re-implements the Docker
+// CLI's credentials.ConvertToHostname so that the agent need not link the
+// CLI; they agree on many generated addresses.
+func TestAuthKeyIsTheCLIsGenerated(t *testing.T) {
+	parts := []string{"https://", "http://", "://", "a", "reg.example.com", ":", "5000", "/", "[", "]", "::1", "fd00::1", "@", "user:pw@", "%", "%zz", "?", "#", " ", "docker.io", "x", "0", "65536", ":abc", "\t"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	bad := 0
+	for range 200000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(6) {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		server := b.String()
+		want := clicred.ConvertToHostname(strings.TrimSpace(server))
+		switch want {
+		case "docker.io", "index.docker.io", "registry-1.docker.io":
+			want = "https://index.docker.io/v1/"
+		}
+		if got := stacks.AuthKey(server); got != want {
+			if bad++; bad <= 10 {
+				t.Errorf("AuthKey(%q) = %q, the Docker CLI's is %q", server, got, want)
+			}
 		}
 	}
 }

@@ -12,8 +12,11 @@
 //
 // # Caveats
 //
-//   - Main reads the Docker CLI's environment (DOCKER_HOST, DOCKER_CONTEXT,
-//     DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), which it inherits from the agent.
+//   - Main picks its engine as the agent does (client.FromEnv: DOCKER_HOST,
+//     DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_API_VERSION, which it
+//     inherits from the agent, else the default socket). Docker CLI
+//     contexts (DOCKER_CONTEXT, `docker context use`) are ignored, so
+//     that the agent's Status and Remove see what the helper deployed.
 //   - Credentials (Spec.Auth) live in memory only, in a Docker CLI
 //     configuration with no file behind it. The device's
 //     ~/.docker/config.json logins and credential helpers are not used.
