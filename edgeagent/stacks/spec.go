@@ -3,10 +3,11 @@ package stacks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"outpost/protocol"
@@ -55,7 +56,7 @@ func (s Spec) Validate() error {
 	} else if !filepath.IsAbs(s.Dir) {
 		errs = append(errs, fmt.Errorf("dir %q is not absolute", s.Dir))
 	}
-	for _, server := range sortedKeys(s.Auth) {
+	for _, server := range slices.Sorted(maps.Keys(s.Auth)) {
 		if AuthKey(server) == "" {
 			errs = append(errs, fmt.Errorf("auth: server address %q has no host", server))
 		}
@@ -135,13 +136,4 @@ func isPort(s string) bool {
 		}
 	}
 	return true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -256,7 +257,7 @@ func summarize(expected []string, deploying bool, cs []observed) State {
 	}
 	worst := ready
 	var problems []problem
-	for _, name := range sortedKeys(byService) {
+	for _, name := range slices.Sorted(maps.Keys(byService)) {
 		containers := byService[name]
 		sort.Slice(containers, func(i, j int) bool { return num(containers[i].number) < num(containers[j].number) })
 		v := ready

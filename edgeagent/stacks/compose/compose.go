@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,7 +259,7 @@ func (e *engine) ensureImages(ctx context.Context, svc api.Compose, p *types.Pro
 	// One Pull per image, in parallel, so each error names its image.
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards errs while pulls run
-	for _, image := range sortedKeys(pulls) {
+	for _, image := range slices.Sorted(maps.Keys(pulls)) {
 		services := pulls[image]
 		one := *p
 		one.Services = types.Services{services[0]: p.Services[services[0]]}
