@@ -95,7 +95,8 @@
 //     process; nor its targets (p99 ≤ 100 ms, RSS ≤ 2 GiB, delivery
 //     within one interval + 5 s) and raising N until the server breaks.
 //   - TODO: IP-layer bytes (kernel counters) beside the socket bytes, and
-//     a tunnel's socket bytes.
+//     a tunnel's socket bytes. make bench-wire (internal/tools/benchwire)
+//     measures both layers for one device with the same client.
 //   - TODO: devices are not restarted mid-run (no reconnect exchanges, no
 //     counter blocks across restarts), tunnels are not closed for
 //     inactivity and reopened, and no server restart or restore.
