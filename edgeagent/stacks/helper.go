@@ -143,6 +143,7 @@ func (h *helper) find() (string, error) {
 			beside = filepath.Join(filepath.Dir(exe), HelperName)
 			if fi, err := os.Stat(beside); err == nil && fi.Mode().IsRegular() {
 				h.path = beside
+				h.logFound()
 				return h.path, nil
 			}
 		}
@@ -152,7 +153,16 @@ func (h *helper) find() (string, error) {
 		return "", fmt.Errorf("%w: %s is not beside the agent (%s) nor on PATH: install it with the agent (the agent's image has it)", ErrNoHelper, HelperName, beside)
 	}
 	h.path = p
+	h.logFound()
 	return p, nil
+}
+
+// logFound says which helper the agent runs: the one beside it, or, when
+// there is none, the first on PATH.
+func (h *helper) logFound() {
+	if h.log != nil {
+		h.log.Info("compose helper", "path", h.path)
+	}
 }
 
 // run runs one request in a new helper process and returns its Result. An
