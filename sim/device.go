@@ -2,8 +2,6 @@ package sim
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -67,27 +65,23 @@ type pending struct {
 }
 
 func newDevice(n int, standard bool, key protocol.EdgeKey, server string, src net.IP, capture *snapshot.Snapshot, cfg Config, rec *recorder, now time.Time) (*device, error) {
-	_, sk, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	dh, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails
+	id, err := ident.Generate(fmt.Sprintf("sim-%d-%s", n, hex.EncodeToString(b[:])), key)
+	if err != nil {
+		return nil, err
+	}
 	rnd := mrand.New(mrand.NewPCG(cfg.Seed, uint64(n)))
 	d := &device{
 		n: n, env: key.EnvironmentID, standard: standard, rec: rec, rnd: rnd,
-		id:   ident.New(sk, dh, fmt.Sprintf("sim-%d-%s", n, hex.EncodeToString(b[:])), key),
+		id:   id,
 		link: newLink(server, src),
 		freq: cfg.freq(standard),
 		eng:  newContent(capture, n, cfg.ChangesPerHour, now, rnd),
 		got:  map[uint64]bool{},
 	}
 	if standard {
-		if d.tun, err = newDeviceTunnel(n, key, sk, rec); err != nil {
+		if d.tun, err = newDeviceTunnel(n, key, id.Key, rec); err != nil {
 			return nil, err
 		}
 	}

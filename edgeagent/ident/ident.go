@@ -3,6 +3,7 @@ package ident
 import (
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 
@@ -51,6 +52,20 @@ func New(key ed25519.PrivateKey, dh *ecdh.PrivateKey, edgeID string, k protocol.
 		id.Enroll, id.EnrollEnv = protocol.EnrollKey(k.Secret), k.EnvironmentID
 	}
 	return id
+}
+
+// Generate is New with fresh keys: a device that keeps none (the fleet
+// simulator's, a benchmark's). The agent keeps its own in its state.
+func Generate(edgeID string, k protocol.EdgeKey) (*Identity, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	dh, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return New(key, dh, edgeID, k), nil
 }
 
 // Seal gives req its proof with the next counter. reserve, when not nil, is

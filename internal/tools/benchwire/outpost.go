@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"runtime"
@@ -50,16 +47,11 @@ type outpost struct {
 }
 
 func newOutpost(key protocol.EdgeKey, d50 *snapshot.Snapshot) (*outpost, error) {
-	_, sk, err := ed25519.GenerateKey(rand.Reader)
+	id, err := ident.Generate(fmt.Sprintf("benchwire-%d", key.EnvironmentID), key)
 	if err != nil {
 		return nil, err
 	}
-	dh, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	o := &outpost{cur: d50}
-	o.id = ident.New(sk, dh, fmt.Sprintf("benchwire-%d", key.EnvironmentID), key)
+	o := &outpost{cur: d50, id: id}
 	// EDGE_INSECURE_POLL=1: the server's certificate is self-signed. The
 	// agent's client dials as it always does; the hook only counts.
 	o.cl = link.New(key.ServerURL, true, nil, func(ctx context.Context, network, addr string) (net.Conn, error) {
